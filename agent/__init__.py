@@ -1,0 +1,2 @@
+"""Telemetry collection agent."""
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""The agent process: load -> build -> run -> reload on demand -> drain -> exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from importlib import resources
+
+from agent.config.pipeline import Pipeline, load_files, load_texts
+from agent.core.errors import EXIT_FAILURE, AgentError, ConfigErrors
+from agent.observe.stats import StatsRegistry
+from agent.topology.running import Topology
+
+log = logging.getLogger("agent")
+
+
+def default_pipeline_text() -> str:
+    return resources.files("agent").joinpath("default_pipeline.yaml").read_text(encoding="utf-8")
+
+
+def load_pipeline(paths: list[str]) -> Pipeline:
+    """The pipeline in ``paths``, or the embedded default when there are none."""
+    if paths:
+        return load_files(paths)
+    return load_texts([(default_pipeline_text(), "<default pipeline>")])
+
+
+class Agent:
+    """Owns the topology, the HTTP API, signal handling and config reloads."""
+
+    def __init__(self, config_paths: list[str], pipeline: Pipeline) -> None:
+        self.config_paths = config_paths
+        self.pipeline = pipeline
+        self.stats = StatsRegistry()
+        self.topology = Topology(pipeline, self.stats)
+        self.reloads = {"success": 0, "failure": 0}
+        self._stopping = 0
+        self._reload_lock = asyncio.Lock()
+
+    async def run(self) -> int:
+        from agent.observe.server import ApiServer  # aiohttp is imported only when running
+
+        for warning in self.pipeline.warnings:
+            log.warning(warning)
+        log.info("delivery guarantee: at least once; sources commit positions only after every sink acknowledged",
+                 extra={"components": len(self.pipeline.components)})
+        api = ApiServer(self) if self.pipeline.root.api.enabled else None
+        if api is not None:
+            await api.start(self.pipeline.root.api.address)
+        self._install_signals()
+        watcher = asyncio.create_task(self._watch_config_files(), name="config-watcher")
+        try:
+            return await self.topology.run()
+        finally:
+            watcher.cancel()
+            if api is not None:
+                await api.stop()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._stopping += 1
+        if self._stopping > 1 and sig == signal.SIGINT:
+            log.error("second interrupt: exiting now")
+            os._exit(EXIT_FAILURE)
+        log.info("stopping: draining pipeline", extra={"signal": sig.name})
+        self.topology.request_stop()
+
+    async def reload(self, trigger: str) -> tuple[bool, str]:
+        """Validate the config files and swap in what changed; an invalid config changes nothing."""
+        async with self._reload_lock:
+            if not self.config_paths:
+                return False, "running the embedded default pipeline: nothing to reload"
+            try:
+                pipeline = load_files(self.config_paths)
+                if pipeline.root.api != self.pipeline.root.api or pipeline.root.data_dir != self.pipeline.root.data_dir:
+                    log.warning("api and data_dir changes take effect after a restart")
+                changed = await self.topology.reload(pipeline)
+            except (ConfigErrors, AgentError) as exc:
+                self.reloads["failure"] += 1
+                log.error("config reload failed; the running pipeline is unchanged",
+                          extra={"trigger": trigger, "error": str(exc)})
+                return False, str(exc)
+            self.pipeline = pipeline
+            self.reloads["success"] += 1
+            log.info("config reloaded", extra={"trigger": trigger, "restarted": changed})
+            return True, "reloaded: " + (", ".join(changed) if changed else "no component changed")
+
+    async def _watch_config_files(self, interval: float = 1.0) -> None:
+        def stamp() -> list[tuple[float, int] | None]:
+            out: list[tuple[float, int] | None] = []
+            for path in self.config_paths:
+                try:
+                    st = os.stat(path)
+                    out.append((st.st_mtime, st.st_size))
+                except OSError:
+                    out.append(None)
+            return out
+
+        last = stamp()
+        while True:
+            await asyncio.sleep(interval)
+            now = stamp()
+            if now != last:
+                last = now
+                await self.reload("file change")

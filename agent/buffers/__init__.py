@@ -1,0 +1,1 @@
+"""Bounded buffers that sit on every edge of the topology."""

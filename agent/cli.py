@@ -1,0 +1,98 @@
+"""The `agent` command: parse arguments, call into the package, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agent import __version__
+from agent.core.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, BuildError, ConfigErrors
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent", description="Telemetry collection agent.")
+    parser.add_argument("--version", action="version", version=f"agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline (the embedded default without -c)")
+    run.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
+
+    validate = sub.add_parser("validate", help="check a pipeline config without running it")
+    validate.add_argument("-c", "--config", action="append", required=True, metavar="FILE")
+    validate.add_argument("--deny-warnings", action="store_true", help="treat warnings as errors")
+    validate.add_argument("--no-environment", action="store_true",
+                          help="skip everything that touches the network (healthchecks)")
+
+    sub.add_parser("schema", help="print the JSON Schema of the config")
+
+    tap = sub.add_parser("tap", help="stream a sample of what a component emits")
+    tap.add_argument("component")
+    tap.add_argument("--api", default="127.0.0.1:2020")
+    tap.add_argument("--limit", type=int, default=100)
+    tap.add_argument("--seconds", type=float, default=30.0)
+
+    top = sub.add_parser("top", help="live per-component throughput and buffer use")
+    top.add_argument("--api", default="127.0.0.1:2020")
+    top.add_argument("--interval", type=float, default=1.0)
+
+    bench = sub.add_parser("bench", help="built-in throughput scenarios, no outside services")
+    bench.add_argument("scenario", nargs="?", help="scenario name (default: all); --list shows them")
+    bench.add_argument("--list", action="store_true")
+    bench.add_argument("--events", type=int, help="events per scenario")
+    bench.add_argument("--json", action="store_true", help="one JSON object per scenario on stdout")
+    bench.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "validate":
+        from agent.validate import validate
+
+        return validate(args.config, deny_warnings=args.deny_warnings, healthchecks=not args.no_environment)
+    if args.command == "schema":
+        from agent.config.schema import config_schema
+
+        sys.stdout.write(config_schema() + "\n")
+        return EXIT_OK
+    if args.command == "tap":
+        from agent.client import tap
+
+        return tap(args.api, args.component, args.limit, args.seconds)
+    if args.command == "top":
+        from agent.client import top
+
+        return top(args.api, args.interval)
+    if args.command == "bench":
+        from agent.bench import main as bench_main
+
+        return bench_main(args)
+    raise AssertionError(args.command)
+
+
+def _run(paths: list[str]) -> int:
+    import uvloop
+
+    from agent.app import Agent, load_pipeline
+    from agent.observe.logging import setup_logging
+
+    pipeline = load_pipeline(paths)
+    setup_logging(pipeline.root.log_level)
+    agent = Agent(paths, pipeline)
+    return uvloop.run(agent.run())

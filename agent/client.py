@@ -1,0 +1,94 @@
+"""`agent tap` and `agent top`: small clients of a running agent's HTTP API."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+
+from agent.core.errors import EXIT_FAILURE, EXIT_OK
+
+
+def _url(api: str, path: str) -> str:
+    return f"http://{api}{path}" if "://" not in api else f"{api}{path}"
+
+
+def tap(api: str, component: str, limit: int, seconds: float) -> int:
+    """Print sampled events of ``component`` as NDJSON until ``limit`` or ``seconds``."""
+    url = _url(api, f"/api/v1/tap/{component}?limit={limit}&seconds={seconds}")
+    try:
+        with urllib.request.urlopen(url, timeout=seconds + 5) as response:
+            for line in response:
+                sys.stdout.write(line.decode())
+                sys.stdout.flush()
+    except urllib.error.HTTPError as exc:
+        print(f"error: {orjson.loads(exc.read()).get('error', exc.reason)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"error: cannot reach the agent API at {api}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def fetch_components(api: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(_url(api, "/api/v1/components"), timeout=5) as response:
+        return list(orjson.loads(response.read())["components"])
+
+
+def rates(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]], elapsed: float) -> list[dict[str, Any]]:
+    """Per-component rows with events/s and bytes/s since ``previous``."""
+    rows = []
+    for c in current:
+        before = previous.get(c["id"], c)
+        row = dict(c)
+        for key in ("received_events", "sent_events", "sent_bytes"):
+            row[key + "_rate"] = max(0.0, (c[key] - before[key]) / elapsed) if elapsed > 0 else 0.0
+        rows.append(row)
+    return rows
+
+
+def render_table(rows: list[dict[str, Any]], api: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"agent top - {api}", expand=True)
+    for column in ("id", "kind", "type", "in ev/s", "out ev/s", "out MiB/s", "errors", "discarded", "buffer"):
+        table.add_column(column, justify="left" if column in ("id", "kind", "type") else "right")
+    for r in rows:
+        buffer = r.get("buffer")
+        fill = "-"
+        if buffer:
+            share = max(buffer["events"] / max(1, buffer["max_events"]), buffer["bytes"] / max(1, buffer["max_bytes"]))
+            fill = f"{share:6.1%} ({buffer['events']} ev)"
+        table.add_row(r["id"], r["kind"], r["type"], f"{r['received_events_rate']:,.0f}",
+                      f"{r['sent_events_rate']:,.0f}", f"{r['sent_bytes_rate'] / 2**20:,.2f}",
+                      str(r["errors"]), str(r["discarded_events"]), fill)
+    return table
+
+
+def top(api: str, interval: float) -> int:
+    """Redraw a per-component table every ``interval`` seconds until interrupted."""
+    from rich.live import Live
+
+    try:
+        previous = {c["id"]: c for c in fetch_components(api)}
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"error: cannot reach the agent API at {api}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    last = time.monotonic()
+    with Live(render_table(rates(previous, list(previous.values()), 0), api), refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                try:
+                    current = fetch_components(api)
+                except (urllib.error.URLError, OSError):
+                    continue
+                now = time.monotonic()
+                live.update(render_table(rates(previous, current, now - last), api))
+                previous, last = {c["id"]: c for c in current}, now
+        except KeyboardInterrupt:
+            return EXIT_OK

@@ -1,0 +1,1 @@
+"""Pure byte <-> event functions: no asyncio, no I/O."""

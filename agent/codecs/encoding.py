@@ -1,0 +1,60 @@
+"""Encoding batches as newline-delimited bytes for file, console and socket sinks.
+
+``json``: dict events as JSON objects; JSON_LINES written verbatim; plain
+lines wrapped as ``{"message": ...}``. ``text``: raw lines verbatim, dict
+events by their ``message`` field. Raw lines are never decoded and
+re-encoded when they can be written as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from agent.core.batch import Batch, Kind
+
+_NL = orjson.OPT_APPEND_NEWLINE
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def encode_batch(batch: Batch, codec: str) -> bytes:
+    """The whole batch as bytes, one event per newline-terminated line."""
+    kind, events = batch.kind, batch.events
+    if not events:
+        return b""
+    if kind is Kind.JSON_LINES or (kind is Kind.LINES and codec == "text"):
+        return b"\n".join(events) + b"\n"
+    if kind is Kind.LINES:
+        dumps = orjson.dumps
+        return b"".join([dumps({"message": line.decode("utf-8", "replace")}, option=_NL) for line in events])
+    if kind is Kind.METRICS:
+        if codec == "text":
+            return b"".join(_metric_text(s) for s in events)
+        return b"".join([orjson.dumps(s.to_dict(), option=_NL) for s in events])
+    if codec == "text":
+        return b"".join(_message_text(e) for e in events)
+    dumps = orjson.dumps
+    try:
+        return b"".join([dumps(e, option=_NL) for e in events])
+    except TypeError:  # a value orjson does not know (bytes, sets...): slow path
+        return b"".join([dumps(e, default=_default, option=_NL | orjson.OPT_NON_STR_KEYS) for e in events])
+
+
+def _message_text(event: dict[str, Any]) -> bytes:
+    message = event.get("message")
+    if message is None:
+        return orjson.dumps(event, default=_default, option=_NL | orjson.OPT_NON_STR_KEYS)
+    if isinstance(message, bytes):
+        return message + b"\n"
+    return str(message).encode("utf-8", "replace") + b"\n"
+
+
+def _metric_text(sample: Any) -> bytes:
+    labels = ",".join(f'{k}="{v}"' for k, v in sample.labels)
+    return f"{sample.name}{{{labels}}} {sample.value} {sample.timestamp_ms}\n".encode()

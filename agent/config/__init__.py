@@ -1,0 +1,1 @@
+"""Config loading: YAML with line numbers, interpolation, units and typed conversion."""

@@ -1,0 +1,1 @@
+"""The small core: batches, acknowledgements, errors and component contracts."""

@@ -1,0 +1,1 @@
+"""Self-observation: per-component stats, Prometheus exposition, structured logs, the HTTP API."""

@@ -1,0 +1,98 @@
+"""Self metrics: the ``agent_*`` families, exported from plain counters at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.observe.stats import StatsRegistry
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LABELS = ["component_id", "component_kind", "component_type"]
+
+
+class AgentCollector(Collector):
+    """Reads component stats, buffer usage and agent-wide counters when /metrics is scraped."""
+
+    def __init__(self, stats: StatsRegistry, buffers: Callable[[], dict[str, Any]],
+                 reloads: dict[str, int]) -> None:
+        self.stats = stats
+        self.buffers = buffers
+        self.reloads = reloads
+        self._histograms: dict[str, list[float]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {
+            name: CounterMetricFamily(f"agent_component_{name}", help_, labels=_LABELS)
+            for name, help_ in (
+                ("received_events", "Events a component took in."),
+                ("received_bytes", "Bytes a component took in (estimated after parsing)."),
+                ("sent_events", "Events a component emitted or delivered."),
+                ("sent_bytes", "Bytes a component emitted or delivered."),
+            )
+        }
+        errors = CounterMetricFamily("agent_component_errors", "Errors by type and stage.",
+                                     labels=[*_LABELS, "error_type", "stage"])
+        discarded = CounterMetricFamily("agent_component_discarded_events", "Events dropped, by reason.",
+                                        labels=[*_LABELS, "reason"])
+        retries = CounterMetricFamily("agent_sink_retries", "Delivery attempts that were retried.", labels=_LABELS)
+        durations = HistogramMetricFamily("agent_sink_request_duration_seconds", "Duration of delivery requests.",
+                                          labels=_LABELS)
+        extra = GaugeMetricFamily("agent_component_state", "Component-specific values (name label).",
+                                  labels=[*_LABELS, "name"])
+        for s in self.stats:
+            labels = [s.component_id, s.component_kind, s.component_type]
+            for name, family in counters.items():
+                family.add_metric(labels, getattr(s, name))
+            for (error_type, stage), n in s.errors.items():
+                errors.add_metric([*labels, error_type, stage], n)
+            for reason, n in s.discarded.items():
+                discarded.add_metric([*labels, reason], n)
+            if s.component_kind == "sink":
+                retries.add_metric(labels, s.retries)
+                buckets, total = self._observe(s.component_id, s.request_seconds)
+                s.request_seconds.clear()
+                durations.add_metric(labels, buckets, total)
+            for name, value in s.extra.items():
+                extra.add_metric([*labels, name], value)
+        yield from counters.values()
+        yield from (errors, discarded, retries, durations, extra)
+        yield from self._buffer_metrics()
+        reloads = CounterMetricFamily("agent_config_reloads", "Config reloads by result.", labels=["result"])
+        for result in ("success", "failure"):
+            reloads.add_metric([result], self.reloads.get(result, 0))
+        yield reloads
+
+    def _observe(self, component_id: str, samples: list[float]) -> tuple[list[tuple[str, float]], float]:
+        state = self._histograms.setdefault(component_id, [0.0] * (len(DURATION_BUCKETS) + 2))
+        for value in samples:
+            for i, bound in enumerate(DURATION_BUCKETS):
+                if value <= bound:
+                    state[i] += 1
+            state[-2] += 1
+            state[-1] += value
+        buckets = [(str(b), state[i]) for i, b in enumerate(DURATION_BUCKETS)] + [("+Inf", state[-2])]
+        return buckets, state[-1]
+
+    def _buffer_metrics(self) -> Iterator[Metric]:
+        names = ("events", "bytes", "max_events", "max_bytes")
+        families = {n: GaugeMetricFamily(f"agent_buffer_{n}", f"Buffer {n.replace('_', ' ')}.", labels=_LABELS)
+                    for n in names}
+        for labels, usage in self.buffers().values():
+            for n in names:
+                families[n].add_metric(labels, getattr(usage, n))
+        yield from families.values()
+
+
+def build_registry(collector: AgentCollector) -> CollectorRegistry:
+    """A registry with the agent's families plus process, platform and GC metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry

@@ -1,0 +1,131 @@
+"""The HTTP API: probes, /metrics, component stats, taps and reload.
+
+Nothing here echoes config values, so secrets interpolated into a config
+never leave the process through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.observe.metrics import AgentCollector, build_registry
+from agent.observe.tap import Taps
+from agent.sources.socket import split_address
+
+if TYPE_CHECKING:
+    from agent.app import Agent
+
+
+class ApiServer:
+    """Serves the agent's API on one address."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.registry = build_registry(AgentCollector(agent.stats, self._buffers, agent.reloads))
+        self.started = time.time()
+        app = web.Application()
+        app.add_routes([
+            web.get("/health", self.health),
+            web.get("/ready", self.ready),
+            web.get("/metrics", self.metrics),
+            web.get("/api/v1/components", self.components),
+            web.get("/api/v1/tap/{component_id}", self.tap),
+            web.post("/api/v1/reload", self.reload),
+        ])
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+
+    async def start(self, address: str) -> None:
+        host, port = split_address(address)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    def _buffers(self) -> dict[str, Any]:
+        out = {}
+        for node in self.agent.topology.nodes.values():
+            if node.inbox is not None:
+                out[node.id] = ([node.id, node.kind, node.decl.type], node.inbox.usage())
+        return out
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "uptime_s": round(time.time() - self.started, 3)})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.agent.topology.ready.is_set():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "starting"}, status=503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def components(self, request: web.Request) -> web.Response:
+        out = []
+        for node in self.agent.topology.nodes.values():
+            s = node.stats
+            item: dict[str, Any] = {
+                "id": node.id, "kind": node.kind, "type": node.decl.type,
+                "inputs": node.decl.inputs,
+                "received_events": s.received_events, "received_bytes": s.received_bytes,
+                "sent_events": s.sent_events, "sent_bytes": s.sent_bytes,
+                "errors": sum(s.errors.values()), "discarded_events": sum(s.discarded.values()),
+                "retries": s.retries, "state": dict(s.extra),
+                "running": node.task is not None and not node.task.done(),
+            }
+            if node.inbox is not None:
+                u = node.inbox.usage()
+                item["buffer"] = {"events": u.events, "bytes": u.bytes,
+                                  "max_events": u.max_events, "max_bytes": u.max_bytes}
+            out.append(item)
+        return web.Response(body=orjson.dumps({"components": out}), content_type="application/json")
+
+    def _taps_of(self, component_id: str) -> Taps | None:
+        node = self.agent.topology.nodes.get(component_id)
+        if node is None:
+            return None
+        if node.output is not None:
+            return node.output.taps
+        return node.inbox.taps if node.inbox is not None else None
+
+    async def tap(self, request: web.Request) -> web.StreamResponse:
+        """NDJSON stream of sampled events; ``limit`` events or ``seconds`` of streaming, whichever first."""
+        component_id = request.match_info["component_id"]
+        taps = self._taps_of(component_id)
+        if taps is None:
+            return web.json_response({"error": f'no component "{component_id}"'}, status=404)
+        try:
+            limit = int(request.query.get("limit", "100"))
+            seconds = float(request.query.get("seconds", "30"))
+        except ValueError:
+            return web.json_response({"error": "limit and seconds must be numbers"}, status=400)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        queue = taps.open()
+        sent = 0
+        try:
+            async with asyncio.timeout(seconds):
+                while sent < limit:
+                    event = await queue.get()
+                    await response.write(orjson.dumps(event, default=str) + b"\n")
+                    sent += 1
+        except TimeoutError:
+            pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            taps.close(queue)
+            raise
+        finally:
+            taps.close(queue)
+        await response.write_eof()
+        return response
+
+    async def reload(self, request: web.Request) -> web.Response:
+        ok, message = await self.agent.reload("api")
+        return web.json_response({"reloaded": ok, "message": message}, status=200 if ok else 400)

@@ -1,0 +1,1 @@
+"""Sinks: where batches are delivered. One type per module."""

@@ -1,0 +1,143 @@
+"""Source `socket`: newline-delimited lines over TCP (many connections) or UDP.
+
+TCP pushes back: while the downstream buffer is full a connection is not
+read, so the sender's TCP window closes. UDP cannot push back: datagrams that
+arrive while ``max_pending_events`` are waiting are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+from agent.codecs.lines import LineSplitter
+from agent.config.model import SourceConfig
+from agent.config.registry import BuildContext, register
+from agent.config.units import ByteSize
+from agent.core.batch import Batch, Kind
+from agent.core.component import SourceContext
+from agent.core.errors import BuildError
+
+log = logging.getLogger("agent.sources.socket")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) into its parts; BuildError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise BuildError(f'address "{address}" must be host:port')
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class SocketSourceConfig(SourceConfig, tag="socket"):
+    """Listen on ``address`` (host:port) for newline-delimited lines."""
+
+    address: str
+    mode: Literal["tcp", "udp"] = "tcp"
+    max_line_bytes: ByteSize = ByteSize(256 * 1024)
+    read_bytes: ByteSize = ByteSize(256 * 1024)
+    max_pending_events: int = 100_000
+
+
+@register("source", "socket", SocketSourceConfig, "Receives newline-delimited lines over TCP or UDP.")
+class SocketSource:
+    """Emits one LINES batch per read of each connection (TCP) or per wake-up (UDP)."""
+
+    output_type = "logs"
+
+    def __init__(self, config: SocketSourceConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.host, self.port = split_address(config.address)
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def run(self, ctx: SourceContext) -> None:
+        if self.config.mode == "udp":
+            await self._run_udp(ctx)
+        else:
+            await self._run_tcp(ctx)
+
+    async def _run_tcp(self, ctx: SourceContext) -> None:
+        handlers: set[asyncio.Task[None]] = set()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            self._connections.add(writer)
+            try:
+                await self._read_connection(ctx, reader)
+            except (ConnectionError, OSError) as exc:
+                ctx.stats.error("connection_failed", "receiving")
+                log.warning("connection failed", extra={"component_id": ctx.id, "error": str(exc)})
+            finally:
+                self._connections.discard(writer)
+                writer.close()
+                handlers.discard(task)
+
+        server = await asyncio.start_server(on_connect, self.host, self.port, limit=self.config.read_bytes)
+        log.info("listening", extra={"component_id": ctx.id, "address": self.config.address, "mode": "tcp"})
+        async with server:
+            await ctx.shutdown.wait()
+            server.close()
+            for writer in list(self._connections):
+                writer.close()
+            if handlers:
+                await asyncio.wait(list(handlers))
+
+    async def _read_connection(self, ctx: SourceContext, reader: asyncio.StreamReader) -> None:
+        splitter = LineSplitter(self.config.max_line_bytes)
+        read_bytes, stats, out = self.config.read_bytes, ctx.stats, ctx.out
+        while not ctx.shutdown.is_set():
+            chunk = await reader.read(read_bytes)
+            lines = splitter.feed(chunk) if chunk else splitter.flush()
+            if lines:
+                size = len(chunk)
+                stats.received_events += len(lines)
+                stats.received_bytes += size
+                await out.send(Batch(lines, Kind.LINES, size))
+            if splitter.truncated:
+                stats.error("line_truncated", "receiving", splitter.truncated)
+                splitter.truncated = 0
+            if not chunk:
+                return
+
+    async def _run_udp(self, ctx: SourceContext) -> None:
+        loop = asyncio.get_running_loop()
+        pending: list[bytes] = []
+        wake = asyncio.Event()
+        limit = self.config.max_pending_events
+        stats = ctx.stats
+
+        class Receiver(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: object) -> None:
+                lines = data.split(b"\n")
+                if not lines[-1]:
+                    lines.pop()
+                if len(pending) + len(lines) > limit:
+                    stats.discard("udp_overflow", len(lines))
+                    return
+                pending.extend(lines)
+                stats.received_bytes += len(data)
+                wake.set()
+
+        transport, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(self.host, self.port))
+        log.info("listening", extra={"component_id": ctx.id, "address": self.config.address, "mode": "udp"})
+        stop = asyncio.ensure_future(ctx.shutdown.wait())
+        try:
+            while True:
+                if not pending:
+                    woke = asyncio.ensure_future(wake.wait())
+                    await asyncio.wait([woke, stop], return_when=asyncio.FIRST_COMPLETED)
+                    woke.cancel()
+                wake.clear()
+                if pending:
+                    lines = pending[:]
+                    pending.clear()
+                    stats.received_events += len(lines)
+                    await ctx.out.send(Batch(lines, Kind.LINES, sum(map(len, lines))))
+                elif stop.done():
+                    return
+        finally:
+            stop.cancel()
+            transport.close()

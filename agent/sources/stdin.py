@@ -1,0 +1,78 @@
+"""Source `stdin`: lines from standard input until end of file."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import BinaryIO
+
+from agent.codecs.lines import LineSplitter
+from agent.config.model import SourceConfig
+from agent.config.registry import BuildContext, register
+from agent.config.units import ByteSize
+from agent.core.batch import Batch, Kind
+from agent.core.component import SourceContext
+
+
+class StdinConfig(SourceConfig, tag="stdin"):
+    """Read newline-delimited lines from stdin; the agent drains and exits at end of input."""
+
+    max_line_bytes: ByteSize = ByteSize(256 * 1024)
+    read_bytes: ByteSize = ByteSize(1024 * 1024)
+
+
+@register("source", "stdin", StdinConfig, "Reads lines from standard input.")
+class StdinSource:
+    """Reads stdin in a daemon thread (a pipe, file or terminal alike) and emits LINES batches."""
+
+    output_type = "logs"
+
+    def __init__(self, config: StdinConfig, ctx: BuildContext, stream: BinaryIO | None = None) -> None:
+        self.config = config
+        self.stream = stream
+
+    async def run(self, ctx: SourceContext) -> None:
+        stream = self.stream or sys.stdin.buffer
+        splitter = LineSplitter(self.config.max_line_bytes)
+        chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)  # bounded: the reader thread waits
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=_pump, args=(stream, self.config.read_bytes, chunks, loop),
+                         name=f"stdin-{ctx.id}", daemon=True).start()  # daemon: never holds up exit
+        stop = asyncio.ensure_future(ctx.shutdown.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(chunks.get())
+                await asyncio.wait([read, stop], return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    read.cancel()
+                    return
+                chunk = read.result()
+                lines = splitter.feed(chunk) if chunk else splitter.flush()
+                if splitter.truncated:
+                    ctx.stats.error("line_truncated", "receiving", splitter.truncated)
+                    splitter.truncated = 0
+                if lines:
+                    ctx.stats.received_events += len(lines)
+                    ctx.stats.received_bytes += len(chunk)
+                    await ctx.out.send(Batch(lines, Kind.LINES, len(chunk) or sum(map(len, lines))))
+                if not chunk or stop.done():
+                    return
+        finally:
+            stop.cancel()
+
+
+def _pump(stream: BinaryIO, size: int, chunks: asyncio.Queue[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    """Thread body: read chunks and hand them to the loop, waiting while the queue is full."""
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            chunk = read(size)
+        except (OSError, ValueError):
+            chunk = b""
+        try:
+            asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+        except RuntimeError:  # the loop is gone
+            return
+        if not chunk:
+            return

@@ -1,0 +1,1 @@
+"""Wiring components into a running pipeline, and changing it while it runs."""

@@ -1,0 +1,59 @@
+"""One output feeding the buffers of all of a component's consumers."""
+
+from __future__ import annotations
+
+from agent.buffers.memory import MemoryBuffer
+from agent.core.ack import AckStatus
+from agent.core.batch import Batch
+from agent.observe.stats import ComponentStats
+from agent.observe.tap import Taps
+
+
+class Fanout:
+    """Sends each batch to every consumer's buffer, in turn.
+
+    Each extra consumer holds its own reference on the batch's acks. Dict
+    events are copied only for consumers that mutate them, and only when some
+    other consumer reads the same events. A full buffer makes ``send`` wait:
+    one slow consumer stalls its producer only once its own buffer is full.
+    """
+
+    def __init__(self, stats: ComponentStats) -> None:
+        self.stats = stats
+        self.taps = Taps()
+        self._targets: list[tuple[MemoryBuffer, bool]] = []
+
+    def set_targets(self, targets: list[tuple[MemoryBuffer, bool]]) -> None:
+        """Replace the consumers (buffer, mutates); sends already under way finish on the old list."""
+        self._targets = list(targets)
+
+    async def send(self, batch: Batch) -> None:
+        stats = self.stats
+        stats.sent_events += len(batch.events)
+        stats.sent_bytes += batch.byte_size
+        if self.taps:
+            self.taps.offer(batch)
+        targets = self._targets
+        if len(targets) == 1:
+            await targets[0][0].put(batch)
+            return
+        if not targets:
+            stats.discard("no_consumer", len(batch.events))
+            batch.finalize(AckStatus.DELIVERED)
+            return
+        batch.retain(len(targets) - 1)
+        copies = self._copies_needed(batch)
+        for index, (buffer, _) in enumerate(targets):
+            if index in copies:
+                part = batch.copy_for_mutation()
+            else:
+                part = Batch(batch.events, batch.kind, batch.byte_size, list(batch.acks))
+            await buffer.put(part)
+
+    def _copies_needed(self, batch: Batch) -> set[int]:
+        if batch.kind.is_raw:
+            return set()
+        mutators = [i for i, (_, mutates) in enumerate(self._targets) if mutates]
+        if len(mutators) == len(self._targets):
+            return set(mutators[:-1])  # the last mutator may take the original
+        return set(mutators)

@@ -1,0 +1,1 @@
+"""Transforms: plain functions over batches. One type per module."""

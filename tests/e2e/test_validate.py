@@ -1,0 +1,111 @@
+"""`agent validate` and `agent schema` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+AGENT = [sys.executable, "-m", "agent"]
+
+
+def validate(tmp_path: Path, text: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(text)
+    return subprocess.run([*AGENT, "validate", "-c", str(config), *extra], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=30)
+
+
+GOOD = """\
+data_dir: /tmp/agent-test
+sources:
+  gen: {type: generate, format: docker}
+transforms:
+  parsed: {type: parse, inputs: [gen]}
+sinks:
+  out: {type: blackhole, inputs: [parsed]}
+"""
+
+
+def test_a_valid_config_exits_0(tmp_path: Path) -> None:
+    result = validate(tmp_path, GOOD)
+    assert result.returncode == 0, result.stderr
+    assert "3 components" in result.stdout
+
+
+def test_a_bad_size_names_file_line_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace("out: {type: blackhole, inputs: [parsed]}",
+                        "out:\n    type: blackhole\n    inputs: [parsed]\n    buffer:\n      max_bytes: lots")
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        f'error: {tmp_path}/pipeline.yaml:11: sinks.out.buffer.max_bytes: expected a size like "5MiB", got "lots"')
+
+
+def test_every_error_is_reported_not_just_the_first(tmp_path: Path) -> None:
+    text = GOOD.replace("format: docker", "format: docker, speed: 3").replace(
+        "type: blackhole", "type: blackhol")
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f'error: {tmp_path}/pipeline.yaml:3: sources.gen: unknown key "speed"'
+    assert lines[1].startswith(f'error: {tmp_path}/pipeline.yaml:7: sinks.out.type: unknown sink type "blackhol"')
+
+
+def test_unknown_input_is_named_with_its_line(tmp_path: Path) -> None:
+    result = validate(tmp_path, GOOD.replace("inputs: [parsed]", "inputs: [parsd]"))
+    assert result.returncode == 78
+    assert 'pipeline.yaml:7: sinks.out.inputs[0]: unknown input "parsd"' in result.stderr
+
+
+def test_a_cycle_is_rejected(tmp_path: Path) -> None:
+    text = GOOD.replace("parsed: {type: parse, inputs: [gen]}",
+                        "parsed: {type: parse, inputs: [gen, again]}\n  again: {type: parse, inputs: [parsed]}")
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    assert "inputs form a cycle: again -> parsed -> again" in result.stderr or \
+        "inputs form a cycle: parsed -> again -> parsed" in result.stderr
+
+
+def test_a_logs_only_sink_fed_metrics_is_rejected(tmp_path: Path) -> None:
+    text = GOOD + "  disk: {type: file, inputs: [numbers], path: /tmp/x}\n" + \
+        "sources2: null\n".replace("sources2: null\n", "")
+    text = text.replace("sources:\n", "sources:\n  numbers: {type: generate, format: metrics}\n")
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    assert 'sinks.disk.inputs[0]: sink type "file" accepts logs, but input "numbers" emits metrics' in result.stderr
+
+
+def test_an_unused_source_is_a_warning_and_fails_with_deny_warnings(tmp_path: Path) -> None:
+    text = GOOD.replace("sources:\n", "sources:\n  spare: {type: stdin}\n")
+    result = validate(tmp_path, text)
+    assert result.returncode == 0
+    assert f'{tmp_path}/pipeline.yaml:3: source "spare" has no consumers' in result.stderr
+    assert validate(tmp_path, text, "--deny-warnings").returncode == 78
+
+
+def test_a_missing_environment_variable_is_an_error(tmp_path: Path) -> None:
+    text = GOOD.replace("data_dir: /tmp/agent-test", "data_dir: ${AGENT_TEST_UNSET_VAR}")
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    assert 'pipeline.yaml:1: environment variable "AGENT_TEST_UNSET_VAR" is not set' in result.stderr
+
+
+def test_a_failing_healthcheck_warns_but_validates(tmp_path: Path, free_port: int) -> None:
+    text = GOOD.replace("out: {type: blackhole, inputs: [parsed]}",
+                        f'out: {{type: socket, inputs: [parsed], address: "127.0.0.1:{free_port}"}}')
+    result = validate(tmp_path, text)
+    assert result.returncode == 0
+    assert 'sink "out" healthcheck failed' in result.stderr
+    assert validate(tmp_path, text, "--no-environment").stderr == ""
+
+
+def test_schema_describes_components_and_units(tmp_path: Path) -> None:
+    result = subprocess.run([*AGENT, "schema"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    defs = schema["$defs"]
+    assert {"GenerateConfig", "FileConfig", "ParseConfig", "SocketSinkConfig"} <= set(defs)
+    assert defs["FileConfig"]["properties"]["type"] == {"enum": ["file"]}
+    assert "integer" in json.dumps(defs["BufferConfig"]["properties"]["max_bytes"])

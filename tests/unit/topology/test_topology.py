@@ -1,0 +1,223 @@
+"""The running topology in-process: backpressure, acks, fan-out, drain and reload."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from components import GateSink
+from helpers import pipeline, wait_for
+
+from agent.core.errors import BuildError
+from agent.observe.stats import StatsRegistry
+from agent.topology.running import Topology
+
+
+def stats(topology: Topology, cid: str):  # type: ignore[no-untyped-def]
+    return topology.nodes[cid].stats
+
+
+async def test_stalled_sink_stops_the_source_within_the_buffer_bound(tmp_path: Path) -> None:
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, format: docker, batch_size: 100}
+sinks:
+  slow: {type: test_gate, inputs: [gen], buffer: {max_events: 1000, max_bytes: 50000}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await topo.ready.wait()
+    await wait_for(lambda: stats(topo, "gen").sent_events > 0)
+    peak_bytes = 0
+    for _ in range(30):
+        await asyncio.sleep(0.01)
+        usage = topo.nodes["slow"].inbox.usage()  # type: ignore[union-attr]
+        peak_bytes = max(peak_bytes, usage.bytes)
+    sent = stats(topo, "gen").sent_events
+    # the buffer (<= 50 kB, ~390 B a line) plus the one batch the sink holds and the one being put
+    assert sent <= 50_000 // 300 + 2 * 100
+    assert peak_bytes <= 50_000
+    GateSink.instances["slow"].gate.set()
+    await wait_for(lambda: stats(topo, "gen").sent_events > sent + 1000)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 5) == 0
+    assert len(GateSink.instances["slow"].events) == stats(topo, "gen").sent_events
+
+
+async def test_source_commits_only_after_the_sink_acknowledged(tmp_path: Path) -> None:
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, count: 5000, batch_size: 500}
+sinks:
+  gate: {type: test_gate, inputs: [gen]}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "gen").sent_events == 5000)
+    await asyncio.sleep(0.05)
+    assert "committed_events" not in stats(topo, "gen").extra
+    GateSink.instances["gate"].gate.set()
+    assert await asyncio.wait_for(run, 5) == 0  # ends by itself: the only source finished
+    assert stats(topo, "gen").extra["committed_events"] == 5000
+
+
+async def test_a_failing_sink_holds_the_commit_back_while_another_sink_delivers(tmp_path: Path) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the sink wants a directory")
+    topo = Topology(pipeline(f"""
+sources:
+  gen: {{type: generate, count: 2000, batch_size: 200}}
+sinks:
+  fast: {{type: blackhole, inputs: [gen]}}
+  disk: {{type: file, inputs: [gen], path: "{blocker}/events.ndjson"}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "fast").received_events == 2000)
+    await wait_for(lambda: stats(topo, "disk").retries >= 2)
+    assert "committed_events" not in stats(topo, "gen").extra
+    blocker.unlink()  # the disk comes back
+    assert await asyncio.wait_for(run, 10) == 0
+    assert stats(topo, "gen").extra["committed_events"] == 2000
+    assert len((blocker / "events.ndjson").read_bytes().splitlines()) == 2000
+
+
+async def test_one_slow_sink_does_not_stall_another_until_its_buffer_fills(tmp_path: Path) -> None:
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, count: 3000, batch_size: 100}
+sinks:
+  slow: {type: test_gate, inputs: [gen], buffer: {max_events: 10000}}
+  fast: {type: blackhole, inputs: [gen]}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "fast").received_events == 3000)
+    assert GateSink.instances["slow"].events == []
+    GateSink.instances["slow"].gate.set()
+    assert await asyncio.wait_for(run, 5) == 0
+    assert len(GateSink.instances["slow"].events) == 3000
+
+
+async def test_drop_newest_counts_what_it_drops_and_delivers_the_rest(tmp_path: Path) -> None:
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, count: 5000, batch_size: 100}
+sinks:
+  slow: {type: test_gate, inputs: [gen], buffer: {max_events: 1000, when_full: drop_newest}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "gen").sent_events == 5000)
+    GateSink.instances["slow"].gate.set()
+    assert await asyncio.wait_for(run, 5) == 0
+    delivered = len(GateSink.instances["slow"].events)
+    dropped = stats(topo, "slow").discarded["buffer_full"]
+    assert dropped > 0
+    assert delivered + dropped == 5000
+    assert stats(topo, "gen").extra["committed_events"] == 5000
+
+
+async def test_stop_drains_queued_events_into_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.ndjson"
+    topo = Topology(pipeline(f"""
+sources:
+  gen: {{type: generate, format: json, batch_size: 1000}}
+transforms:
+  parsed: {{type: parse, inputs: [gen]}}
+sinks:
+  disk: {{type: file, inputs: [parsed], path: "{out}"}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "gen").sent_events >= 20_000)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 10) == 0
+    assert len(out.read_bytes().splitlines()) == stats(topo, "gen").sent_events
+
+
+async def test_shutdown_timeout_cancels_a_stuck_sink_and_exits_1(tmp_path: Path) -> None:
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, count: 300, batch_size: 100}
+sinks:
+  stuck: {type: test_gate, inputs: [gen]}
+""", tmp_path, shutdown_timeout="200ms"), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "gen").sent_events == 300)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 5) == 1
+    assert "committed_events" not in stats(topo, "gen").extra
+    assert stats(topo, "stuck").discarded["shutdown_timeout"] > 0
+
+
+async def test_reload_swaps_a_changed_sink_without_losing_or_restarting_the_rest(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    text = """
+sources:
+  gen: {{type: generate, format: text, rate: 5000, batch_size: 100}}
+sinks:
+  disk: {{type: file, inputs: [gen], encoding: text, path: "{path}"}}
+  count: {{type: blackhole, inputs: [gen]}}
+"""
+    topo = Topology(pipeline(text.format(path=first), tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "gen").sent_events >= 500)
+    source_task = topo.nodes["gen"].task
+    blackhole_task = topo.nodes["count"].task
+    changed = await topo.reload(pipeline(text.format(path=second), tmp_path))
+    assert changed == ["disk"]
+    assert topo.nodes["gen"].task is source_task and topo.nodes["count"].task is blackhole_task
+    await wait_for(lambda: second.exists() and len(second.read_bytes().splitlines()) >= 200)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 5) == 0
+    written = len(first.read_bytes().splitlines()) + len(second.read_bytes().splitlines())
+    assert written == stats(topo, "gen").sent_events == stats(topo, "count").received_events
+
+
+async def test_reload_that_fails_to_build_leaves_the_pipeline_untouched(tmp_path: Path) -> None:
+    text = """
+sources:
+  gen: {{type: generate, rate: 1000}}
+sinks:
+  out: {{type: socket, inputs: [gen], address: "{address}"}}
+"""
+    topo = Topology(pipeline(text.format(address="127.0.0.1:9"), tmp_path, "200ms"), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await topo.ready.wait()
+    sink_task = topo.nodes["out"].task
+    with pytest.raises(BuildError):
+        await topo.reload(pipeline(text.format(address="no-port"), tmp_path))
+    assert topo.nodes["out"].task is sink_task and not sink_task.done()  # type: ignore[union-attr]
+    topo.request_stop()
+    await asyncio.wait_for(run, 5)
+
+
+async def test_reload_adds_and_removes_components(tmp_path: Path) -> None:
+    out = tmp_path / "added.ndjson"
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, rate: 2000, batch_size: 50}
+sinks:
+  old: {type: blackhole, inputs: [gen]}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await asyncio.sleep(0)
+    await wait_for(lambda: stats(topo, "old").received_events > 100)
+    changed = await topo.reload(pipeline(f"""
+sources:
+  gen: {{type: generate, rate: 2000, batch_size: 50}}
+transforms:
+  parsed: {{type: parse, inputs: [gen]}}
+sinks:
+  new: {{type: file, inputs: [parsed], path: "{out}"}}
+""", tmp_path))
+    assert changed == ["new", "old", "parsed"]
+    assert set(topo.nodes) == {"gen", "parsed", "new"}
+    await wait_for(lambda: out.exists() and len(out.read_bytes().splitlines()) > 100)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 5) == 0

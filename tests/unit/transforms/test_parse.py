@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config.registry import BuildContext
+from agent.core.ack import Ack, AckStatus
+from agent.core.batch import Batch, Kind
+from agent.observe.stats import ComponentStats
+from agent.transforms.parse import ParseConfig, ParseTransform
+
+
+def transform(**kw: object) -> ParseTransform:
+    stats = ComponentStats("p", "transform", "parse")
+    return ParseTransform(ParseConfig(inputs=["x"], **kw), BuildContext("p", Path("."), Path("."), stats))  # type: ignore[arg-type]
+
+
+def test_raw_lines_become_dicts_and_bad_ones_are_kept_marked() -> None:
+    t = transform()
+    seen: list[AckStatus] = []
+    out = t.process(Batch([b'{"a":1}', b"not json", b"[1,2]", b'{"b":"\xff"}'], Kind.LINES, 40, [Ack(seen.append)]))
+    assert out is not None and out.kind is Kind.LOGS
+    assert out.events[0] == {"a": 1}
+    assert out.events[1] == {"message": "not json", "parse_error": "not a JSON object"}
+    assert out.events[2]["message"] == "[1,2]"
+    assert out.events[3]["message"].startswith('{"b":"')  # invalid UTF-8 is kept, replaced
+    assert t.stats.errors[("parse_failed", "processing")] == 3
+    assert len(out.acks) == 1 and seen == []
+
+
+def test_on_error_drop_counts_the_drop() -> None:
+    t = transform(on_error="drop")
+    out = t.process(Batch([b'{"a":1}', b"oops"], Kind.LINES, 12))
+    assert out is not None and out.events == [{"a": 1}]
+    assert t.stats.discarded["parse_failed"] == 1
+
+
+def test_a_field_of_dict_events_is_merged_or_nested() -> None:
+    merged = transform().process(Batch([{"message": '{"level":"info"}', "stream": "stdout"}], Kind.LOGS, 10))
+    assert merged is not None and merged.events == [{"stream": "stdout", "level": "info"}]
+    nested = transform(field="log", target="app").process(Batch([{"log": '{"x":1}'}], Kind.LOGS, 10))
+    assert nested is not None and nested.events == [{"log": '{"x":1}', "app": {"x": 1}}]
+
+
+def test_a_missing_or_bad_field_is_marked_not_lost() -> None:
+    out = transform().process(Batch([{"other": 1}, {"message": "{"}], Kind.LOGS, 10))
+    assert out is not None
+    assert out.events == [{"other": 1, "parse_error": "not a JSON object"},
+                          {"message": "{", "parse_error": "not a JSON object"}]
