@@ -9,9 +9,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.observe.stats import StatsRegistry
-
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from agent.observe.stats import REQUEST_BUCKETS, ComponentStats, StatsRegistry
 _LABELS = ["component_id", "component_kind", "component_type"]
 
 
@@ -23,7 +21,6 @@ class AgentCollector(Collector):
         self.stats = stats
         self.buffers = buffers
         self.reloads = reloads
-        self._histograms: dict[str, list[float]] = {}
 
     def collect(self) -> Iterator[Metric]:
         counters = {
@@ -54,9 +51,7 @@ class AgentCollector(Collector):
                 discarded.add_metric([*labels, reason], n)
             if s.component_kind == "sink":
                 retries.add_metric(labels, s.retries)
-                buckets, total = self._observe(s.component_id, s.request_seconds)
-                s.request_seconds.clear()
-                durations.add_metric(labels, buckets, total)
+                durations.add_metric(labels, _cumulative_buckets(s), s.request_seconds_sum)
             for name, value in s.extra.items():
                 extra.add_metric([*labels, name], value)
         yield from counters.values()
@@ -67,17 +62,6 @@ class AgentCollector(Collector):
             reloads.add_metric([result], self.reloads.get(result, 0))
         yield reloads
 
-    def _observe(self, component_id: str, samples: list[float]) -> tuple[list[tuple[str, float]], float]:
-        state = self._histograms.setdefault(component_id, [0.0] * (len(DURATION_BUCKETS) + 2))
-        for value in samples:
-            for i, bound in enumerate(DURATION_BUCKETS):
-                if value <= bound:
-                    state[i] += 1
-            state[-2] += 1
-            state[-1] += value
-        buckets = [(str(b), state[i]) for i, b in enumerate(DURATION_BUCKETS)] + [("+Inf", state[-2])]
-        return buckets, state[-1]
-
     def _buffer_metrics(self) -> Iterator[Metric]:
         names = ("events", "bytes", "max_events", "max_bytes")
         families = {n: GaugeMetricFamily(f"agent_buffer_{n}", f"Buffer {n.replace('_', ' ')}.", labels=_LABELS)
@@ -86,6 +70,16 @@ class AgentCollector(Collector):
             for n in names:
                 families[n].add_metric(labels, getattr(usage, n))
         yield from families.values()
+
+
+def _cumulative_buckets(stats: ComponentStats) -> list[tuple[str, float]]:
+    bounds = [*map(str, REQUEST_BUCKETS), "+Inf"]
+    total = 0
+    out = []
+    for bound, count in zip(bounds, stats.request_counts, strict=True):
+        total += count
+        out.append((bound, float(total)))
+    return out
 
 
 def build_registry(collector: AgentCollector) -> CollectorRegistry:

@@ -7,8 +7,11 @@ its locks. Stats objects outlive reloads, so counters never go backwards.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass(slots=True)
@@ -25,7 +28,8 @@ class ComponentStats:
     retries: int = 0
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (error_type, stage)
     discarded: Counter[str] = field(default_factory=Counter)  # reason
-    request_seconds: list[float] = field(default_factory=list)  # drained by the exporter
+    request_counts: list[int] = field(default_factory=lambda: [0] * (len(REQUEST_BUCKETS) + 1))  # last: +Inf
+    request_seconds_sum: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)  # component-specific gauges
 
     def error(self, error_type: str, stage: str, n: int = 1) -> None:
@@ -33,6 +37,11 @@ class ComponentStats:
 
     def discard(self, reason: str, n: int) -> None:
         self.discarded[reason] += n
+
+    def observe_request(self, seconds: float) -> None:
+        """Count one delivery attempt's duration in the request histogram (non-cumulative buckets)."""
+        self.request_counts[bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        self.request_seconds_sum += seconds
 
 
 class StatsRegistry:

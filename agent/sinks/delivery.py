@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from agent.core.ack import AckStatus
@@ -39,6 +40,7 @@ async def deliver_one(ctx: SinkContext, batch: Batch, write: Write, backoff: Bac
     stats = ctx.stats
     try:
         while True:
+            started = time.perf_counter()
             try:
                 written = await write(batch)
             except PermanentError as exc:
@@ -48,6 +50,7 @@ async def deliver_one(ctx: SinkContext, batch: Batch, write: Write, backoff: Bac
                 batch.finalize(AckStatus.REJECTED)
                 return
             except (RetryableError, OSError, TimeoutError) as exc:
+                stats.observe_request(time.perf_counter() - started)
                 stats.error(type(exc).__name__, "sending")
                 stats.retries += 1
                 delay = backoff.next(getattr(exc, "retry_after", None))
@@ -55,6 +58,7 @@ async def deliver_one(ctx: SinkContext, batch: Batch, write: Write, backoff: Bac
                     "component_id": ctx.id, "error": str(exc) or type(exc).__name__, "retry_in_s": round(delay, 3)})
                 await asyncio.sleep(delay)
                 continue
+            stats.observe_request(time.perf_counter() - started)
             backoff.reset()
             stats.sent_events += len(batch.events)
             stats.sent_bytes += written

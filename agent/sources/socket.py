@@ -70,6 +70,10 @@ class SocketSource:
             except (ConnectionError, OSError) as exc:
                 ctx.stats.error("connection_failed", "receiving")
                 log.warning("connection failed", extra={"component_id": ctx.id, "error": str(exc)})
+            except asyncio.CancelledError:
+                # Only this source cancels these tasks, and it waits for them. Ending cancelled would make
+                # Python 3.11's stream callback log a traceback per connection (CPython gh-113538).
+                return
             finally:
                 self._connections.discard(writer)
                 writer.close()
@@ -78,27 +82,38 @@ class SocketSource:
         server = await asyncio.start_server(on_connect, self.host, self.port, limit=self.config.read_bytes)
         log.info("listening", extra={"component_id": ctx.id, "address": self.config.address, "mode": "tcp"})
         async with server:
-            await ctx.shutdown.wait()
-            server.close()
-            for writer in list(self._connections):
-                writer.close()
-            if handlers:
-                await asyncio.wait(list(handlers))
+            try:
+                await ctx.shutdown.wait()
+            finally:  # on shutdown, and when cancelled at the deadline: no connection task outlives us
+                server.close()
+                for writer in list(self._connections):
+                    writer.close()
+                if handlers:
+                    if not ctx.shutdown.is_set():
+                        for task in handlers:
+                            task.cancel()
+                    await asyncio.wait(list(handlers))
 
     async def _read_connection(self, ctx: SourceContext, reader: asyncio.StreamReader) -> None:
         splitter = LineSplitter(self.config.max_line_bytes)
         read_bytes, stats, out = self.config.read_bytes, ctx.stats, ctx.out
+        unsent_bytes = 0  # bytes read since the last batch: a read may complete no line
         while not ctx.shutdown.is_set():
             chunk = await reader.read(read_bytes)
+            stats.received_bytes += len(chunk)
+            unsent_bytes += len(chunk)
             lines = splitter.feed(chunk) if chunk else splitter.flush()
-            if lines:
-                size = len(chunk)
-                stats.received_events += len(lines)
-                stats.received_bytes += size
-                await out.send(Batch(lines, Kind.LINES, size))
             if splitter.truncated:
                 stats.error("line_truncated", "receiving", splitter.truncated)
                 splitter.truncated = 0
+            if lines:
+                stats.received_events += len(lines)
+                try:
+                    await out.send(Batch(lines, Kind.LINES, unsent_bytes or sum(map(len, lines))))
+                except asyncio.CancelledError:
+                    stats.discard("shutdown_timeout", len(lines))
+                    raise
+                unsent_bytes = 0
             if not chunk:
                 return
 

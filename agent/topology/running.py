@@ -130,7 +130,7 @@ class Topology:
             node.task.add_done_callback(self._source_finished)
 
     def _source_finished(self, _task: asyncio.Task[None]) -> None:
-        if self._swapping:
+        if self._swapping or self._stop.is_set():
             return
         sources = [n for n in self.nodes.values() if n.kind == "source"]
         if all(n.task is not None and n.task.done() for n in sources):

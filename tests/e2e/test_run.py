@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,3 +210,63 @@ def test_make_run_shows_events_on_a_machine_without_container_logs(tmp_path: Pat
 
 
 from agent_process import AGENT as AGENT_CMD  # noqa: E402
+
+
+def test_top_command_shows_a_row_per_component(
+        tmp_path: Path, free_port: int, start_agent: Callable[..., AgentProcess]) -> None:
+    api = f"127.0.0.1:{free_port}"
+    config = write_config(tmp_path / "p.yaml", api, """
+sources:
+  gen: {type: generate, rate: 1000}
+sinks:
+  sink_one: {type: blackhole, inputs: [gen]}
+""")
+    agent = start_agent(["run", "-c", str(config)])
+    agent.wait_ready()
+    with subprocess.Popen([*AGENT_CMD, "top", "--api", api, "--interval", "0.2"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "150"}) as top:
+        time.sleep(1.5)
+        top.send_signal(signal.SIGINT)
+        out, err = top.communicate(timeout=10)
+    assert top.returncode == 0, err
+    assert "sink_one" in out and "blackhole" in out and "generate" in out
+    agent.signal(signal.SIGTERM)
+    assert agent.wait() == 0
+
+
+def test_deadline_exceeded_with_open_connections_exits_1_cleanly(
+        tmp_path: Path, free_port: int, start_agent: Callable[..., AgentProcess]) -> None:
+    import socket as sockets
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        source_port = probe.getsockname()[1]
+    config = write_config(tmp_path / "p.yaml", f"127.0.0.1:{free_port}", f"""
+sources:
+  net: {{type: socket, address: "127.0.0.1:{source_port}"}}
+sinks:
+  nowhere: {{type: socket, inputs: [net], address: "127.0.0.1:1", buffer: {{max_events: 1000}}}}
+""").read_text().replace("shutdown_timeout: 10s", "shutdown_timeout: 1s")
+    (tmp_path / "p.yaml").write_text(config)
+    agent = start_agent(["run", "-c", str(tmp_path / "p.yaml")])
+    agent.wait_ready()
+    senders = [sockets.create_connection(("127.0.0.1", source_port)) for _ in range(2)]
+    try:
+        for s in senders:
+            s.setblocking(False)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            for s in senders:
+                try:
+                    s.send(b"a line of text\n" * 100)
+                except BlockingIOError:
+                    pass
+            time.sleep(0.001)
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(15) == 1
+    finally:
+        for s in senders:
+            s.close()
+    logs = agent.logs()
+    assert "components did not finish within shutdown_timeout" in logs
+    assert "CancelledError" not in logs and "Traceback" not in logs
