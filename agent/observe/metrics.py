@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from agent.observe.stats import REQUEST_BUCKETS, ComponentStats, StatsRegistry
+
 _LABELS = ["component_id", "component_kind", "component_type"]
 
 
