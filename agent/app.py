@@ -16,8 +16,22 @@ from agent.topology.running import Topology
 log = logging.getLogger("agent")
 
 
+DEMO_SOURCE = {"type": "generate", "format": "json", "rate": 5}
+
+
 def default_pipeline_text() -> str:
-    return resources.files("agent").joinpath("default_pipeline.yaml").read_text(encoding="utf-8")
+    """The embedded default; with a demo source added where no container logs are found."""
+    import glob
+
+    import yaml
+
+    text = resources.files("agent").joinpath("default_pipeline.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    if glob.glob(document["sources"]["containers"]["include"][0]):
+        return text
+    document["sources"]["demo"] = DEMO_SOURCE
+    document["sinks"]["console"]["inputs"].append("demo")
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 def load_pipeline(paths: list[str]) -> Pipeline:

@@ -46,6 +46,16 @@ class LineSplitter:
         self.truncated += 1
         return line[: self.max_line_bytes]
 
+    @property
+    def pending(self) -> int:
+        """Bytes of an unterminated line waiting for its newline."""
+        return len(self._partial)
+
+    def skip_to_next_line(self) -> None:
+        """Discard input up to the next newline (reading starts in the middle of a line)."""
+        self._partial = b""
+        self._skipping = True
+
     def flush(self) -> list[bytes]:
         """At end of stream: the unterminated last line, if any."""
         partial, self._partial = self._partial, b""

@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "agent.sources.generate",
     "agent.sources.stdin",
     "agent.sources.socket",
+    "agent.sources.tail",
     "agent.transforms.parse",
     "agent.sinks.blackhole",
     "agent.sinks.console",

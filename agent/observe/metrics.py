@@ -40,8 +40,7 @@ class AgentCollector(Collector):
         retries = CounterMetricFamily("agent_sink_retries", "Delivery attempts that were retried.", labels=_LABELS)
         durations = HistogramMetricFamily("agent_sink_request_duration_seconds", "Duration of delivery requests.",
                                           labels=_LABELS)
-        extra = GaugeMetricFamily("agent_component_state", "Component-specific values (name label).",
-                                  labels=[*_LABELS, "name"])
+        own: dict[str, Metric] = {}
         for s in self.stats:
             labels = [s.component_id, s.component_kind, s.component_type]
             for name, family in counters.items():
@@ -53,10 +52,10 @@ class AgentCollector(Collector):
             if s.component_kind == "sink":
                 retries.add_metric(labels, s.retries)
                 durations.add_metric(labels, _cumulative_buckets(s), s.request_seconds_sum)
-            for name, value in s.extra.items():
-                extra.add_metric([*labels, name], value)
+            _add_own_families(s, labels, own)
         yield from counters.values()
-        yield from (errors, discarded, retries, durations, extra)
+        yield from (errors, discarded, retries, durations)
+        yield from own.values()
         yield from self._buffer_metrics()
         reloads = CounterMetricFamily("agent_config_reloads", "Config reloads by result.", labels=["result"])
         for result in ("success", "failure"):
@@ -71,6 +70,24 @@ class AgentCollector(Collector):
             for n in names:
                 families[n].add_metric(labels, getattr(usage, n))
         yield from families.values()
+
+
+def _add_own_families(stats: ComponentStats, labels: list[str], families: dict[str, Metric]) -> None:
+    """A component's own gauges and counters, named after its type (agent_tail_files_open...)."""
+    prefix = f"agent_{stats.component_type}_"
+    for name, value in stats.gauges.items():
+        family = families.get(prefix + name)
+        if family is None:
+            family = families[prefix + name] = GaugeMetricFamily(
+                prefix + name, f"{stats.component_type}: {name.replace('_', ' ')}.", labels=_LABELS)
+        family.add_metric(labels, value)  # type: ignore[attr-defined]
+    for (name, extra), value in stats.counters.items():
+        family = families.get(prefix + name)
+        if family is None:
+            family = families[prefix + name] = CounterMetricFamily(
+                prefix + name, f"{stats.component_type}: {name.replace('_', ' ')}.",
+                labels=[*_LABELS, *(k for k, _ in extra)])
+        family.add_metric([*labels, *(v for _, v in extra)], value)  # type: ignore[attr-defined]
 
 
 def _cumulative_buckets(stats: ComponentStats) -> list[tuple[str, float]]:

@@ -30,13 +30,18 @@ class ComponentStats:
     discarded: Counter[str] = field(default_factory=Counter)  # reason
     request_counts: list[int] = field(default_factory=lambda: [0] * (len(REQUEST_BUCKETS) + 1))  # last: +Inf
     request_seconds_sum: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)  # component-specific gauges
+    gauges: dict[str, float] = field(default_factory=dict)  # exported as agent_<type>_<name>
+    counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)  # (name, labels)
 
     def error(self, error_type: str, stage: str, n: int = 1) -> None:
         self.errors[(error_type, stage)] += n
 
     def discard(self, reason: str, n: int) -> None:
         self.discarded[reason] += n
+
+    def count(self, name: str, n: int = 1, **labels: str) -> None:
+        """Add to a component-specific counter, exported as agent_<type>_<name>_total{labels}."""
+        self.counters[(name, tuple(sorted(labels.items())))] += n
 
     def observe_request(self, seconds: float) -> None:
         """Count one delivery attempt's duration in the request histogram (non-cumulative buckets)."""

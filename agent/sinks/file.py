@@ -65,6 +65,12 @@ def _lookup(event: Any, keys: list[str]) -> str:
     return str(value).replace("/", "_")
 
 
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 class OpenFile:
     """One output file with its compressor and the bytes written to it."""
 
@@ -74,6 +80,9 @@ class OpenFile:
         self.fh = open(path, "ab")
         self.size = self.fh.tell()
         self.compression = compression
+        if self.size and compression == "none" and not _ends_with_newline(path):
+            self.fh.write(b"\n")  # a line torn by a crash stays apart from the next one
+            self.size += 1
         self.last_write = time.monotonic()
         if compression == "gzip":
             self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)

@@ -122,7 +122,10 @@ class GenerateSource:
         return Batch(events, self.kind, size)
 
     async def run(self, ctx: SourceContext) -> None:
-        acks: OrderedAcks[int] = OrderedAcks(lambda position: ctx.stats.extra.__setitem__("committed_events", position))
+        def commit(position: int) -> None:
+            ctx.stats.gauges["committed_events"] = position
+
+        acks: OrderedAcks[int] = OrderedAcks(commit)
         emitted = 0
         count, rate = self.config.count, self.config.rate
         started = time.monotonic()

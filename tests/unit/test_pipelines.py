@@ -18,3 +18,16 @@ def test_example_pipeline_validates(path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "agent", "validate", "--no-environment", "--deny-warnings",
                              "-c", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_default_pipeline_adds_the_demo_only_without_container_logs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import glob
+
+    from agent.app import default_pipeline_text, load_pipeline
+
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+    pipeline = load_pipeline([])
+    assert set(pipeline.components) == {"containers", "host", "demo", "console"}
+    assert pipeline.components["console"].inputs == ["containers", "host", "demo"]
+    monkeypatch.setattr(glob, "glob", lambda pattern: ["/var/log/containers/a_b_c-0.log"])
+    assert "type: generate" not in default_pipeline_text()

@@ -27,3 +27,16 @@ def test_families_are_named_agent_and_labelled_by_component() -> None:
     assert f"agent_buffer_bytes{{{labels}}} 500.0" in page
     assert 'agent_config_reloads_total{result="failure"} 1.0' in page
     assert "process_cpu_seconds_total" in page
+
+
+def test_components_export_their_own_families_once_per_name() -> None:
+    stats = StatsRegistry()
+    for cid in ("a", "b"):
+        tail = stats.get(cid, "source", "tail")
+        tail.gauges["files_open"] = 3
+        tail.count("read_lines", 10, group="/var/log/*.log")
+    page = generate_latest(build_registry(AgentCollector(stats, dict, {}))).decode()
+    assert page.count("# TYPE agent_tail_files_open gauge") == 1
+    assert 'agent_tail_files_open{component_id="b",component_kind="source",component_type="tail"} 3.0' in page
+    assert ('agent_tail_read_lines_total{component_id="a",component_kind="source",component_type="tail",'
+            'group="/var/log/*.log"} 10.0') in page

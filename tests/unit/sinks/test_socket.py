@@ -56,6 +56,6 @@ sinks:
         assert await asyncio.wait_for(run, 10) == 0
         await asyncio.sleep(0.1)
         assert len(receiver.lines) == topo.nodes["gen"].stats.sent_events
-        assert topo.nodes["gen"].stats.extra["committed_events"] == topo.nodes["gen"].stats.sent_events
+        assert topo.nodes["gen"].stats.gauges["committed_events"] == topo.nodes["gen"].stats.sent_events
     finally:
         await receiver.stop()

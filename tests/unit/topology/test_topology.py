@@ -56,10 +56,10 @@ sinks:
     await asyncio.sleep(0)
     await wait_for(lambda: stats(topo, "gen").sent_events == 5000)
     await asyncio.sleep(0.05)
-    assert "committed_events" not in stats(topo, "gen").extra
+    assert "committed_events" not in stats(topo, "gen").gauges
     GateSink.instances["gate"].gate.set()
     assert await asyncio.wait_for(run, 5) == 0  # ends by itself: the only source finished
-    assert stats(topo, "gen").extra["committed_events"] == 5000
+    assert stats(topo, "gen").gauges["committed_events"] == 5000
 
 
 async def test_a_failing_sink_holds_the_commit_back_while_another_sink_delivers(tmp_path: Path) -> None:
@@ -76,10 +76,10 @@ sinks:
     await asyncio.sleep(0)
     await wait_for(lambda: stats(topo, "fast").received_events == 2000)
     await wait_for(lambda: stats(topo, "disk").retries >= 2)
-    assert "committed_events" not in stats(topo, "gen").extra
+    assert "committed_events" not in stats(topo, "gen").gauges
     blocker.unlink()  # the disk comes back
     assert await asyncio.wait_for(run, 10) == 0
-    assert stats(topo, "gen").extra["committed_events"] == 2000
+    assert stats(topo, "gen").gauges["committed_events"] == 2000
     assert len((blocker / "events.ndjson").read_bytes().splitlines()) == 2000
 
 
@@ -116,7 +116,7 @@ sinks:
     dropped = stats(topo, "slow").discarded["buffer_full"]
     assert dropped > 0
     assert delivered + dropped == 5000
-    assert stats(topo, "gen").extra["committed_events"] == 5000
+    assert stats(topo, "gen").gauges["committed_events"] == 5000
 
 
 async def test_stop_drains_queued_events_into_the_file(tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ sinks:
     await wait_for(lambda: stats(topo, "gen").sent_events == 300)
     topo.request_stop()
     assert await asyncio.wait_for(run, 5) == 1
-    assert "committed_events" not in stats(topo, "gen").extra
+    assert "committed_events" not in stats(topo, "gen").gauges
     assert stats(topo, "stuck").discarded["shutdown_timeout"] > 0
 
 

@@ -1,0 +1,323 @@
+"""Container log line formats: Docker json-file, CRI (containerd, CRI-O) and raw lines, to event dicts.
+
+A decoder takes the complete lines of one file (framed by ``LineSplitter``, without their newline) and
+turns them into events, reassembling the records the runtime split into several lines: Docker's 16 KiB
+pieces whose ``log`` lacks the final ``\\n``, and CRI's ``P`` lines. A malformed line is never lost:
+it becomes ``{**extra, "message": <the line>, "parse_error": <reason>}`` and counts in ``errors``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from itertools import accumulate, count
+from operator import add
+from typing import Any, Protocol
+
+import orjson
+
+_CRI_LINE = re.compile(rb"\d{4}-\d\d-\d\dT\S+ (?:stdout|stderr) [^ ]+(?: |$)")
+_STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
+
+
+def detect_format(first_line: bytes) -> str:
+    """``"docker"`` for a JSON object, ``"cri"`` for ``<RFC3339 time> <stream> <tags> ...``, else ``"raw"``."""
+    if first_line.lstrip()[:1] == b"{":
+        return "docker"
+    if _CRI_LINE.match(first_line):
+        return "cri"
+    return "raw"
+
+
+class LineDecoder(Protocol):
+    """Turns complete lines of one file into events; see ``DockerDecoder`` for the offset contract."""
+
+    errors: int
+    truncated: int
+
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
+        """Append the events completed by ``lines`` to ``out``; return the safe offset."""
+        ...
+
+    def flush(self, out: list[dict], offsets: list[int] | None) -> None:
+        """Append the records still held, marked ``"partial": True``, and forget them."""
+        ...
+
+
+def _starts(lines: list[bytes], start_offset: int) -> list[int]:
+    """The file offset of each line, then of the end of the last (each line is followed by its newline)."""
+    return list(map(add, accumulate(map(len, lines), initial=start_offset), count()))
+
+
+def _cut_utf8(data: bytes, size: int) -> bytes:
+    """``data[:size]``, shortened by up to 3 bytes so that it does not end inside a UTF-8 character."""
+    if size < len(data):
+        stop = max(size - 3, 0)
+        while size > stop and data[size] & 0xC0 == 0x80:
+            size -= 1
+    return data[:size]
+
+
+class _Record:
+    """A record being reassembled from several lines of one stream."""
+
+    __slots__ = ("attrs", "pieces", "size", "start", "time", "truncated")
+
+    def __init__(self, start: int, time: Any, attrs: Any) -> None:
+        self.start = start  # file offset of its first line
+        self.time = time  # the first piece's
+        self.attrs = attrs
+        self.pieces: list[Any] = []
+        self.size = 0  # bytes kept in pieces
+        self.truncated = False
+
+
+class _Reassembler:
+    """What the Docker and CRI decoders share: per-stream partial records bounded by ``max_message_bytes``."""
+
+    __slots__ = ("_extra", "_free", "_held", "errors", "max_message_bytes", "truncated")
+
+    def __init__(self, extra: dict[str, Any], max_message_bytes: int) -> None:
+        self._extra = extra
+        self._held: dict[Any, _Record] = {}
+        self._free = set(_STREAMS.values())  # "stdout" and "stderr" unless a record of theirs is held
+        self.max_message_bytes = max_message_bytes
+        self.errors = 0
+        self.truncated = 0
+
+    def _done(self, lines: list[bytes], start_offset: int, starts: list[int] | None, recorded: int,
+              offsets: list[int] | None) -> int:
+        """End a ``decode`` call: record the offsets of the fast path's last events; return the safe offset."""
+        if offsets is not None:
+            if starts is None:
+                starts = _starts(lines, start_offset)
+            offsets += starts[recorded:-1]
+        held = self._held
+        if held:
+            return min(record.start for record in held.values())
+        return starts[-1] if starts is not None else start_offset + sum(map(len, lines)) + len(lines)
+
+    def _keep(self, record: _Record, piece: bytes) -> None:
+        """Add ``piece`` (UTF-8) to ``record`` unless that grows it past ``max_message_bytes``; then cut and mark it."""
+        if record.truncated:
+            return
+        room = self.max_message_bytes - record.size
+        if len(piece) > room:
+            piece = _cut_utf8(piece, room)
+            record.truncated = True
+            self.truncated += 1
+        record.pieces.append(piece)
+        record.size += len(piece)
+
+    def _piece(self, stream: Any, piece: bytes, last: bool, pos: int, time: Any, attrs: Any, out: list[dict],
+               offsets: list[int] | None) -> None:
+        """Reassemble ``piece`` (UTF-8, from the line at ``pos``) into the record of ``stream``; emit it if ``last``."""
+        record = self._held.get(stream)
+        if record is None:
+            if last:
+                out.append(self._event(piece.decode("utf-8", "replace"), stream, time, attrs))
+                if offsets is not None:
+                    offsets.append(pos)
+                return
+            record = self._held[stream] = _Record(pos, time, attrs)
+            self._free.discard(stream)
+        self._keep(record, piece)
+        if last:
+            del self._held[stream]
+            if stream in _STREAMS.values():
+                self._free.add(stream)
+            out.append(self._finish(stream, record))
+            if offsets is not None:
+                offsets.append(record.start)
+
+    def _error(self, line: bytes, reason: str, pos: int, out: list[dict], offsets: list[int] | None) -> None:
+        self.errors += 1
+        out.append({**self._extra, "message": line.decode("utf-8", "replace"), "parse_error": reason})
+        if offsets is not None:
+            offsets.append(pos)
+
+    def _event(self, message: str, stream: Any, time: Any, attrs: Any) -> dict:
+        event = {**self._extra, "message": message}
+        if stream is not None:
+            event["stream"] = stream
+        if time is not None:
+            event["time"] = time
+        if attrs is not None:
+            event["attrs"] = attrs
+        return event
+
+    def _finish(self, stream: Any, record: _Record) -> dict:
+        event = self._event(b"".join(record.pieces).decode("utf-8", "replace"), stream, record.time, record.attrs)
+        if record.truncated:
+            event["truncated"] = True
+        return event
+
+    def flush(self, out: list[dict], offsets: list[int] | None) -> None:
+        """Append every held record, marked ``"partial": True``, in file order, and forget them."""
+        for stream, record in sorted(self._held.items(), key=lambda item: item[1].start):
+            event = self._finish(stream, record)
+            event["partial"] = True
+            out.append(event)
+            if offsets is not None:
+                offsets.append(record.start)
+        self._held.clear()
+        self._free.update(_STREAMS.values())
+
+
+class DockerDecoder(_Reassembler):
+    """Docker json-file lines: ``{"log": "...\\n", "stream": "stdout", "time": "..."[, "attrs": {...}]}``.
+
+    Events are ``{**extra, "message": log without its final "\\n", "stream", "time"[, "attrs"]}``. A ``log``
+    without the final ``\\n`` is a piece of a longer line: pieces of the same stream are concatenated until
+    one ends in ``\\n``, the event keeps the first piece's ``time``, and a message that would grow past
+    ``max_message_bytes`` is cut there, marked ``"truncated": True`` and counted in ``truncated`` (the rest
+    of its pieces are dropped, never held). A single complete line is only bounded by the line splitter.
+
+    Safe offset: ``decode`` returns the file offset of the first line of the earliest record still held,
+    or the end of ``lines`` when it holds nothing. Every byte before it is in an event already appended;
+    reading the file again from there re-produces every record not yet emitted.
+    """
+
+    __slots__ = ()
+
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
+        """Append the events ``lines`` complete to ``out`` (with their start offsets); return the safe offset."""
+        loads = orjson.loads
+        extra = self._extra
+        free = self._free
+        append = out.append
+        # A line on the fast path appends exactly one event, so the index of the current line is
+        # len(out) - base, and line offsets are only computed (in bulk) when a line leaves the fast path.
+        base = len(out)
+        starts: list[int] | None = None
+        recorded = 0  # offsets holds the starts of the fast-path events of the lines before this index
+        for line in lines:
+            try:
+                rec = loads(line)
+                log = rec["log"]
+                if log[-1:] == "\n" and (stream := rec["stream"]) in free:
+                    if "attrs" in rec:
+                        append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"],
+                                "attrs": rec["attrs"]})
+                    else:
+                        append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"]})
+                    continue
+            except (ValueError, KeyError, TypeError):
+                pass
+            index = len(out) - base
+            if starts is None:
+                starts = _starts(lines, start_offset)
+            if offsets is not None:
+                offsets += starts[recorded:index]
+                recorded = index + 1
+            self._line(line, starts[index], out, offsets)
+            base = len(out) - index - 1
+        return self._done(lines, start_offset, starts, recorded, offsets)
+
+    def _line(self, line: bytes, pos: int, out: list[dict], offsets: list[int] | None) -> None:
+        """A line the fast path leaves alone: a piece of a split line, a missing field, bad JSON or UTF-8."""
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            try:  # orjson rejects invalid UTF-8: keep the JSON, replace the bad bytes
+                rec = orjson.loads(line.decode("utf-8", "replace"))
+            except orjson.JSONDecodeError:
+                self._error(line, "invalid JSON", pos, out, offsets)
+                return
+        if type(rec) is not dict:
+            self._error(line, "not a JSON object", pos, out, offsets)
+        elif type(log := rec.get("log")) is not str:
+            self._error(line, "no log string", pos, out, offsets)
+        elif (stream := rec.get("stream")) is not None and type(stream) is not str:
+            self._error(line, "stream is not a string", pos, out, offsets)
+        elif log[-1:] == "\n":
+            self._piece(stream, log[:-1].encode(), True, pos, rec.get("time"), rec.get("attrs"), out, offsets)
+        else:
+            self._piece(stream, log.encode(), False, pos, rec.get("time"), rec.get("attrs"), out, offsets)
+
+
+class CriDecoder(_Reassembler):
+    """CRI lines: ``<RFC3339 time> <stdout|stderr> <tags> <content>``, tags ``P`` or ``F`` then ``:``-separated extras.
+
+    Events are ``{**extra, "message": content, "stream", "time"}``. ``P`` pieces of a stream are concatenated
+    (no separator: the kubelet trimmed their newline) up to and including the ``F`` piece; the event keeps
+    the first piece's ``time``. A line that ends after the tags has empty content. A reassembled message is
+    bounded by ``max_message_bytes`` exactly as in ``DockerDecoder``.
+
+    Safe offset: ``decode`` returns the file offset of the first line of the earliest record still held,
+    or the end of ``lines`` when it holds nothing. Every byte before it is in an event already appended;
+    reading the file again from there re-produces every record not yet emitted.
+    """
+
+    __slots__ = ()
+
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
+        """Append the events ``lines`` complete to ``out`` (with their start offsets); return the safe offset."""
+        extra = self._extra
+        held = self._held
+        streams = _STREAMS
+        append = out.append
+        base = len(out)  # the bookkeeping of DockerDecoder.decode
+        starts: list[int] | None = None
+        recorded = 0
+        for line in lines:
+            try:
+                time, stream, tags, content = line.split(b" ", 3)
+                if tags == b"F" and (not held or streams[stream] not in held):
+                    append({**extra, "message": content.decode("utf-8", "replace"), "stream": streams[stream],
+                            "time": time.decode()})
+                    continue
+            except (ValueError, KeyError):
+                pass
+            index = len(out) - base
+            if starts is None:
+                starts = _starts(lines, start_offset)
+            if offsets is not None:
+                offsets += starts[recorded:index]
+                recorded = index + 1
+            self._line(line, starts[index], out, offsets)
+            base = len(out) - index - 1
+        return self._done(lines, start_offset, starts, recorded, offsets)
+
+    def _line(self, line: bytes, pos: int, out: list[dict], offsets: list[int] | None) -> None:
+        """A line the fast path leaves alone: a ``P`` piece, a held stream, extra tags, no content, malformed."""
+        parts = line.split(b" ", 3)
+        stream = _STREAMS.get(parts[1]) if len(parts) >= 3 else None
+        flag = parts[2].split(b":", 1)[0] if stream is not None else None
+        if flag != b"F" and flag != b"P":
+            self._error(line, "not a CRI line", pos, out, offsets)
+            return
+        content = parts[3] if len(parts) == 4 else b""
+        self._piece(stream, content, flag == b"F", pos, parts[0].decode("utf-8", "replace"), None, out, offsets)
+
+
+class RawDecoder:
+    """Each line is one event, ``{**extra, "message": line}``; nothing is held, so the safe offset is the end."""
+
+    __slots__ = ("_extra", "errors", "truncated")
+
+    def __init__(self, extra: dict[str, Any], max_message_bytes: int) -> None:
+        """``max_message_bytes`` is accepted for a common signature: a raw line is bounded by the line splitter."""
+        self._extra = extra
+        self.errors = 0
+        self.truncated = 0
+
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
+        """Append one event per line to ``out`` (their start offsets to ``offsets``); return the end offset."""
+        extra = self._extra
+        out += [{**extra, "message": line.decode("utf-8", "replace")} for line in lines]
+        if offsets is None:
+            return start_offset + sum(map(len, lines)) + len(lines)
+        starts = _starts(lines, start_offset)
+        offsets += starts[:-1]
+        return starts[-1]
+
+    def flush(self, out: list[dict], offsets: list[int] | None) -> None:
+        """Nothing is ever held."""
+
+
+DECODERS: dict[str, Callable[[dict[str, Any], int], LineDecoder]] = {
+    "docker": DockerDecoder,
+    "cri": CriDecoder,
+    "raw": RawDecoder,
+}

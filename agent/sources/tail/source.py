@@ -1,0 +1,372 @@
+"""Source `tail`: container and host log files, read once, in order, across rotations and restarts.
+
+Each round reads at most ``read_bytes`` from every open file that has new
+data (so one chatty file cannot starve the others), frames complete lines,
+decodes them (Docker json-file, CRI or raw, with partial-line reassembly,
+then multiline), and sends one batch per file read. The send waits while the
+pipeline is full: the file is the buffer, and memory stays bounded.
+
+Every batch carries an ack whose token is the file offset up to which all
+bytes have been turned into events; the offset is committed to the
+checkpoint store only when every sink acknowledged the batch and all earlier
+ones of that file. Rotation by rename or deletion keeps the old file open to
+its end (up to ``rotate_wait`` after the rename); a shrinking file
+(copytruncate) is read again from its start; a file is known by device,
+inode and a fingerprint of its first bytes, so a reused inode is a new file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+import time
+from collections import deque
+from functools import partial
+from typing import Any, Literal
+
+from agent.codecs.container import DECODERS, detect_format
+from agent.codecs.multiline import Multiline, MultilineConfig
+from agent.config.model import SourceConfig
+from agent.config.registry import BuildContext, register
+from agent.config.units import ByteSize, Duration
+from agent.core.ack import OrderedAcks
+from agent.core.batch import Batch, Kind
+from agent.core.component import SourceContext
+from agent.core.errors import BuildError
+from agent.observe.stats import ComponentStats
+from agent.sources.tail.checkpoint import CheckpointStore, Entry
+from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, kubernetes_fields
+from agent.sources.tail.wakeup import Wakeup
+
+log = logging.getLogger("agent.sources.tail")
+
+
+class TailConfig(SourceConfig, tag="tail"):
+    """Follow files matching ``include`` (globs; symlinks followed), minus ``exclude``."""
+
+    include: list[str]
+    exclude: list[str] = []
+    format: Literal["auto", "docker", "cri", "raw"] = "auto"
+    read_from: Literal["beginning", "end"] = "end"
+    glob_interval: Duration = Duration(1.0)
+    poll_interval: Duration = Duration(0.25)
+    inotify: bool = True
+    max_open_files: int = 1024
+    max_line_bytes: ByteSize = ByteSize(256 * 1024)
+    read_bytes: ByteSize = ByteSize(256 * 1024)
+    rotate_wait: Duration = Duration(5.0)
+    checkpoint_grace: Duration = Duration(3600.0)
+    multiline: MultilineConfig | None = None
+
+
+@register("source", "tail", TailConfig, "Tails log files: Docker json-file, CRI or plain lines.")
+class TailSource:
+    """Discovers, reads and checkpoints files; see the module docstring for the guarantees."""
+
+    output_type = "logs"
+
+    def __init__(self, config: TailConfig, ctx: BuildContext) -> None:
+        if not config.include:
+            raise BuildError("include must name at least one glob")
+        if config.max_open_files < 1:
+            raise BuildError("max_open_files must be at least 1")
+        self.config = config
+        self.files: dict[str, TailedFile] = {}  # by key, open or parked
+        self.waiting: deque[tuple[str, str] | TailedFile] = deque()  # new (path, group) or parked files
+        self.stats: ComponentStats = ctx.stats
+        self.store: CheckpointStore | None = None
+        self._round = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, ctx: SourceContext) -> None:
+        self.store = CheckpointStore(ctx.data_dir / "tail" / ctx.id, grace=self.config.checkpoint_grace)
+        self.store.load()
+        wakeup = Wakeup(self.config.inotify)
+        next_scan = 0.0
+        first_scan = True
+        try:
+            while not ctx.shutdown.is_set():
+                now = time.monotonic()
+                if now >= next_scan:
+                    self._scan(first_scan, wakeup)
+                    first_scan = False
+                    next_scan = now + self.config.glob_interval
+                progressed = await self._read_round(ctx)
+                await self._housekeeping(ctx, now)
+                if not progressed:
+                    await wakeup.wait(min(self.config.poll_interval, max(0.0, next_scan - time.monotonic())),
+                                      ctx.shutdown)
+            await self._wait_for_acks()
+        finally:
+            wakeup.close()
+            for tailed in self.files.values():
+                tailed.close()
+            self.store.close()
+
+    async def _wait_for_acks(self) -> None:
+        """Let in-flight batches finish so their offsets are committed (the drain deadline bounds this)."""
+        for tailed in list(self.files.values()):
+            await tailed.acks.wait_idle()
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def _scan(self, first_scan: bool, wakeup: Wakeup) -> None:
+        """Match globs: open new files, notice rotated and deleted ones."""
+        found: dict[str, tuple[str, str]] = {}  # key -> (path, group)
+        for pattern in self.config.include:
+            for path in glob.glob(pattern):
+                if any(fnmatch.fnmatch(path, ex) for ex in self.config.exclude):
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if not os.path.isfile(path):
+                    continue
+                found.setdefault(f"{st.st_dev}:{st.st_ino}", (path, pattern))
+        now = time.monotonic()
+        for key, tailed in self.files.items():
+            if key in found:
+                tailed.path = found[key][0]
+            elif tailed.rotated_at is None:
+                tailed.rotated_at = now
+                kind = "delete" if not os.path.exists(tailed.path) else "rename"
+                self.stats.count("rotations", kind=kind)
+        waiting_paths = {item[0] for item in self.waiting if isinstance(item, tuple)}
+        for key, (path, group) in found.items():
+            if key not in self.files and path not in waiting_paths:
+                self.waiting.append((path, group))
+                wakeup.watch(os.path.dirname(os.path.realpath(path)))
+        self._open_waiting(first_scan)
+        assert self.store is not None
+        self.store.touch(list(found), time.time())
+
+    def _open_waiting(self, first_scan: bool) -> None:
+        while self.waiting and self._open_count() < self.config.max_open_files:
+            item = self.waiting.popleft()
+            if isinstance(item, TailedFile):
+                self._unpark(item)
+            else:
+                self._open_new(*item, first_scan=first_scan)
+
+    def _open_count(self) -> int:
+        return sum(1 for f in self.files.values() if f.fd >= 0)
+
+    def _open_new(self, path: str, group: str, *, first_scan: bool) -> None:
+        try:
+            tailed = TailedFile.open(path, group, self.config.max_line_bytes)
+        except OSError as exc:
+            self.stats.error("open_failed", "receiving")
+            log.warning("cannot open file", extra={"component_id": self.stats.component_id, "path": path,
+                                                   "error": exc.strerror})
+            return
+        if tailed.key in self.files:  # raced with a rename: already followed under another name
+            tailed.close()
+            return
+        tailed.extra = self._fields_for(path)
+        tailed.acks = OrderedAcks(partial(self._commit, tailed))
+        self._position(tailed, first_scan)
+        self.files[tailed.key] = tailed
+
+    def _fields_for(self, path: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {"file": path}
+        k8s = kubernetes_fields(path)
+        if k8s is not None:
+            fields["kubernetes"] = k8s
+        return fields
+
+    def _position(self, tailed: TailedFile, first_scan: bool) -> None:
+        """Where reading starts: the checkpoint, else the start or (for files present at start-up) the end."""
+        assert self.store is not None
+        entry = self.store.get(tailed.key)
+        size = tailed.size()
+        if entry is not None and tailed.matches(entry.fp_len, entry.fp):
+            tailed.seek(entry.offset if entry.offset <= size else 0)
+        elif first_scan and self.config.read_from == "end" and size:
+            tailed.seek(size)
+            if os.pread(tailed.fd, 1, size - 1) != b"\n":
+                tailed.splitter.skip_to_next_line()
+        else:
+            tailed.seek(0)
+
+    def _unpark(self, tailed: TailedFile) -> None:
+        try:
+            fd = os.open(tailed.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        st = os.fstat(fd) if fd >= 0 else None
+        if st is None or f"{st.st_dev}:{st.st_ino}" != tailed.key:
+            if fd >= 0:
+                os.close(fd)
+            tailed.finished = True  # rotated away while parked: what it still had is out of reach
+            self.stats.error("rotated_while_parked", "receiving")
+            return
+        tailed.fd = fd
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _read_round(self, ctx: SourceContext) -> bool:
+        """One read from every open file with new data, starting one file later each round."""
+        files = [f for f in self.files.values() if f.fd >= 0]
+        if not files:
+            return False
+        self._round += 1
+        start = self._round % len(files)
+        progressed = False
+        for tailed in files[start:] + files[:start]:
+            if ctx.shutdown.is_set():
+                break
+            chunk = tailed.read(self.config.read_bytes)
+            tailed.eof = len(chunk) < self.config.read_bytes
+            if not chunk:
+                continue
+            progressed = True
+            await self._emit(ctx, tailed, *self._decode(tailed, chunk), nbytes=len(chunk))
+        return progressed
+
+    def _decode(self, tailed: TailedFile, chunk: bytes) -> tuple[list[dict[str, Any]], int]:
+        """Events completed by ``chunk`` and the offset up to which the file is fully turned into events."""
+        splitter = tailed.splitter
+        lines = splitter.feed(chunk)
+        if splitter.truncated:
+            self.stats.count("truncations", splitter.truncated, what="line")
+            splitter.truncated = 0
+        if tailed.fp_len < FINGERPRINT_BYTES:
+            tailed.refresh_fingerprint()
+        start, end = tailed.line_start, tailed.read_offset - splitter.pending
+        tailed.line_start = end
+        if not lines:
+            return [], self._safe_offset(tailed)
+        self.stats.count("read_lines", len(lines), group=tailed.group)
+        return self._decode_lines(tailed, lines, start, end)
+
+    def _decode_lines(self, tailed: TailedFile, lines: list[bytes], start: int,
+                      end: int) -> tuple[list[dict[str, Any]], int]:
+        decoder = tailed.decoder
+        if decoder is None:
+            tailed.format = self.config.format if self.config.format != "auto" else detect_format(lines[0])
+            decoder = tailed.decoder = DECODERS[tailed.format](tailed.extra, self.config.max_line_bytes)
+            if self.config.multiline is not None:
+                tailed.multiline = Multiline(self.config.multiline)
+        events: list[dict[str, Any]] = []
+        offsets: list[int] | None = [] if tailed.multiline is not None else None
+        errors, truncated = decoder.errors, decoder.truncated
+        safe = decoder.decode(lines, start, events, offsets)
+        if safe == start + sum(map(len, lines)) + len(lines):
+            safe = end  # holding nothing: on disk, truncated lines were longer than what the splitter kept
+        tailed.decoder_safe = safe
+        if decoder.errors != errors:
+            self.stats.error("parse_failed", "receiving", decoder.errors - errors)
+        if decoder.truncated != truncated:
+            self.stats.count("truncations", decoder.truncated - truncated, what="message")
+        if tailed.multiline is not None:
+            grouped: list[dict[str, Any]] = []
+            assert offsets is not None
+            tailed.multiline.feed(events, offsets, grouped, time.monotonic())
+            events = grouped
+            safe = tailed.multiline.safe_offset(safe)
+        return events, safe
+
+    @staticmethod
+    def _safe_offset(tailed: TailedFile) -> int:
+        """Offset below which every byte is in an emitted event (nothing held by decoder or multiline)."""
+        safe = tailed.decoder_safe
+        return tailed.multiline.safe_offset(safe) if tailed.multiline is not None else safe
+
+    async def _emit(self, ctx: SourceContext, tailed: TailedFile, events: list[dict[str, Any]], offset: int,
+                    nbytes: int) -> None:
+        stats = self.stats
+        stats.received_bytes += nbytes
+        stats.count("read_bytes", nbytes, group=tailed.group)
+        if not events:
+            return
+        stats.received_events += len(events)
+        batch = Batch(events, Kind.LOGS, nbytes or sum(len(e.get("message", "")) for e in events))
+        batch.acks.append(tailed.acks.track(offset))
+        await ctx.out.send(batch)
+
+    def _commit(self, tailed: TailedFile, offset: int) -> None:
+        tailed.committed = offset
+        if self.store is not None:
+            self.store.commit(Entry(tailed.key, tailed.path, tailed.fp_len, tailed.fp, offset, time.time()))
+
+    # -- rotation, truncation, timeouts, fairness -------------------------------------------
+
+    async def _housekeeping(self, ctx: SourceContext, now: float) -> None:
+        for tailed in list(self.files.values()):
+            if tailed.fd < 0:
+                continue
+            if tailed.multiline is not None:
+                expired: list[dict[str, Any]] = []
+                tailed.multiline.flush_expired(now, expired)
+                if expired:
+                    await self._emit(ctx, tailed, expired, self._safe_offset(tailed), 0)
+            if not tailed.eof:
+                continue
+            if tailed.rotated_at is not None:
+                if now - tailed.rotated_at >= self.config.rotate_wait:
+                    await self._finish(ctx, tailed)
+            elif self._truncated(tailed):
+                await self._restart_truncated(ctx, tailed)
+        self._forget_finished()
+        self._park_idle()
+        self._open_waiting(first_scan=False)
+        self.stats.gauges["files_open"] = self._open_count()
+        self.stats.gauges["files_waiting"] = len(self.waiting)
+        self.stats.gauges["checkpoint_lag_bytes"] = sum(f.read_offset - f.committed for f in self.files.values())
+
+    def _truncated(self, tailed: TailedFile) -> bool:
+        """Copytruncate: the file is shorter than what was read, or its first bytes changed."""
+        shrunk = tailed.size() < tailed.read_offset
+        return shrunk or (tailed.fp_len > 0 and not tailed.matches(tailed.fp_len, tailed.fp))
+
+    async def _flush_held(self, ctx: SourceContext, tailed: TailedFile) -> None:
+        """Emit what the file will never complete: its unterminated last line and held partial records."""
+        events: list[dict[str, Any]] = []
+        tail_lines = tailed.splitter.flush()
+        if tail_lines:
+            events, _ = self._decode_lines(tailed, tail_lines, tailed.line_start, tailed.read_offset)
+        if tailed.decoder is not None:
+            held: list[dict[str, Any]] = []
+            offsets: list[int] | None = [] if tailed.multiline is not None else None
+            tailed.decoder.flush(held, offsets)
+            if tailed.multiline is not None:
+                assert offsets is not None
+                tailed.multiline.feed(held, offsets, events, time.monotonic())
+                tailed.multiline.flush(events)
+            else:
+                events.extend(held)
+        tailed.line_start = tailed.decoder_safe = tailed.read_offset
+        await self._emit(ctx, tailed, events, tailed.read_offset, 0)
+
+    async def _finish(self, ctx: SourceContext, tailed: TailedFile) -> None:
+        await self._flush_held(ctx, tailed)
+        tailed.close()
+        tailed.finished = True
+
+    async def _restart_truncated(self, ctx: SourceContext, tailed: TailedFile) -> None:
+        self.stats.count("rotations", kind="truncate")
+        await self._flush_held(ctx, tailed)
+        tailed.fp_len, tailed.fp = 0, ""
+        tailed.refresh_fingerprint()
+        tailed.read_offset = tailed.line_start = tailed.decoder_safe = 0
+
+    def _forget_finished(self) -> None:
+        for key, tailed in list(self.files.items()):
+            if tailed.finished and not tailed.acks.in_flight:
+                del self.files[key]
+
+    def _park_idle(self) -> None:
+        """With files waiting for a descriptor, close idle ones at end of file (their state is kept)."""
+        if not self.waiting:
+            return
+        for tailed in list(self.files.values()):
+            if len(self.waiting) == 0 or self._open_count() < self.config.max_open_files:
+                break
+            if tailed.fd >= 0 and tailed.eof and tailed.rotated_at is None and not tailed.splitter.pending:
+                tailed.close()
+                self.waiting.append(tailed)
+

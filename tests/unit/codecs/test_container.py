@@ -1,0 +1,467 @@
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.codecs.container import DECODERS, CriDecoder, DockerDecoder, LineDecoder, RawDecoder, detect_format
+
+EXTRA = {"file": "/var/log/containers/a.log", "kubernetes": {"pod": "a", "namespace": "ns"}}
+T0 = "2026-11-22T17:00:00.123456789Z"
+PIECE = 16 * 1024  # Docker's and containerd's split size
+
+
+def docker(log: str, stream: str = "stdout", time: str = T0, **more: Any) -> bytes:
+    return orjson.dumps({"log": log, "stream": stream, "time": time, **more})
+
+
+def cri(content: bytes, stream: str = "stdout", tags: str = "F", time: str = T0) -> bytes:
+    return f"{time} {stream} {tags} ".encode() + content
+
+
+def starts(lines: list[bytes], start: int = 0) -> list[int]:
+    """Offset of each line, then of the end."""
+    out = [start]
+    for line in lines:
+        out.append(out[-1] + len(line) + 1)
+    return out
+
+
+def decode(decoder: LineDecoder, lines: list[bytes], start: int = 0) -> tuple[list[dict], list[int], int]:
+    out: list[dict] = []
+    offsets: list[int] = []
+    safe = decoder.decode(lines, start, out, offsets)
+    assert len(offsets) == len(out)
+    return out, offsets, safe
+
+
+def docker_pieces(message: str, size: int = PIECE) -> list[str]:
+    """``message`` as Docker writes it: ``size`` pieces without newline, the last one ending in one."""
+    pieces = [message[i:i + size] for i in range(0, len(message), size)] or [""]
+    pieces[-1] += "\n"
+    return pieces
+
+
+# detect_format
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    (docker("hi\n"), "docker"),
+    (b'  {"log":"x"}', "docker"),
+    (b"{not json", "docker"),
+    (cri(b"hello"), "cri"),
+    (cri(b"", tags="P"), "cri"),
+    (cri(b"", tags="F:x"), "cri"),
+    (f"{T0} stderr F".encode(), "cri"),
+    (b"2016-10-06T00:17:09.669794202+02:00 stdout P a b c", "cri"),
+    (f"{T0} stdin F hello".encode(), "raw"),
+    (b"2026-11-22 17:00:00 INFO started", "raw"),
+    (b"hello world", "raw"),
+    (b"", "raw"),
+])
+def test_detect_format(line: bytes, expected: str) -> None:
+    assert detect_format(line) == expected
+
+
+def test_decoders_by_format_name() -> None:
+    assert DECODERS == {"docker": DockerDecoder, "cri": CriDecoder, "raw": RawDecoder}
+
+
+# Docker json-file
+
+
+def test_docker_full_lines_become_events_with_the_extra_fields() -> None:
+    lines = [docker('{"level":"info"}\n'), docker("second\n", "stderr", "2026-11-22T17:00:01Z")]
+    out, offsets, safe = decode(DockerDecoder(EXTRA, 1 << 20), lines, 100)
+    assert out == [
+        {**EXTRA, "message": '{"level":"info"}', "stream": "stdout", "time": T0},
+        {**EXTRA, "message": "second", "stream": "stderr", "time": "2026-11-22T17:00:01Z"},
+    ]
+    assert out[0]["kubernetes"] is EXTRA["kubernetes"]  # shared, not copied
+    assert offsets == starts(lines, 100)[:-1]
+    assert safe == starts(lines, 100)[-1]
+
+
+def test_docker_without_offsets_gives_the_same_events_and_safe_offset() -> None:
+    lines = [docker("a\n"), docker("b"), b"oops", docker("c\n", "stderr"), docker("d\n")]
+    with_offsets = DockerDecoder(EXTRA, 1 << 20)
+    out, _, safe = decode(with_offsets, lines)
+    plain: list[dict] = []
+    assert DockerDecoder(EXTRA, 1 << 20).decode(lines, 0, plain, None) == safe
+    assert plain == out
+
+
+def test_docker_split_line_is_reassembled() -> None:
+    message = "".join(chr(ord("a") + i % 26) for i in range(40_000))
+    pieces = docker_pieces(message)
+    assert len(pieces) == 3
+    lines = [docker(piece, time=f"t{i}") for i, piece in enumerate(pieces)]
+    out, offsets, safe = decode(DockerDecoder(EXTRA, 1 << 20), lines, 7)
+    assert out == [{**EXTRA, "message": message, "stream": "stdout", "time": "t0"}]
+    assert offsets == [7]
+    assert safe == starts(lines, 7)[-1]
+
+
+def test_docker_interleaved_partials_are_reassembled_per_stream() -> None:
+    lines = [
+        docker("out-1 ", "stdout", "t1"),
+        docker("err-1 ", "stderr", "t2"),
+        docker("out-2\n", "stdout", "t3"),
+        docker("err-2 ", "stderr", "t4"),
+        docker("err-3\n", "stderr", "t5"),
+    ]
+    out, offsets, _ = decode(DockerDecoder(EXTRA, 1 << 20), lines)
+    assert [(e["message"], e["stream"], e["time"]) for e in out] == [
+        ("out-1 out-2", "stdout", "t1"),
+        ("err-1 err-2 err-3", "stderr", "t2"),
+    ]
+    assert offsets == [starts(lines)[0], starts(lines)[1]]
+
+
+def test_docker_full_line_of_another_stream_passes_a_held_partial() -> None:
+    lines = [docker("part ", "stdout"), docker("full\n", "stderr"), docker("end\n", "stdout")]
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    out, offsets, safe = decode(decoder, lines[:2])
+    assert [e["message"] for e in out] == ["full"]
+    assert offsets == [starts(lines)[1]]
+    assert safe == 0
+    out, offsets, safe = decode(decoder, lines[2:], starts(lines)[2])
+    assert [e["message"] for e in out] == ["part end"]
+    assert offsets == [0]
+    assert safe == starts(lines)[-1]
+
+
+def test_docker_safe_offset_stays_at_a_held_partial_until_it_completes() -> None:
+    lines = [docker("a\n"), docker("b1"), docker("b2"), docker("b3\n"), docker("c\n")]
+    offs = starts(lines, 1000)
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    out: list[dict] = []
+    assert decoder.decode(lines[:2], offs[0], out, None) == offs[1]
+    assert [e["message"] for e in out] == ["a"]
+    assert decoder.decode(lines[2:3], offs[2], out, None) == offs[1]
+    assert decoder.decode(lines[3:], offs[3], out, None) == offs[5]
+    assert [e["message"] for e in out] == ["a", "b1b2b3", "c"]
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    (b'{"log": "cut by the line splitter', "invalid JSON"),
+    (b"plain text", "invalid JSON"),
+    (b"", "invalid JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'"log"', "not a JSON object"),
+    (b"12", "not a JSON object"),
+    (b'{"stream": "stdout", "time": "t"}', "no log string"),
+    (b'{"log": 5, "stream": "stdout"}', "no log string"),
+    (b'{"log": null}', "no log string"),
+    (b'{"log": "x\\n", "stream": ["stdout"]}', "stream is not a string"),
+    (b'{"log": "\\ud800\\n", "stream": "stdout"}', "invalid JSON"),  # orjson refuses lone surrogates
+])
+def test_docker_malformed_line_is_kept_raw_and_counted(line: bytes, reason: str) -> None:
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    lines = [docker("before\n"), line, docker("after\n")]
+    out, offsets, safe = decode(decoder, lines)
+    assert out == [
+        {**EXTRA, "message": "before", "stream": "stdout", "time": T0},
+        {**EXTRA, "message": line.decode(), "parse_error": reason},
+        {**EXTRA, "message": "after", "stream": "stdout", "time": T0},
+    ]
+    assert offsets == starts(lines)[:-1]
+    assert safe == starts(lines)[-1]
+    assert decoder.errors == 1
+
+
+def test_docker_malformed_line_does_not_disturb_a_held_partial() -> None:
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    lines = [docker("a"), b"garbage", docker("b\n")]
+    out, offsets, _ = decode(decoder, lines)
+    assert [(e["message"], "parse_error" in e) for e in out] == [("garbage", True), ("ab", False)]
+    assert offsets == [starts(lines)[1], 0]
+
+
+def test_docker_invalid_utf8_inside_the_log_is_replaced() -> None:
+    line = b'{"log":"caf\xc3\xa9 \xff\xfe ok\\n","stream":"stdout","time":"t"}'
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    out, _, _ = decode(decoder, [line])
+    assert out == [{**EXTRA, "message": "café \ufffd\ufffd ok", "stream": "stdout", "time": "t"}]
+    assert decoder.errors == 0
+
+
+def test_docker_invalid_utf8_in_a_malformed_line_is_replaced() -> None:
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    out, _, _ = decode(decoder, [b'{"log":"\xff', b"\x80\x81 binary \x00"])
+    assert [e["message"] for e in out] == ['{"log":"\ufffd', "\ufffd\ufffd binary \x00"]
+    assert decoder.errors == 2
+
+
+def test_docker_attrs_are_kept() -> None:
+    attrs = {"tag": "web", "com.example.team": "shop"}
+    lines = [docker("x\n", attrs=attrs), docker("y", attrs=attrs), docker("z\n", attrs={"other": "1"})]
+    out, _, _ = decode(DockerDecoder(EXTRA, 1 << 20), lines)
+    assert out == [
+        {**EXTRA, "message": "x", "stream": "stdout", "time": T0, "attrs": attrs},
+        {**EXTRA, "message": "yz", "stream": "stdout", "time": T0, "attrs": attrs},
+    ]
+
+
+def test_docker_record_without_stream_or_time_is_kept() -> None:
+    out, _, _ = decode(DockerDecoder(EXTRA, 1 << 20), [b'{"log":"a\\n"}', b'{"log":"b","time":"t"}', b'{"log":"c\\n"}'])
+    assert out == [{**EXTRA, "message": "a"}, {**EXTRA, "message": "bc", "time": "t"}]
+
+
+def test_docker_huge_message_is_cut_at_max_message_bytes_with_bounded_memory() -> None:
+    limit = 100_000
+    decoder = DockerDecoder(EXTRA, limit)
+    pieces = docker_pieces("x" * (10 * 1024 * 1024))
+    out: list[dict] = []
+    offset = 0
+    for piece in pieces:
+        line = docker(piece)
+        decoder.decode([line], offset, out, None)
+        offset += len(line) + 1
+        held = decoder._held.get("stdout")
+        assert held is None or (held.size <= limit and sum(map(len, held.pieces)) <= limit)
+    decoder.decode([docker("next\n")], offset, out, None)
+    assert [(len(e["message"]), e.get("truncated")) for e in out] == [(limit, True), (4, None)]
+    assert decoder.truncated == 1
+
+
+def test_docker_truncation_does_not_split_a_utf8_character() -> None:
+    decoder = DockerDecoder(EXTRA, 10)
+    out, _, _ = decode(decoder, [docker("abcdefgh"), docker("éé\n")])  # the cut falls inside the second é
+    assert out[0]["message"] == "abcdefghé"
+    assert out[0]["truncated"] is True
+
+
+def test_docker_flush_emits_held_partials_in_file_order() -> None:
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    lines = [docker("out", "stdout", "t1"), docker("err", "stderr", "t2"), docker("more", "stdout", "t3")]
+    out, _, safe = decode(decoder, lines)
+    assert (out, safe) == ([], 0)
+    offsets: list[int] = []
+    decoder.flush(out, offsets)
+    assert out == [
+        {**EXTRA, "message": "outmore", "stream": "stdout", "time": "t1", "partial": True},
+        {**EXTRA, "message": "err", "stream": "stderr", "time": "t2", "partial": True},
+    ]
+    assert offsets == [0, starts(lines)[1]]
+    assert decoder.decode([], 500, out, None) == 500
+
+
+# CRI
+
+
+def test_cri_full_lines() -> None:
+    lines = [cri(b"hello world"), cri(b"oops", "stderr", time="2026-11-22T17:00:01Z")]
+    out, offsets, safe = decode(CriDecoder(EXTRA, 1 << 20), lines, 3)
+    assert out == [
+        {**EXTRA, "message": "hello world", "stream": "stdout", "time": T0},
+        {**EXTRA, "message": "oops", "stream": "stderr", "time": "2026-11-22T17:00:01Z"},
+    ]
+    assert out[0]["kubernetes"] is EXTRA["kubernetes"]
+    assert offsets == starts(lines, 3)[:-1]
+    assert safe == starts(lines, 3)[-1]
+
+
+def test_cri_partials_are_reassembled_per_stream() -> None:
+    lines = [
+        cri(b"out-1 ", tags="P", time="t1"),
+        cri(b"err-1 ", "stderr", "P", "t2"),
+        cri(b"out-2 ", tags="P", time="t3"),
+        cri(b"err-2", "stderr", "F", "t4"),
+        cri(b"out-3", tags="F", time="t5"),
+        cri(b"single", time="t6"),
+    ]
+    decoder = CriDecoder(EXTRA, 1 << 20)
+    out, offsets, safe = decode(decoder, lines[:3])
+    assert (out, safe) == ([], 0)
+    out, offsets, safe = decode(decoder, lines[3:], starts(lines)[3])
+    assert [(e["message"], e["stream"], e["time"]) for e in out] == [
+        ("err-1 err-2", "stderr", "t2"),
+        ("out-1 out-2 out-3", "stdout", "t1"),
+        ("single", "stdout", "t6"),
+    ]
+    assert offsets == [starts(lines)[1], 0, starts(lines)[5]]
+    assert safe == starts(lines)[-1]
+
+
+def test_cri_empty_content() -> None:
+    lines = [cri(b""), f"{T0} stderr F".encode(), cri(b"", tags="P"), f"{T0} stdout F".encode()]
+    decoder = CriDecoder(EXTRA, 1 << 20)
+    out, _, _ = decode(decoder, lines)
+    assert [(e["message"], e["stream"]) for e in out] == [("", "stdout"), ("", "stderr"), ("", "stdout")]
+    assert decoder.errors == 0
+
+
+def test_cri_extra_tags_are_accepted() -> None:
+    lines = [cri(b"a", tags="F:x"), cri(b"b", tags="P:y:z"), cri(b"c", tags="F:q")]
+    out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), lines)
+    assert [e["message"] for e in out] == ["a", "bc"]
+
+
+def test_cri_content_keeps_its_spaces() -> None:
+    out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), [cri(b"  two  spaces  ")])
+    assert out[0]["message"] == "  two  spaces  "
+
+
+@pytest.mark.parametrize("line", [
+    b"",
+    b"just text",
+    f"{T0} stdout".encode(),
+    f"{T0} stdin F hello".encode(),
+    f"{T0} stdout X hello".encode(),
+    f"{T0} stdout  F hello".encode(),
+    f"{T0} stdout FP hello".encode(),
+])
+def test_cri_malformed_line_is_kept_raw_and_counted(line: bytes) -> None:
+    decoder = CriDecoder(EXTRA, 1 << 20)
+    out, _, _ = decode(decoder, [cri(b"before"), line, cri(b"after")])
+    assert out[1] == {**EXTRA, "message": line.decode(), "parse_error": "not a CRI line"}
+    assert [e["message"] for e in out[::2]] == ["before", "after"]
+    assert decoder.errors == 1
+
+
+def test_cri_invalid_utf8_is_replaced_and_a_character_split_over_pieces_survives() -> None:
+    euro = "€".encode()
+    lines = [cri(b"bad \xff", tags="F"), cri(b"price 5" + euro[:1], tags="P"), cri(euro[1:] + b"!", tags="F")]
+    out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), lines)
+    assert [e["message"] for e in out] == ["bad \ufffd", "price 5€!"]
+    out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), [b"\xff\xfe stdout F x"])
+    assert out == [{**EXTRA, "message": "x", "stream": "stdout", "time": "\ufffd\ufffd"}]
+
+
+def test_cri_huge_message_is_cut_at_max_message_bytes() -> None:
+    limit = 50_000
+    decoder = CriDecoder(EXTRA, limit)
+    out: list[dict] = []
+    for _ in range(100):
+        decoder.decode([cri(b"y" * PIECE, tags="P")], 0, out, None)
+        assert decoder._held["stdout"].size <= limit
+    decoder.decode([cri(b"end"), cri(b"next")], 0, out, None)
+    assert [(len(e["message"]), e.get("truncated")) for e in out] == [(limit, True), (4, None)]
+    assert decoder.truncated == 1
+
+
+def test_cri_flush_marks_partial() -> None:
+    decoder = CriDecoder(EXTRA, 1 << 20)
+    out, _, _ = decode(decoder, [cri(b"a", tags="P", time="t1"), cri(b"b", tags="P", time="t2")])
+    decoder.flush(out, None)
+    assert out == [{**EXTRA, "message": "ab", "stream": "stdout", "time": "t1", "partial": True}]
+    decoder.flush(out, None)
+    assert len(out) == 1
+
+
+# raw
+
+
+def test_raw_lines() -> None:
+    lines = [b"one", b"", b"caf\xc3\xa9 \xff"]
+    decoder = RawDecoder(EXTRA, 1 << 20)
+    out, offsets, safe = decode(decoder, lines, 10)
+    assert out == [{**EXTRA, "message": "one"}, {**EXTRA, "message": ""}, {**EXTRA, "message": "café \ufffd"}]
+    assert offsets == starts(lines, 10)[:-1]
+    assert safe == starts(lines, 10)[-1]
+    assert decoder.decode([], 10, out, None) == 10
+    decoder.flush(out, None)
+    assert len(out) == 3
+
+
+# properties
+
+STREAMS = ("stdout", "stderr")
+
+
+def build_file(data: st.DataObject, records: list[tuple[str, Any, list[int]]],
+               line: Callable[[str, Any, bool, int, int], bytes], split: Callable[[Any, list[int]], list[Any]]
+               ) -> tuple[list[bytes], list[int]]:
+    """Lines for ``records`` (stream, message, cut points), each split into pieces, the two streams interleaved.
+
+    Returns the lines and, for each line, the index of its record, or ~index on the first line of a record.
+    """
+    queues: dict[str, list[tuple[bytes, int]]] = {stream: [] for stream in STREAMS}
+    for index, (stream, message, cuts) in enumerate(records):
+        pieces = split(message, cuts)
+        for number, piece in enumerate(pieces):
+            tag = ~index if number == 0 else index
+            queues[stream].append((line(stream, piece, number == len(pieces) - 1, index, number), tag))
+    lines: list[bytes] = []
+    owners: list[int] = []
+    while queues["stdout"] or queues["stderr"]:
+        stream = data.draw(st.sampled_from([s for s in STREAMS if queues[s]]))
+        line_bytes, tag = queues[stream].pop(0)
+        lines.append(line_bytes)
+        owners.append(tag)
+    return lines, owners
+
+
+def split_at(message: Any, cuts: list[int]) -> list[Any]:
+    points = sorted({c for c in cuts if c <= len(message)})
+    return [message[a:b] for a, b in zip([0, *points], [*points, len(message)], strict=True)]
+
+
+def check_any_chunking(data: st.DataObject, make: Callable[[], LineDecoder], records: list[tuple[str, Any, list[int]]],
+                       lines: list[bytes], owners: list[int], expected: list[str]) -> None:
+    offs = starts(lines)
+    first_line = {~tag: i for i, tag in enumerate(owners) if tag < 0}
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(lines)), max_size=8))))
+    decoder = make()
+    out: list[dict] = []
+    for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True):
+        safe = decoder.decode(lines[a:b], offs[a], out, None)
+        assert safe in offs[:b + 1]
+        emitted = Counter(e["stream"] for e in out)
+        pending = [i for i, (stream, _, _) in enumerate(records)
+                   if sum(r[0] == stream for r in records[:i]) >= emitted[stream] and first_line[i] < b]
+        for i in pending:  # never checkpoint past a record not yet emitted
+            assert safe <= offs[first_line[i]]
+        again: list[dict] = []  # and re-reading from the safe offset produces each of them again
+        make().decode(lines[offs.index(safe):], safe, again, None)
+        assert not Counter(expected[i] for i in pending) - Counter(e["message"] for e in again)
+    decoder.flush(out, None)
+    for stream in STREAMS:
+        assert [e["message"] for e in out if e["stream"] == stream] == [
+            expected[i] for i, record in enumerate(records) if record[0] == stream]
+    assert not any("partial" in e or "parse_error" in e or "truncated" in e for e in out)
+
+
+texts = st.text(st.characters(codec="utf-8", exclude_characters="\n"), max_size=30)
+cut_lists = st.lists(st.integers(0, 30), max_size=4)
+
+
+@given(st.lists(st.tuples(st.sampled_from(STREAMS), texts, cut_lists), max_size=12), st.data())
+def test_docker_any_split_and_chunking_yields_the_messages(records: list[tuple[str, str, list[int]]],
+                                                           data: st.DataObject) -> None:
+    def line(stream: str, piece: str, last: bool, index: int, number: int) -> bytes:
+        return docker(piece + "\n" if last else piece, stream, f"t{index}.{number}")
+
+    lines, owners = build_file(data, records, line, split_at)
+    check_any_chunking(data, lambda: DockerDecoder(EXTRA, 1 << 20), records, lines, owners, [m for _, m, _ in records])
+
+
+@given(st.lists(st.tuples(st.sampled_from(STREAMS), st.binary(max_size=30).filter(lambda b: b"\n" not in b),
+                          cut_lists), max_size=12), st.data())
+def test_cri_any_split_and_chunking_yields_the_messages(records: list[tuple[str, bytes, list[int]]],
+                                                        data: st.DataObject) -> None:
+    def line(stream: str, piece: bytes, last: bool, index: int, number: int) -> bytes:
+        return cri(piece, stream, "F" if last else "P", f"2026-11-22T17:00:{index:02d}.{number}Z")
+
+    lines, owners = build_file(data, records, line, split_at)
+    expected = [m.decode("utf-8", "replace") for _, m, _ in records]
+    check_any_chunking(data, lambda: CriDecoder(EXTRA, 1 << 20), records, lines, owners, expected)
+
+
+@given(st.sampled_from(sorted(DECODERS)), st.lists(st.binary(max_size=80), max_size=20), st.integers(1, 40))
+def test_decode_never_raises_on_arbitrary_lines(fmt: str, lines: list[bytes], limit: int) -> None:
+    decoder = DECODERS[fmt](EXTRA, limit)
+    out: list[dict] = []
+    offsets: list[int] = []
+    safe = decoder.decode(lines, 0, out, offsets)
+    assert 0 <= safe <= starts(lines)[-1]
+    decoder.flush(out, offsets)
+    assert len(offsets) == len(out) <= len(lines)
+    assert all(isinstance(e["message"], str) for e in out)
+    orjson.dumps(out)  # every event is serialisable

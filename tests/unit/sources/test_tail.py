@@ -1,0 +1,317 @@
+"""The tail source against real files: formats, rotation, checkpoints, limits and fairness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from components import GateSink
+from helpers import pipeline, wait_for
+
+from agent.observe.stats import StatsRegistry
+from agent.topology.running import Topology
+
+CONTAINER_ID = "4f" * 32
+
+
+def tail_config(tmp_path: Path, include: str, **options: Any) -> str:
+    opts = {"read_from": "beginning", "glob_interval": "100ms", "poll_interval": "20ms", "rotate_wait": "300ms",
+            **options}
+    rendered = ", ".join(f"{k}: {orjson.dumps(v).decode()}" for k, v in opts.items())
+    return f"""
+sources:
+  files: {{type: tail, include: ["{include}"], {rendered}}}
+sinks:
+  got: {{type: test_gate, inputs: [files], open: true}}
+"""
+
+
+@asynccontextmanager
+async def running(text: str, tmp_path: Path) -> AsyncIterator[Topology]:
+    topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+    task = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    try:
+        yield topo
+    finally:
+        topo.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+def messages() -> list[str]:
+    return [e["message"] for e in GateSink.instances["got"].events]  # type: ignore[index]
+
+
+def events() -> list[dict[str, Any]]:
+    return GateSink.instances["got"].events  # type: ignore[return-value]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    await wait_for(condition, timeout)
+
+
+def docker_line(message: str, stream: str = "stdout") -> bytes:
+    return orjson.dumps({"log": message + "\n", "stream": stream, "time": "2026-11-22T17:00:00.000000001Z"}) + b"\n"
+
+
+async def test_docker_files_are_decoded_with_kubernetes_fields_from_the_name(tmp_path: Path) -> None:
+    path = tmp_path / f"web-7d9f_prod_nginx-{CONTAINER_ID}.log"
+    path.write_bytes(b"".join(docker_line(f"hello {i}") for i in range(100)))
+    async with running(tail_config(tmp_path, str(tmp_path / "*.log")), tmp_path):
+        await until(lambda: len(events()) == 100)
+    first = events()[0]
+    assert first["message"] == "hello 0" and first["stream"] == "stdout"
+    assert first["file"] == str(path)
+    assert first["kubernetes"] == {"pod": "web-7d9f", "namespace": "prod", "container": "nginx",
+                                   "container_id": CONTAINER_ID}
+
+
+async def test_cri_partial_lines_are_reassembled(tmp_path: Path) -> None:
+    path = tmp_path / "cri.log"
+    ts = "2026-11-22T17:00:00.000000001Z"
+    path.write_text(f"{ts} stdout P part one, \n{ts} stderr F an error\n{ts} stdout P part two, \n"
+                    f"{ts} stdout F the end\n")
+    async with running(tail_config(tmp_path, str(path)), tmp_path):
+        await until(lambda: len(events()) == 2)
+    assert [(e["stream"], e["message"]) for e in events()] == [
+        ("stderr", "an error"), ("stdout", "part one, part two, the end")]
+
+
+async def test_docker_16k_partials_are_reassembled(tmp_path: Path) -> None:
+    path = tmp_path / "big.log"
+    message = "".join(chr(65 + i % 26) for i in range(40_000))
+    pieces = [message[i:i + 16384] for i in range(0, len(message), 16384)]
+    with path.open("wb") as f:
+        for piece in pieces[:-1]:
+            f.write(orjson.dumps({"log": piece, "stream": "stdout", "time": "t"}) + b"\n")
+        f.write(docker_line(pieces[-1]))
+    async with running(tail_config(tmp_path, str(path)), tmp_path):
+        await until(lambda: len(events()) == 1)
+    assert messages() == [message]
+
+
+async def test_a_java_stack_trace_is_one_event(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    trace = ("2026-11-22 17:00:01 ERROR request failed\n"
+             "java.lang.IllegalStateException: boom\n"
+             "\tat com.example.Service.handle(Service.java:42)\n"
+             "\tat com.example.Server.run(Server.java:7)\n"
+             "Caused by: java.io.IOException: disk\n"
+             "\tat com.example.Disk.write(Disk.java:3)\n"
+             "\t... 12 more\n")
+    path.write_text("2026-11-22 17:00:00 INFO starting\n" + trace + "2026-11-22 17:00:02 INFO next\n")
+    async with running(tail_config(tmp_path, str(path), multiline={"preset": "java"}, format="raw"), tmp_path):
+        await until(lambda: len(events()) == 3)
+    assert messages() == ["2026-11-22 17:00:00 INFO starting", trace.rstrip("\n"), "2026-11-22 17:00:02 INFO next"]
+
+
+async def test_a_10mb_line_is_truncated_flagged_and_reading_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "huge.log"
+    with path.open("wb") as f:
+        f.write(b"before\n" + b"x" * 10_000_000 + b"\nafter\n")
+    text = tail_config(tmp_path, str(path), format="raw", max_line_bytes="64KiB", read_bytes="64KiB")
+    async with running(text, tmp_path) as topo:
+        await until(lambda: len(events()) == 3)
+        truncations = topo.nodes["files"].stats.counters[("truncations", (("what", "line"),))]
+    assert messages()[0] == "before" and messages()[2] == "after"
+    assert len(messages()[1]) == 65536
+    assert truncations == 1
+
+
+async def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "bad.log"
+    path.write_bytes(b"ok line\nbad \xff\xfe line\n" + b'{"log":"caf\xc3\xa9 \xff\\n","stream":"stdout","time":"t"}\n')
+    async with running(tail_config(tmp_path, str(path), format="raw"), tmp_path):
+        await until(lambda: len(events()) == 3)
+    assert messages()[:2] == ["ok line", "bad \ufffd\ufffd line"]
+
+
+async def test_read_from_end_skips_what_was_there_and_new_files_start_at_the_beginning(tmp_path: Path) -> None:
+    old = tmp_path / "old.log"
+    old.write_text("old 1\nold 2\n")
+    async with running(tail_config(tmp_path, str(tmp_path / "*.log"), format="raw", read_from="end"), tmp_path):
+        await asyncio.sleep(0.3)
+        with old.open("a") as f:
+            f.write("old 3\n")
+        (tmp_path / "new.log").write_text("new 1\n")
+        await until(lambda: len(events()) == 2)
+    assert sorted(messages()) == ["new 1", "old 3"]
+
+
+async def test_restart_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i}\n" for i in range(1000)))
+    text = tail_config(tmp_path, str(path), format="raw")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1000)
+    with path.open("a") as f:
+        f.write("".join(f"line {i}\n" for i in range(1000, 1500)))
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 500)
+        await asyncio.sleep(0.2)
+    assert messages() == [f"line {i}" for i in range(1000, 1500)]
+
+
+class Writer(threading.Thread):
+    """Appends numbered lines to a file until stopped; can rotate it by rename or copytruncate."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.written = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.fh = path.open("ab", buffering=0)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                self.fh.write(b"".join(b"line %07d\n" % (self.written + i) for i in range(50)))
+                self.written += 50
+            time.sleep(0.001)
+
+    def rename_rotate(self, to: Path) -> None:
+        with self.lock:
+            self.fh.close()
+            os.rename(self.path, to)
+            self.fh = self.path.open("ab", buffering=0)
+
+    def copytruncate(self, to: Path) -> None:
+        with self.lock:
+            to.write_bytes(self.path.read_bytes())
+            os.truncate(self.path, 0)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(5)
+        self.fh.close()
+
+
+async def test_rename_rotation_under_a_continuous_writer_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    writer = Writer(path)
+    writer.start()
+    try:
+        async with running(tail_config(tmp_path, str(path), format="raw"), tmp_path) as topo:
+            for n in range(3):
+                await asyncio.sleep(0.3)
+                writer.rename_rotate(tmp_path / f"app.log.{n}")
+            await asyncio.sleep(0.3)
+            writer.finish()
+            await until(lambda: len(events()) == writer.written)
+            await asyncio.sleep(0.5)
+            rotations = topo.nodes["files"].stats.counters[("rotations", (("kind", "rename"),))]
+    finally:
+        writer.finish()
+    assert sorted(messages()) == [f"line {i:07d}" for i in range(writer.written)]
+    assert rotations == 3
+
+
+async def test_copytruncate_under_a_continuous_writer_reads_every_line_it_can(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    writer = Writer(path)
+    writer.start()
+    copies: list[Path] = []
+    try:
+        async with running(tail_config(tmp_path, str(path), format="raw"), tmp_path):
+            for n in range(3):
+                await asyncio.sleep(0.3)
+                copies.append(tmp_path / f"app.log.{n}")
+                writer.copytruncate(copies[-1])
+            await asyncio.sleep(0.3)
+            writer.finish()
+            await until(lambda: messages()[-1:] == [f"line {writer.written - 1:07d}"])
+            await asyncio.sleep(0.3)
+    finally:
+        writer.finish()
+    got = messages()
+    assert len(got) == len(set(got)), "no line twice"
+    written = [f"line {i:07d}" for i in range(writer.written)]
+    assert set(got) <= set(written)
+    copied = [line.decode() for c in copies for line in c.read_bytes().splitlines()]
+    # copytruncate can only hide lines written between the agent's last read and the truncation:
+    # everything missing must be in a copy, at its end
+    missing = sorted(set(written) - set(got))
+    assert set(missing) <= set(copied)
+    for copy in copies:
+        lines = [line.decode() for line in copy.read_bytes().splitlines()]
+        hidden = [line for line in lines if line in set(missing)]
+        assert hidden == lines[len(lines) - len(hidden):]
+
+
+async def test_a_deleted_file_and_a_new_one_with_the_same_inode(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"first {i}\n" for i in range(100)))
+    text = tail_config(tmp_path, str(path), format="raw")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 100)
+    inode = path.stat().st_ino
+    path.unlink()
+    for attempt in range(50):  # the filesystem hands the freed inode to the next file
+        candidate = tmp_path / f"probe{attempt}"
+        candidate.write_text("")
+        if candidate.stat().st_ino == inode:
+            candidate.rename(path)
+            break
+        candidate.unlink()
+    assert path.exists() and path.stat().st_ino == inode, "could not reuse the inode on this filesystem"
+    path.write_text("".join(f"second {i}\n" for i in range(30)))
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 30)
+        await asyncio.sleep(0.2)
+    assert messages() == [f"second {i}" for i in range(30)]
+
+
+async def test_a_thousand_files_with_fewer_descriptors_are_all_read(tmp_path: Path) -> None:
+    for n in range(1000):
+        (tmp_path / f"f{n:04d}.log").write_text("".join(f"{n} {i}\n" for i in range(5)))
+    text = tail_config(tmp_path, str(tmp_path / "*.log"), format="raw", max_open_files=100)
+    async with running(text, tmp_path) as topo:
+        await until(lambda: len(events()) == 5000, timeout=30)
+        assert topo.nodes["files"].stats.gauges["files_open"] <= 100
+    assert len(set(messages())) == 5000
+
+
+async def test_a_stalled_pipeline_stops_reading_and_memory_stays_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_bytes(b"".join(b"line %07d %s\n" % (i, b"y" * 100) for i in range(200_000)))  # 22 MB
+    text = tail_config(tmp_path, str(path), format="raw", read_bytes="64KiB").replace(
+        "open: true", "buffer: {max_bytes: 1MiB}")
+    async with running(text, tmp_path) as topo:
+        await asyncio.sleep(0.5)
+        read = topo.nodes["files"].stats.received_bytes
+        assert read <= 1024 * 1024 + 2 * 65536
+        lag = topo.nodes["files"].stats.gauges["checkpoint_lag_bytes"]  # updated between reads
+        assert read - 2 * 65536 <= lag <= read
+        GateSink.instances["got"].gate.set()
+        await until(lambda: len(events()) == 200_000, timeout=30)
+        await until(lambda: topo.nodes["files"].stats.gauges["checkpoint_lag_bytes"] == 0)
+
+
+async def test_tail_metrics_are_exported(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from agent.observe.metrics import AgentCollector, build_registry
+
+    path = tmp_path / "app.log"
+    path.write_text("a\nb\n")
+    registry = StatsRegistry()
+    topo = Topology(pipeline(tail_config(tmp_path, str(path), format="raw"), tmp_path), registry)
+    task = asyncio.create_task(topo.run())
+    await until(lambda: len(events()) == 2)
+    await asyncio.sleep(0.1)
+    page = generate_latest(build_registry(AgentCollector(registry, dict, {}))).decode()
+    topo.request_stop()
+    assert await asyncio.wait_for(task, 10) == 0
+    labels = 'component_id="files",component_kind="source",component_type="tail"'
+    assert f"agent_tail_files_open{{{labels}}} 1.0" in page
+    assert f"agent_tail_checkpoint_lag_bytes{{{labels}}} 0.0" in page
+    assert f'agent_tail_read_lines_total{{{labels},group="{path}"}} 2.0' in page
+    assert f'agent_tail_read_bytes_total{{{labels},group="{path}"}} 4.0' in page
