@@ -91,8 +91,10 @@ def _run(paths: list[str]) -> int:
 
     from agent.app import Agent, load_pipeline
     from agent.observe.logging import setup_logging
+    from agent.runtime import tune_gc
 
     pipeline = load_pipeline(paths)
     setup_logging(pipeline.root.log_level)
     agent = Agent(paths, pipeline)
+    tune_gc()
     return uvloop.run(agent.run())

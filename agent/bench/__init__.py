@@ -28,7 +28,10 @@ def run_scenario(name: str, events: int | None = None, progress: ProgressFn | No
 
     from agent.bench.scenarios import SCENARIOS
 
+    from agent.runtime import tune_gc
+
     scenario = SCENARIOS[name]
+    tune_gc()  # as `agent run` does
     return uvloop.run(scenario.run(events or scenario.default_events, progress))
 
 
@@ -96,3 +99,14 @@ def _print_table(results: list[Result]) -> None:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
         print("  ".join(cells))
     print("CPU s: user+system of the agent's process only; peak RSS: the process peak so far (ru_maxrss)")
+    for r in results:
+        extra = r.extra
+        if "lines" in extra and extra["lines"] != r.events:
+            print(f"{r.scenario}: {extra['lines']:,} lines made {r.events:,} events, "
+                  f"{extra['cpu_s_per_million_lines']:.3f} CPU s per million lines")
+        if "raw_read_mib_per_s" in extra:
+            print(f"{r.scenario}: raw read of the same files (cat FILES > /dev/null): "
+                  f"{extra['raw_read_wall_s']:.3f} s, {extra['raw_read_cpu_s']:.3f} CPU s, "
+                  f"{extra['raw_read_mib_per_s']:,.0f} MiB/s")
+        if "writer_wall_s" in extra:
+            print(f"{r.scenario}: the writer process appended all lines in {extra['writer_wall_s']:.2f} s")

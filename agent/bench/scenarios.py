@@ -10,6 +10,12 @@ several scenarios run in one process, a later one reports the peak so far).
 A scenario that loses or duplicates events raises :class:`BenchError` with
 the counts of each stage: a benchmark must not report a rate for data it
 did not deliver.
+
+The ``tail`` scenarios write their files before the clock starts (the
+page cache holds them), so they measure reading and decoding, not the disk;
+next to the agent's figures they report the raw read rate of the same files
+(``cat FILES > /dev/null`` in a child process: its wall time, its CPU time
+from ``RUSAGE_CHILDREN`` and MiB/s) as the floor any reader pays.
 """
 
 from __future__ import annotations
@@ -17,19 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import resource
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.bench.peers import HOST, LINE_BYTES, LoadGenerator, PeerError, Receiver
+import orjson
+
+from agent.bench.peers import HOST, LINE_BYTES, FileWriter, LoadGenerator, PeerError, Receiver
 from agent.config.pipeline import Pipeline, load_texts
 from agent.observe.stats import ComponentStats, StatsRegistry
+from agent.sources.generate import render_line
 from agent.topology.running import Topology
 
 ProgressFn = Callable[[int], None]  # told the events delivered so far, about ten times a second
@@ -53,6 +64,7 @@ class Result:
     cpu_user_s: float
     cpu_sys_s: float
     peak_rss_mib: float
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific figures, flat
 
     @property
     def cpu_s(self) -> float:
@@ -78,7 +90,7 @@ class Result:
             "mib_per_s": round(self.mib_per_s, 2), "cpu_s": round(self.cpu_s, 3),
             "cpu_user_s": round(self.cpu_user_s, 3), "cpu_sys_s": round(self.cpu_sys_s, 3),
             "cpu_s_per_million_events": round(self.cpu_s_per_million_events, 3),
-            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "peak_rss_mib": round(self.peak_rss_mib, 1), **self.extra,
         }
 
 
@@ -315,6 +327,248 @@ async def tcp_to_tcp(events: int, progress: ProgressFn | None = None) -> Result:
     return await _tcp("tcp_to_tcp", events, progress, to_tcp=True)
 
 
+# -- tail scenarios ---------------------------------------------------------------------------------
+
+TAIL_FILES = 4
+TAIL_POOL = 4096  # distinct lines per file, repeated to the requested count
+_PODS = (("checkout-7d9f8b6c5d-x2k4p", "shop", "checkout"), ("payments-5c6b7f9d84-q8r2m", "shop", "payments"),
+         ("search-6f8d9c7b5-lm3nz", "catalog", "search"), ("auth-84b9c6d7f-vt5wx", "identity", "auth"))
+
+
+def _container_log_paths(directory: Path, count: int) -> list[Path]:
+    """``count`` kubelet-style names: ``<pod>_<namespace>_<container>-<64 hex container id>.log``."""
+    rng = random.Random(7)
+    paths = []
+    for k in range(count):
+        pod, namespace, container = _PODS[k % len(_PODS)]
+        pod = pod if k < len(_PODS) else f"{pod}{k}"
+        paths.append(directory / f"{pod}_{namespace}_{container}-{rng.getrandbits(256):064x}.log")
+    return paths
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    share, extra = divmod(total, parts)
+    return [share + (1 if k < extra else 0) for k in range(parts)]
+
+
+def _write_cycling(path: Path, pool: list[bytes], lines: int) -> int:
+    """Write ``lines`` lines cycling through ``pool`` (a newline after each); return the file's size."""
+    block = b"\n".join(pool) + b"\n"
+    full, rest = divmod(lines, len(pool))
+    with path.open("wb") as fh:
+        for _ in range(full):
+            fh.write(block)
+        if rest:
+            fh.write(b"\n".join(pool[:rest]) + b"\n")
+    return path.stat().st_size
+
+
+def _docker(message: str, stamp: str, stream: str = "stdout") -> bytes:
+    return orjson.dumps({"log": message + "\n", "stream": stream, "time": stamp})
+
+
+def _stamp(now: float, i: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now + i // 1000)) + f".{i % 1000 * 1_000_000 + 4321:09d}Z"
+
+
+JAVA_SINGLES = 49  # single-line records between two stack traces
+_JAVA_FRAMES = (
+    "com.example.shop.payment.PaymentClient.charge(PaymentClient.java:87)",
+    "com.example.shop.payment.PaymentService.authorize(PaymentService.java:131)",
+    "com.example.shop.OrderService.pay(OrderService.java:142)",
+    "com.example.shop.OrderService.checkout(OrderService.java:98)",
+    "com.example.shop.web.OrderController.submit(OrderController.java:55)",
+    "jdk.internal.reflect.GeneratedMethodAccessor42.invoke(Unknown Source)",
+    "java.base/java.lang.reflect.Method.invoke(Method.java:568)",
+    "org.springframework.web.method.support.InvocableHandlerMethod.doInvoke(InvocableHandlerMethod.java:205)",
+    "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)",
+    "org.apache.catalina.core.ApplicationFilterChain.doFilter(ApplicationFilterChain.java:166)",
+)
+
+
+def _java_pool(rng: random.Random, now: float, first: int, cycles: int) -> tuple[list[bytes], list[bool]]:
+    """Docker lines of a Java app, and which of them start a record.
+
+    Each cycle is ``JAVA_SINGLES`` single-line records, then an ERROR line followed by its stack trace as
+    13 more lines (the exception, 10 ``\tat`` frames, ``Caused by:`` and ``\t... 5 more``): 50 records
+    in 63 lines. Everything is on stdout, as a Java app logging to the console writes it.
+    """
+    lines: list[bytes] = []
+    starts: list[bool] = []
+    i = first
+    for _ in range(cycles):
+        for _ in range(JAVA_SINGLES + 1):
+            clock = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + i // 1000)) + f".{i % 1000:03d}"
+            thread = f"http-nio-8080-exec-{rng.randint(1, 64)}"
+            order, customer = rng.randint(100_000, 999_999), rng.randint(1, 99_999)
+            trace = f"trace_id={rng.getrandbits(64):016x} span_id={rng.getrandbits(64):016x}"
+            if len(starts) % (JAVA_SINGLES + 14) < JAVA_SINGLES:
+                level = rng.choice(("INFO ", "INFO ", "INFO ", "DEBUG", "WARN "))
+                message = (f"{clock} {level} [{thread}] c.e.shop.OrderService - order {order} handled "
+                           f"customer={customer} items={rng.randint(1, 9)} total={rng.randint(100, 99_999) / 100} "
+                           f"EUR payment=card latency_ms={rng.randint(1, 900)} {trace} region=eu-west-1")
+                lines.append(_docker(message, _stamp(now, i)))
+                starts.append(True)
+                i += 1
+                continue
+            message = (f"{clock} ERROR [{thread}] c.e.shop.OrderService - order {order} failed "
+                       f"customer={customer} {trace}")
+            trace_lines = [message, f"java.lang.IllegalStateException: payment declined for order {order}",
+                           *(f"\tat {frame}" for frame in _JAVA_FRAMES),
+                           "Caused by: java.net.SocketTimeoutException: Read timed out", "\t... 5 more"]
+            for k, text in enumerate(trace_lines):
+                lines.append(_docker(text, _stamp(now, i)))
+                starts.append(k == 0)
+                i += 1
+    return lines, starts
+
+
+def _raw_read(paths: list[Path], nbytes: int) -> dict[str, Any]:
+    """Wall and CPU time of ``cat FILES > /dev/null`` in a child process: the floor of reading these bytes."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"raw_read_wall_s": round(wall, 4), "raw_read_cpu_s": round(cpu, 3),
+            "raw_read_mib_per_s": round(nbytes / MIB / wall, 1)}
+
+
+def _read_lines(stats: ComponentStats) -> int:
+    """The tail source's ``read_lines`` counter, over all its labels."""
+    return sum(n for (name, _), n in stats.counters.items() if name == "read_lines")
+
+
+async def _tail(name: str, lines: int, progress: ProgressFn | None, java: bool) -> Result:
+    """``lines`` Docker lines in TAIL_FILES kubelet-named files, written first, tailed from the start."""
+    with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:
+        logs = Path(tmp) / "containers"
+        logs.mkdir()
+        nfiles = min(TAIL_FILES, lines)
+        paths = _container_log_paths(logs, nfiles)
+        rng, now = random.Random(42), time.time()
+        records = nbytes = 0
+        for k, (path, n) in enumerate(zip(paths, _shares(lines, nfiles), strict=True)):
+            if java:
+                cycle = JAVA_SINGLES + 14
+                pool, starts = _java_pool(rng, now, k * TAIL_POOL, max(1, min(n, TAIL_POOL) // cycle))
+                full, rest = divmod(n, len(pool))
+                records += full * sum(starts) + sum(starts[:rest])
+            else:
+                pool = [render_line("docker", rng, now, k * TAIL_POOL + i) for i in range(min(n, TAIL_POOL))]
+                records += n
+            nbytes += _write_cycling(path, pool, n)
+        raw_read = _raw_read(paths, nbytes)
+        source: dict[str, Any] = {"type": "tail", "include": [str(logs / "*.log")], "format": "docker",
+                                  "read_from": "beginning"}
+        if java:
+            source["multiline"] = {"preset": "java"}
+        pipeline = _pipeline(name, tmp, {"in": source}, {"out": {"type": "blackhole", "inputs": ["in"]}})
+        stats = StatsRegistry()
+        source_stats, sink_stats = stats.get("in", "source", "tail"), _sink_stats(stats, pipeline)
+        # With multiline, the last record of each file stays open until the multiline timeout (1 s) ends it:
+        # the clock stops when everything else has arrived, then the scenario waits for those.
+        held = nfiles if java else 0
+
+        def describe() -> str:
+            return (f"{name}: expected {records} events from {lines} lines; source read {_read_lines(source_stats)} "
+                    f"lines, made {source_stats.received_events} events, sink sent {sink_stats.sent_events}")
+
+        def moved() -> int:
+            return _read_lines(source_stats) + sink_stats.sent_events
+
+        topology = Topology(pipeline, stats)
+        meter = Meter()
+        agent = asyncio.create_task(topology.run(), name="bench-agent")
+        try:
+            count = (lambda: _read_lines(source_stats)) if java else (lambda: sink_stats.sent_events)
+            async with _progress(count, progress):
+                await _wait_until(lambda: sink_stats.sent_events >= records - held, moved, agent, describe)
+                result = meter.stop(name, records, nbytes)
+                await _wait_until(lambda: sink_stats.sent_events >= records, moved, agent, describe)
+        finally:
+            await _stop_agent(topology, agent)
+        problems = []
+        if agent.cancelled() or agent.result() != 0:
+            problems.append("agent cancelled" if agent.cancelled() else f"agent exit code {agent.result()}")
+        if _read_lines(source_stats) != lines:
+            problems.append("lines missing or read twice")
+        if source_stats.received_events != records or sink_stats.sent_events != records:
+            problems.append("events missing or duplicated")
+        if source_stats.errors:
+            problems.append(f"errors {dict(source_stats.errors)}")
+        if problems:
+            raise BenchError(f"{'; '.join(problems)}: {describe()}")
+        result.extra = {"lines": lines, "cpu_s_per_million_lines": round(result.cpu_s / lines * 1e6, 3),
+                        **raw_read}
+        return result
+
+
+async def tail_docker_to_blackhole(lines: int, progress: ProgressFn | None = None) -> Result:
+    """tail (Docker json-file lines, from the beginning of files written beforehand) -> blackhole."""
+    return await _tail("tail_docker_to_blackhole", lines, progress, java=False)
+
+
+async def tail_docker_multiline_to_blackhole(lines: int, progress: ProgressFn | None = None) -> Result:
+    """tail (Docker lines of a Java app with stack traces, multiline preset java) -> blackhole."""
+    return await _tail("tail_docker_multiline_to_blackhole", lines, progress, java=True)
+
+
+async def file_to_tcp(events: int, progress: ProgressFn | None = None) -> Result:
+    """Another process appends numbered lines to a file -> tail (raw) -> socket sink (text) -> receiver."""
+    name = "file_to_tcp"
+    async with contextlib.AsyncExitStack() as stack:
+        receiver = await Receiver.start(events, check_order=True)
+        stack.push_async_callback(receiver.close)
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-bench-"))
+        path = Path(tmp) / "app.log"
+        path.touch()  # there at the first scan: no wait for the next glob
+        writer = await FileWriter.start(str(path), events)
+        stack.push_async_callback(writer.close)
+        source = {"type": "tail", "include": [str(path)], "format": "raw", "read_from": "beginning"}
+        sink = {"type": "socket", "inputs": ["in"], "address": f"{HOST}:{receiver.port}", "encoding": "text"}
+        pipeline = _pipeline(name, tmp, {"in": source}, {"out": sink})
+        stats = StatsRegistry()
+        source_stats, sink_stats = stats.get("in", "source", "tail"), _sink_stats(stats, pipeline)
+
+        def describe() -> str:
+            return (f"{name}: expected {events} lines; source received {source_stats.received_events}, "
+                    f"sink sent {sink_stats.sent_events}")
+
+        def moved() -> int:
+            return source_stats.received_events + sink_stats.sent_events
+
+        topology = Topology(pipeline, stats)
+        agent = asyncio.create_task(topology.run(), name="bench-agent")
+        stack.push_async_callback(_stop_agent, topology, agent)
+        await topology.ready.wait()
+        await asyncio.sleep(0.05)  # the source's first scan opens the (empty) file
+        arrived = asyncio.create_task(receiver.read(wait_s=None), name="bench-receiver")
+        stack.callback(arrived.cancel)
+        meter = Meter()
+        writer.go()
+        try:
+            async with _progress(lambda: sink_stats.sent_events, progress):
+                await _wait_until(arrived.done, moved, agent, describe)
+            result = meter.stop(name, events, events * LINE_BYTES)
+            arrived.result()  # raises PeerError if the receiver exited instead of reporting
+        except (BenchError, PeerError) as exc:
+            raise BenchError(f"{exc}{await _receiver_count(receiver, arrived)}") from None
+        await _stop_agent(topology, agent)
+        written = await writer.read(wait_s=15.0)
+        if agent.result() != 0 or written.get("written_lines") != events:
+            raise BenchError(f"{describe()}; agent exit code {agent.result()}, file writer: {written}")
+        final = await receiver.final()
+        if (final["lines"], final["bytes"], final["out_of_order"], final["partial_line_bytes"]) != (
+                events, events * LINE_BYTES, 0, 0):
+            raise BenchError(f"{describe()}; after the drain the receiver counted {final['lines']} lines, "
+                             f"{final['bytes']} bytes, {final['out_of_order']} lines out of order, "
+                             f"{final['partial_line_bytes']} bytes of an unterminated line")
+        result.extra = {"writer_wall_s": written["wall_s"]}
+        return result
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("generate_to_blackhole", "generate docker json-file lines (batches of 1000) -> blackhole",
              2_000_000, generate_to_blackhole),
@@ -324,4 +578,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "another process -> socket source -> blackhole", 2_000_000, tcp_to_blackhole),
     Scenario("tcp_to_tcp", f"{TCP_CONNECTIONS} TCP connections of {LINE_BYTES}-byte lines -> socket source "
              "-> socket sink (text) -> counting receiver in another process", 2_000_000, tcp_to_tcp),
+    Scenario("tail_docker_to_blackhole", f"tail {TAIL_FILES} Docker json-file logs (written beforehand, read "
+             "from the beginning) -> blackhole; also times cat of the same files", 2_000_000,
+             tail_docker_to_blackhole),
+    Scenario("tail_docker_multiline_to_blackhole", "the same with a Java app's stack traces (1 in 50 records, "
+             "14 lines each), multiline preset java -> blackhole; --events counts lines", 2_000_000,
+             tail_docker_multiline_to_blackhole),
+    Scenario("file_to_tcp", f"another process appends {LINE_BYTES}-byte numbered lines to a file -> tail (raw) "
+             "-> socket sink (text) -> receiver checking count, bytes and order", 2_000_000, file_to_tcp),
 )}

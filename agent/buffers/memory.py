@@ -89,16 +89,6 @@ class MemoryBuffer:
         self._wake_putter()
         return batch
 
-    def get_nowait(self) -> Batch | None:
-        """The next batch if one is queued (for readers that coalesce)."""
-        if not self._queue or self._interrupted:
-            return None
-        batch = self._queue.popleft()
-        self._events -= len(batch.events)
-        self._bytes -= batch.byte_size
-        self._wake_putter()
-        return batch
-
     def _wake_putter(self) -> None:
         self._space.set()
 

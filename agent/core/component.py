@@ -34,8 +34,6 @@ class Inbox(Protocol):
 
     async def get(self) -> Batch | None: ...
 
-    def get_nowait(self) -> Batch | None: ...
-
 
 @dataclass(slots=True)
 class SourceContext:

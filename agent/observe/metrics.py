@@ -75,7 +75,7 @@ class AgentCollector(Collector):
 def _add_own_families(stats: ComponentStats, labels: list[str], families: dict[str, Metric]) -> None:
     """A component's own gauges and counters, named after its type (agent_tail_files_open...)."""
     prefix = f"agent_{stats.component_type}_"
-    for name, value in stats.gauges.items():
+    for name, value in stats.gauge_values().items():
         family = families.get(prefix + name)
         if family is None:
             family = families[prefix + name] = GaugeMetricFamily(

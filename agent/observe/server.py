@@ -77,7 +77,7 @@ class ApiServer:
                 "received_events": s.received_events, "received_bytes": s.received_bytes,
                 "sent_events": s.sent_events, "sent_bytes": s.sent_bytes,
                 "errors": sum(s.errors.values()), "discarded_events": sum(s.discarded.values()),
-                "retries": s.retries, "state": dict(s.gauges),
+                "retries": s.retries, "state": s.gauge_values(),
                 "running": node.task is not None and not node.task.done(),
             }
             if node.inbox is not None:

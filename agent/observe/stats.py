@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -30,7 +31,7 @@ class ComponentStats:
     discarded: Counter[str] = field(default_factory=Counter)  # reason
     request_counts: list[int] = field(default_factory=lambda: [0] * (len(REQUEST_BUCKETS) + 1))  # last: +Inf
     request_seconds_sum: float = 0.0
-    gauges: dict[str, float] = field(default_factory=dict)  # exported as agent_<type>_<name>
+    gauges: dict[str, float | Callable[[], float]] = field(default_factory=dict)  # agent_<type>_<name>; callables read live
     counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)  # (name, labels)
 
     def error(self, error_type: str, stage: str, n: int = 1) -> None:
@@ -38,6 +39,10 @@ class ComponentStats:
 
     def discard(self, reason: str, n: int) -> None:
         self.discarded[reason] += n
+
+    def gauge_values(self) -> dict[str, float]:
+        """Current gauge values (callables are read now)."""
+        return {name: value() if callable(value) else value for name, value in self.gauges.items()}
 
     def count(self, name: str, n: int = 1, **labels: str) -> None:
         """Add to a component-specific counter, exported as agent_<type>_<name>_total{labels}."""

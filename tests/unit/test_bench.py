@@ -7,19 +7,37 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import re
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 from agent.bench import run_scenario
 from agent.bench import scenarios as bench_scenarios
-from agent.bench.peers import LINE_BYTES, build_lines
-from agent.bench.scenarios import SCENARIOS, BenchError
+from agent.bench.peers import LINE_BYTES, _OrderCheck, build_lines, numbered_lines
+from agent.bench.scenarios import JAVA_SINGLES, SCENARIOS, TAIL_FILES, BenchError
+from agent.codecs.multiline import PRESETS
 
 EVENTS = 20_000
 FIELDS = {"scenario", "events", "bytes", "wall_s", "events_per_s", "mib_per_s", "cpu_s", "cpu_user_s",
           "cpu_sys_s", "cpu_s_per_million_events", "peak_rss_mib"}
+TAIL_FIELDS = {"lines", "cpu_s_per_million_lines", "raw_read_wall_s", "raw_read_cpu_s", "raw_read_mib_per_s"}
+EXTRA_FIELDS = {"tail_docker_to_blackhole": TAIL_FIELDS, "tail_docker_multiline_to_blackhole": TAIL_FIELDS,
+                "file_to_tcp": {"writer_wall_s"}}
+
+
+def _java_records(lines: int) -> int:
+    """Records in ``lines`` Java lines spread over the files: each cycle is 50 records in 63 lines."""
+    cycle = JAVA_SINGLES + 14
+    share, extra = divmod(lines, TAIL_FILES)
+    return sum(sum(1 for j in range(share + (k < extra)) if j % cycle <= JAVA_SINGLES) for k in range(TAIL_FILES))
+
+
+def _expected_events(name: str) -> int:
+    return _java_records(EVENTS) if name == "tail_docker_multiline_to_blackhole" else EVENTS
 
 
 def _agent(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,13 +50,39 @@ def test_scenario_delivers_every_event(name: str) -> None:
     seen: list[int] = []
     result = run_scenario(name, EVENTS, seen.append)
     assert result.scenario == name
-    assert result.events == EVENTS
+    assert result.events == _expected_events(name)
     assert result.bytes > EVENTS
     assert result.wall_s > 0 and result.events_per_s > 0 and result.mib_per_s > 0
     assert result.cpu_s >= 0 and result.peak_rss_mib > 0
-    assert seen and seen[-1] == EVENTS  # progress ends on the sink's final count
-    if name.startswith("tcp_"):
+    assert seen and seen[-1] == EVENTS  # progress ends on the sink's final count (tail multiline: lines read)
+    assert set(result.extra) == EXTRA_FIELDS.get(name, set())
+    if name.startswith("tcp_") or name == "file_to_tcp":
         assert result.bytes == EVENTS * LINE_BYTES
+    if name.startswith("tail_"):
+        assert result.extra["lines"] == EVENTS
+        assert 250 * EVENTS < result.bytes < 400 * EVENTS  # Docker json-file lines of a few hundred bytes
+        assert result.extra["raw_read_wall_s"] > 0 and result.extra["raw_read_mib_per_s"] > 0
+
+
+def test_multiline_scenario_splits_records_as_the_java_preset_does() -> None:
+    """The generated Java lines: a line starts a record exactly when the java preset does not continue it."""
+    lines, starts = bench_scenarios._java_pool(random.Random(1), 1.8e9, 0, cycles=3)
+    assert len(lines) == 3 * (JAVA_SINGLES + 14) and sum(starts) == 3 * (JAVA_SINGLES + 1)
+    continuation = re.compile(PRESETS["java"]).search
+    messages = [orjson.loads(line)["log"] for line in lines]
+    assert all(message.endswith("\n") for message in messages)
+    assert [continuation(message[:-1]) is None for message in messages] == starts
+    assert sum(1 for message in messages if message.startswith("\tat ")) == 3 * 10
+    assert 150 < sum(map(len, lines)) / len(lines) < 400
+
+
+def test_tail_files_have_kubelet_names() -> None:
+    from agent.sources.tail.files import kubernetes_fields
+
+    paths = bench_scenarios._container_log_paths(bench_scenarios.Path("/var/log/containers"), 6)
+    fields = [kubernetes_fields(str(path)) for path in paths]
+    assert all(f is not None and len(f["container_id"]) == 64 for f in fields)
+    assert len({str(path) for path in paths}) == 6
 
 
 def test_cli_json_runs_all_scenarios() -> None:
@@ -47,8 +91,8 @@ def test_cli_json_runs_all_scenarios() -> None:
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [row["scenario"] for row in rows] == list(SCENARIOS)
     for row in rows:
-        assert set(row) == FIELDS
-        assert row["events"] == EVENTS
+        assert set(row) == FIELDS | EXTRA_FIELDS.get(row["scenario"], set())
+        assert row["events"] == _expected_events(row["scenario"])
         assert row["events_per_s"] > 0 and row["mib_per_s"] > 0 and row["wall_s"] > 0
 
 
@@ -66,6 +110,24 @@ def test_load_generator_lines_are_exact() -> None:
     lines = data.split(b"\n")
     assert lines.pop() == b""
     assert len(lines) == 1000 and all(len(line) == LINE_BYTES - 1 for line in lines)
+
+
+def test_numbered_lines_and_order_check() -> None:
+    data = numbered_lines(0, 3000)
+    lines = data.split(b"\n")
+    assert lines.pop() == b""
+    assert [int(line[:12]) for line in lines] == list(range(3000))
+    assert all(len(line) == LINE_BYTES - 1 for line in lines)
+    check = _OrderCheck(LINE_BYTES)
+    for start in range(0, len(data), 1000):  # chunks that cut lines anywhere
+        check.feed(data[start:start + 1000])
+    assert (check.out_of_order, check.next, check.pending) == (0, 3000, b"")
+    swapped = _OrderCheck(LINE_BYTES)
+    swapped.feed(numbered_lines(0, 10) + numbered_lines(11, 1) + numbered_lines(10, 1) + numbered_lines(12, 5))
+    assert swapped.out_of_order == 3  # 11 after 9, 10 after 11, 12 after 10
+    lost = _OrderCheck(LINE_BYTES)
+    lost.feed(numbered_lines(0, 10) + numbered_lines(11, 5))
+    assert lost.out_of_order == 1
 
 
 async def test_stalled_scenario_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,7 +74,7 @@ class TailSource:
             raise BuildError("max_open_files must be at least 1")
         self.config = config
         self.files: dict[str, TailedFile] = {}  # by key, open or parked
-        self.waiting: deque[tuple[str, str] | TailedFile] = deque()  # new (path, group) or parked files
+        self.waiting: deque[tuple[str, str, bool] | TailedFile] = deque()  # new (path, group, at start-up), parked
         self.stats: ComponentStats = ctx.stats
         self.store: CheckpointStore | None = None
         self._round = 0
@@ -82,10 +82,12 @@ class TailSource:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, ctx: SourceContext) -> None:
+        self.stats.gauges.update(files_open=self._open_count, files_waiting=lambda: len(self.waiting),
+                                 checkpoint_lag_bytes=self._checkpoint_lag)
         self.store = CheckpointStore(ctx.data_dir / "tail" / ctx.id, grace=self.config.checkpoint_grace)
         self.store.load()
         wakeup = Wakeup(self.config.inotify)
-        next_scan = 0.0
+        next_scan = next_housekeeping = 0.0
         first_scan = True
         try:
             while not ctx.shutdown.is_set():
@@ -95,7 +97,9 @@ class TailSource:
                     first_scan = False
                     next_scan = now + self.config.glob_interval
                 progressed = await self._read_round(ctx)
-                await self._housekeeping(ctx, now)
+                if now >= next_housekeeping:  # stat and fingerprint checks: at most once a poll interval
+                    await self._housekeeping(ctx, now)
+                    next_housekeeping = now + self.config.poll_interval
                 if not progressed:
                     await wakeup.wait(min(self.config.poll_interval, max(0.0, next_scan - time.monotonic())),
                                       ctx.shutdown)
@@ -138,38 +142,42 @@ class TailSource:
         waiting_paths = {item[0] for item in self.waiting if isinstance(item, tuple)}
         for key, (path, group) in found.items():
             if key not in self.files and path not in waiting_paths:
-                self.waiting.append((path, group))
+                self.waiting.append((path, group, first_scan))
                 wakeup.watch(os.path.dirname(os.path.realpath(path)))
-        self._open_waiting(first_scan)
+        self._open_waiting()
         assert self.store is not None
         self.store.touch(list(found), time.time())
 
-    def _open_waiting(self, first_scan: bool) -> None:
-        while self.waiting and self._open_count() < self.config.max_open_files:
+    def _open_waiting(self) -> None:
+        room = self.config.max_open_files - self._open_count()
+        while self.waiting and room > 0:
             item = self.waiting.popleft()
-            if isinstance(item, TailedFile):
-                self._unpark(item)
-            else:
-                self._open_new(*item, first_scan=first_scan)
+            opened = self._unpark(item) if isinstance(item, TailedFile) else self._open_new(*item)
+            room -= opened
+
+    def _checkpoint_lag(self) -> int:
+        """Bytes read but not yet acknowledged end to end (what a crash now would re-read)."""
+        return sum(max(0, f.read_offset - f.committed) for f in self.files.values())
 
     def _open_count(self) -> int:
         return sum(1 for f in self.files.values() if f.fd >= 0)
 
-    def _open_new(self, path: str, group: str, *, first_scan: bool) -> None:
+    def _open_new(self, path: str, group: str, at_startup: bool) -> bool:
         try:
             tailed = TailedFile.open(path, group, self.config.max_line_bytes)
         except OSError as exc:
             self.stats.error("open_failed", "receiving")
             log.warning("cannot open file", extra={"component_id": self.stats.component_id, "path": path,
                                                    "error": exc.strerror})
-            return
+            return False
         if tailed.key in self.files:  # raced with a rename: already followed under another name
             tailed.close()
-            return
+            return False
         tailed.extra = self._fields_for(path)
         tailed.acks = OrderedAcks(partial(self._commit, tailed))
-        self._position(tailed, first_scan)
+        self._position(tailed, at_startup)
         self.files[tailed.key] = tailed
+        return True
 
     def _fields_for(self, path: str) -> dict[str, Any]:
         fields: dict[str, Any] = {"file": path}
@@ -178,21 +186,21 @@ class TailSource:
             fields["kubernetes"] = k8s
         return fields
 
-    def _position(self, tailed: TailedFile, first_scan: bool) -> None:
+    def _position(self, tailed: TailedFile, at_startup: bool) -> None:
         """Where reading starts: the checkpoint, else the start or (for files present at start-up) the end."""
         assert self.store is not None
         entry = self.store.get(tailed.key)
         size = tailed.size()
         if entry is not None and tailed.matches(entry.fp_len, entry.fp):
             tailed.seek(entry.offset if entry.offset <= size else 0)
-        elif first_scan and self.config.read_from == "end" and size:
+        elif at_startup and self.config.read_from == "end" and size:
             tailed.seek(size)
             if os.pread(tailed.fd, 1, size - 1) != b"\n":
                 tailed.splitter.skip_to_next_line()
         else:
             tailed.seek(0)
 
-    def _unpark(self, tailed: TailedFile) -> None:
+    def _unpark(self, tailed: TailedFile) -> bool:
         try:
             fd = os.open(tailed.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -203,8 +211,9 @@ class TailSource:
                 os.close(fd)
             tailed.finished = True  # rotated away while parked: what it still had is out of reach
             self.stats.error("rotated_while_parked", "receiving")
-            return
+            return False
         tailed.fd = fd
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -313,10 +322,7 @@ class TailSource:
                 await self._restart_truncated(ctx, tailed)
         self._forget_finished()
         self._park_idle()
-        self._open_waiting(first_scan=False)
-        self.stats.gauges["files_open"] = self._open_count()
-        self.stats.gauges["files_waiting"] = len(self.waiting)
-        self.stats.gauges["checkpoint_lag_bytes"] = sum(f.read_offset - f.committed for f in self.files.values())
+        self._open_waiting()
 
     def _truncated(self, tailed: TailedFile) -> bool:
         """Copytruncate: the file is shorter than what was read, or its first bytes changed."""
@@ -361,12 +367,11 @@ class TailSource:
 
     def _park_idle(self) -> None:
         """With files waiting for a descriptor, close idle ones at end of file (their state is kept)."""
-        if not self.waiting:
-            return
+        excess = self._open_count() - self.config.max_open_files + len(self.waiting)
         for tailed in list(self.files.values()):
-            if len(self.waiting) == 0 or self._open_count() < self.config.max_open_files:
+            if excess <= 0:
                 break
             if tailed.fd >= 0 and tailed.eof and tailed.rotated_at is None and not tailed.splitter.pending:
                 tailed.close()
                 self.waiting.append(tailed)
-
+                excess -= 1
