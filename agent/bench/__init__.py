@@ -27,7 +27,6 @@ def run_scenario(name: str, events: int | None = None, progress: ProgressFn | No
     import uvloop
 
     from agent.bench.scenarios import SCENARIOS
-
     from agent.runtime import tune_gc
 
     scenario = SCENARIOS[name]

@@ -31,7 +31,8 @@ class ComponentStats:
     discarded: Counter[str] = field(default_factory=Counter)  # reason
     request_counts: list[int] = field(default_factory=lambda: [0] * (len(REQUEST_BUCKETS) + 1))  # last: +Inf
     request_seconds_sum: float = 0.0
-    gauges: dict[str, float | Callable[[], float]] = field(default_factory=dict)  # agent_<type>_<name>; callables read live
+    # exported as agent_<type>_<name>; a callable is read at export time (live even while the component waits)
+    gauges: dict[str, float | Callable[[], float]] = field(default_factory=dict)
     counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)  # (name, labels)
 
     def error(self, error_type: str, stage: str, n: int = 1) -> None:
