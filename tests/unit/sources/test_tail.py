@@ -315,3 +315,47 @@ async def test_tail_metrics_are_exported(tmp_path: Path) -> None:
     assert f"agent_tail_checkpoint_lag_bytes{{{labels}}} 0.0" in page
     assert f'agent_tail_read_lines_total{{{labels},group="{path}"}} 2.0' in page
     assert f'agent_tail_read_bytes_total{{{labels},group="{path}"}} 4.0' in page
+
+
+async def test_symlinks_are_followed_and_exclude_globs_apply(tmp_path: Path) -> None:
+    pods = tmp_path / "pods" / "prod_web_uid" / "nginx"
+    pods.mkdir(parents=True)
+    (pods / "0.log").write_bytes(b"".join(docker_line(f"via link {i}") for i in range(3)))
+    (tmp_path / "noisy").mkdir()
+    (tmp_path / "noisy" / "0.log").write_bytes(docker_line("excluded"))
+    containers = tmp_path / "containers"
+    containers.mkdir()
+    (containers / f"web_prod_nginx-{CONTAINER_ID}.log").symlink_to(pods / "0.log")
+    (containers / f"chatty_kube-system_x-{CONTAINER_ID}.log").symlink_to(tmp_path / "noisy" / "0.log")
+    text = tail_config(tmp_path, str(containers / "*.log"), exclude=["*_kube-system_*"])
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 3)
+        await asyncio.sleep(0.3)
+    assert messages() == ["via link 0", "via link 1", "via link 2"]
+    assert events()[0]["kubernetes"]["namespace"] == "prod"
+
+
+async def test_a_file_deleted_while_open_is_read_to_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("one\n")
+    async with running(tail_config(tmp_path, str(path), format="raw", rotate_wait="1s"), tmp_path) as topo:
+        await until(lambda: len(events()) == 1)
+        with path.open("a") as f:
+            f.write("two\nthree\n")
+            path.unlink()  # the writer still holds it; so do we
+            f.write("four\n")
+        await until(lambda: len(events()) == 4)
+        await until(lambda: topo.nodes["files"].stats.gauge_values()["files_open"] == 0)
+    assert messages() == ["one", "two", "three", "four"]
+
+
+async def test_inotify_wakes_the_reader_long_before_the_poll_interval(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("first\n")
+    text = tail_config(tmp_path, str(path), format="raw", poll_interval="30s", glob_interval="30s")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1)
+        await asyncio.sleep(0.2)  # the loop is now asleep for up to 30 s
+        with path.open("a") as f:
+            f.write("second\n")
+        await until(lambda: len(events()) == 2, timeout=3)
