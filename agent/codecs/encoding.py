@@ -17,10 +17,26 @@ from agent.core.batch import Batch, Kind
 _NL = orjson.OPT_APPEND_NEWLINE
 
 
-def _default(value: Any) -> Any:
+def encoding_default(value: Any) -> Any:
+    """orjson `default` for values it cannot encode: bytes as text, anything else by str()."""
     if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def json_documents(kind: Kind, events: list[Any]) -> list[bytes]:
+    """Each event as one JSON object (no newline): raw JSON lines as they are, plain lines wrapped."""
+    if kind is Kind.JSON_LINES:
+        return events
+    dumps = orjson.dumps
+    if kind is Kind.LINES:
+        return [dumps({"message": line.decode("utf-8", "replace")}) for line in events]
+    if kind is Kind.METRICS:
+        return [dumps(s.to_dict()) for s in events]
+    try:
+        return [dumps(e) for e in events]
+    except TypeError:  # a value orjson does not know (bytes, sets...): slow path
+        return [dumps(e, default=encoding_default, option=orjson.OPT_NON_STR_KEYS) for e in events]
 
 
 def encode_batch(batch: Batch, codec: str) -> bytes:
@@ -43,13 +59,13 @@ def encode_batch(batch: Batch, codec: str) -> bytes:
     try:
         return b"".join([dumps(e, option=_NL) for e in events])
     except TypeError:  # a value orjson does not know (bytes, sets...): slow path
-        return b"".join([dumps(e, default=_default, option=_NL | orjson.OPT_NON_STR_KEYS) for e in events])
+        return b"".join([dumps(e, default=encoding_default, option=_NL | orjson.OPT_NON_STR_KEYS) for e in events])
 
 
 def _message_text(event: dict[str, Any]) -> bytes:
     message = event.get("message")
     if message is None:
-        return orjson.dumps(event, default=_default, option=_NL | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(event, default=encoding_default, option=_NL | orjson.OPT_NON_STR_KEYS)
     if isinstance(message, bytes):
         return message + b"\n"
     return str(message).encode("utf-8", "replace") + b"\n"

@@ -28,6 +28,7 @@ BUILTIN_MODULES = (
     "agent.sinks.blackhole",
     "agent.sinks.console",
     "agent.sinks.file",
+    "agent.sinks.http",
     "agent.sinks.socket",
 )
 

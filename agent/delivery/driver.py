@@ -1,0 +1,223 @@
+"""The delivery loop of every HTTP sink: inbox -> batcher -> requests in flight -> retries -> acks.
+
+A sink supplies a :class:`RequestSink`: how events are partitioned,
+encoded (pure, unit-testable) and sent (one HTTP exchange, returning which
+events to retry and which were rejected). The driver owns batching,
+concurrency, backoff, Retry-After, the retry deadline, dead letters, acks
+and metrics, the same way for every sink.
+
+Acks: a request finishes its acks DELIVERED when everything arrived,
+REJECTED when some events were refused for good (they went to the dead
+letter, or were dropped and counted), and ERRORED when retries ran out
+(``retry_max_duration``) or the agent was stopped at its deadline: then the
+source does not move past them and reads them again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.core.ack import AckStatus
+from agent.core.component import SinkContext
+from agent.core.errors import HealthcheckError, PermanentError, RetryableError
+from agent.core.retry import Backoff
+from agent.delivery.batcher import Batcher, Request
+from agent.delivery.concurrency import Limiter
+from agent.delivery.config import HttpSinkConfig
+from agent.delivery.dead_letter import DeadLetterFile
+from agent.delivery.http import HttpClient, ThrottledError
+from agent.observe.stats import ComponentStats
+
+log = logging.getLogger("agent.delivery")
+
+
+class PayloadTooLarge(Exception):
+    """The encoded events exceed what the peer accepts in one request: the driver splits them."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the peer did with a request: indexes to send again, and those refused for good."""
+
+    retry: list[int] = field(default_factory=list)
+    retry_after: float | None = None
+    rejected: list[tuple[int, str, Any]] = field(default_factory=list)  # (index, reason, peer's error)
+
+
+class RequestSink(Protocol):
+    """What an HTTP sink implements; everything else is the driver's."""
+
+    partition_key: Callable[[Any], Hashable] | None  # None: one partition
+
+    def encode(self, request: Request) -> bytes: ...  # pure; may raise PayloadTooLarge
+
+    async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome: ...
+
+    async def check(self, client: HttpClient) -> None: ...  # the peer answers sensibly; else HealthcheckError
+
+
+class HttpDriver:
+    """Runs one HTTP sink (see the module docstring)."""
+
+    def __init__(self, sink: RequestSink, config: HttpSinkConfig, component_id: str, stats: ComponentStats) -> None:
+        self.sink = sink
+        self.config = config
+        self.component_id = component_id
+        self.stats = stats
+        request = config.request
+        self.client = HttpClient(config.tls, config.auth, request.headers, request.timeout)
+        adaptive = request.concurrency == "adaptive"
+        self.limiter = Limiter(request.max_concurrency if adaptive else int(request.concurrency),
+                               adaptive=adaptive, maximum=request.max_concurrency)
+        self.dead_letter = DeadLetterFile(config.dead_letter.path, component_id) if config.dead_letter else None
+
+    async def healthcheck(self) -> None:
+        """The sink's own check, for `agent validate`."""
+        try:
+            await self.sink.check(self.client)
+        finally:
+            await self.client.close()
+
+    async def run(self, ctx: SinkContext) -> None:
+        batch_config = self.config.batch
+        batcher = Batcher(self.sink.partition_key, batch_config.max_events, batch_config.max_bytes,
+                          batch_config.timeout)
+        try:
+            if self.config.healthcheck:
+                await self._startup_check()
+            async with asyncio.TaskGroup() as tasks:
+                while (requests := await self._next_requests(ctx, batcher)) is not None:
+                    for request in requests:
+                        await self.limiter.acquire()  # all slots busy: stop reading, the inbox fills
+                        tasks.create_task(self._deliver(request), name=f"{self.component_id}-request")
+                for request in batcher.drain():
+                    await self.limiter.acquire()
+                    tasks.create_task(self._deliver(request), name=f"{self.component_id}-request")
+        finally:
+            await self.client.close()
+            if self.dead_letter is not None:
+                self.dead_letter.close()
+
+    async def _startup_check(self) -> None:
+        try:
+            await self.sink.check(self.client)
+        except HealthcheckError as exc:
+            log.warning("healthcheck failed; starting anyway", extra={"component_id": self.component_id,
+                                                                      "error": str(exc)})
+
+    async def _next_requests(self, ctx: SinkContext, batcher: Batcher) -> list[Request] | None:
+        """Requests ready to send: full partitions, or expired ones; None when the inbox has ended."""
+        deadline = batcher.next_deadline()
+        try:
+            async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                batch = await ctx.inbox.get()
+            if batch is None:
+                return None
+        except TimeoutError:
+            return batcher.expired()
+        self.stats.received_events += len(batch.events)
+        self.stats.received_bytes += batch.byte_size
+        return batcher.add(batch) + batcher.expired()
+
+    async def _deliver(self, request: Request) -> None:
+        try:
+            await self._deliver_until_done(request)
+        except asyncio.CancelledError:
+            self.stats.discard("shutdown_timeout", len(request.events))
+            request.finalize(AckStatus.ERRORED)
+            raise
+        finally:
+            self.limiter.release()
+
+    async def _deliver_until_done(self, request: Request) -> None:
+        request_config = self.config.request
+        backoff = Backoff(request_config.retry_initial_backoff, request_config.retry_max_backoff)
+        rejected_any = False
+        while True:
+            try:
+                outcome = await self._attempt(request)
+            except PayloadTooLarge:
+                await self._split(request)
+                return
+            except PermanentError as exc:
+                self._reject(request, [(i, "rejected", str(exc)) for i in range(len(request.events))])
+                request.finalize(AckStatus.REJECTED)
+                return
+            except RetryableError as exc:
+                self.stats.error("throttled" if isinstance(exc, ThrottledError) else "request_failed", "sending")
+                wait, reason = backoff.next(exc.retry_after), str(exc)
+            else:
+                if outcome.rejected:
+                    rejected_any = True
+                    self._reject(request, outcome.rejected)
+                delivered = len(request.events) - len(outcome.retry) - len(outcome.rejected)
+                self.stats.sent_events += delivered
+                if not outcome.retry:
+                    request.finalize(AckStatus.REJECTED if rejected_any else AckStatus.DELIVERED)
+                    return
+                request.events = [request.events[i] for i in outcome.retry]
+                self.stats.error("partial_failure", "sending")
+                wait, reason = backoff.next(outcome.retry_after), f"{len(outcome.retry)} events to retry"
+            if not self._may_retry(request, wait):
+                return
+            self.stats.retries += 1
+            log.warning("delivery failed; retrying", extra={
+                "component_id": self.component_id, "error": reason, "events": len(request.events),
+                "retry_in_s": round(wait, 3)})
+            await asyncio.sleep(wait)
+
+    async def _attempt(self, request: Request) -> Outcome:
+        body = self.sink.encode(request)
+        started = time.perf_counter()
+        throttled = False
+        try:
+            outcome = await self.sink.send(self.client, request, body)
+        except ThrottledError:
+            throttled = True
+            raise
+        finally:
+            latency = time.perf_counter() - started
+            self.stats.observe_request(latency)
+            self.limiter.observe(latency, throttled)
+        self.stats.sent_bytes += len(body)
+        return outcome
+
+    def _may_retry(self, request: Request, wait: float) -> bool:
+        limit = self.config.request.retry_max_duration
+        if limit is None or time.monotonic() - request.started + wait <= limit:
+            return True
+        self.stats.discard("retries_exhausted", len(request.events))
+        log.error("giving up after retry_max_duration; the source will read these events again after a restart",
+                  extra={"component_id": self.component_id, "events": len(request.events)})
+        request.finalize(AckStatus.ERRORED)
+        return False
+
+    async def _split(self, request: Request) -> None:
+        if len(request.events) == 1:
+            self._reject(request, [(0, "too_large", "a single event is larger than the peer accepts")])
+            request.finalize(AckStatus.REJECTED)
+            return
+        half = len(request.events) // 2
+        for ack in request.acks:
+            ack.retain()
+        second = Request(request.kind, request.key, request.events[half:], list(request.acks),
+                         request.byte_size // 2)
+        request.events = request.events[:half]
+        await self._deliver_until_done(request)
+        await self._deliver_until_done(second)
+
+    def _reject(self, request: Request, rejected: list[tuple[int, str, Any]]) -> None:
+        """Dead-letter (or drop, counted) events the peer refused for good."""
+        self.stats.discard("rejected", len(rejected))
+        reasons = sorted({reason for _, reason, _ in rejected})
+        self.stats.error("rejected", "sending", len(rejected))
+        if self.dead_letter is not None:
+            self.dead_letter.write([(request.events[i], reason, error) for i, reason, error in rejected])
+        log.error("events rejected by the peer", extra={
+            "component_id": self.component_id, "events": len(rejected), "reasons": reasons,
+            "dead_letter": self.dead_letter.path if self.dead_letter else None})

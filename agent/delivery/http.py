@@ -1,0 +1,136 @@
+"""The HTTP client every HTTP sink shares: TLS, auth, compression, timeouts, status -> error class.
+
+    2xx                      ok
+    429, 503                 ThrottledError (Retry-After honoured as a floor)
+    408, 5xx (not 501)       RetryableError
+    other 4xx, 501           PermanentError
+    refused, reset, timeout  RetryableError
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import ssl
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import zstandard
+
+from agent import __version__
+from agent.core.errors import BuildError, PermanentError, RetryableError
+from agent.delivery.config import AuthConfig, TlsConfig
+
+USER_AGENT = f"agent/{__version__}"
+
+
+class ThrottledError(RetryableError):
+    """The peer asked us to slow down (429 or 503)."""
+
+
+@dataclass(slots=True)
+class Response:
+    """What a service needs of an HTTP response."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A client TLS context; verification stays on unless the config turns it off."""
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise BuildError(f"tls: {exc}") from None
+    context.check_hostname = tls.verify_hostname and tls.verify_certificate
+    if not tls.verify_certificate:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def auth_headers(auth: AuthConfig | None) -> dict[str, str]:
+    if auth is None:
+        return {}
+    if auth.strategy == "basic":
+        token = base64.b64encode(f"{auth.user}:{auth.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if auth.strategy == "bearer":
+        return {"Authorization": f"Bearer {auth.token}"}
+    return {auth.header: str(auth.key)}
+
+
+def compress(body: bytes, compression: str) -> tuple[bytes, dict[str, str]]:
+    """The body as sent, and the Content-Encoding header it needs."""
+    if compression == "gzip":
+        return gzip.compress(body, compresslevel=6, mtime=0), {"Content-Encoding": "gzip"}
+    if compression == "zstd":
+        return zstandard.ZstdCompressor(level=3).compress(body), {"Content-Encoding": "zstd"}
+    return body, {}
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), if any."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def raise_for_status(response: Response, what: str) -> None:
+    """Turn a non-2xx response into the error class that decides retry or reject."""
+    status = response.status
+    if 200 <= status < 300:
+        return
+    detail = f"{what}: HTTP {status}: {response.body[:500].decode('utf-8', 'replace')}"
+    if status in (429, 503):
+        raise ThrottledError(detail, retry_after(response.headers))
+    if status == 408 or (status >= 500 and status != 501):
+        raise RetryableError(detail, retry_after(response.headers))
+    raise PermanentError(detail)
+
+
+class HttpClient:
+    """One aiohttp session for one sink, with its TLS, auth and default headers."""
+
+    def __init__(self, tls: TlsConfig, auth: AuthConfig | None, headers: dict[str, str], timeout: float) -> None:
+        self._ssl = ssl_context(tls)
+        self._headers = {"User-Agent": USER_AGENT, **headers, **auth_headers(auth)}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  headers=self._headers, auto_decompress=True)
+        return self._session
+
+    async def request(self, method: str, url: str, body: bytes | None = None,
+                      headers: dict[str, Any] | None = None) -> Response:
+        """Send one request; connection failures and timeouts raise RetryableError."""
+        try:
+            async with self._open().request(method, url, data=body, headers=headers) as response:
+                data = await response.read()
+                return Response(response.status, {k.lower(): v for k, v in response.headers.items()}, data)
+        except TimeoutError:
+            raise RetryableError(f"{method} {url}: timed out") from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{method} {url}: {exc or type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
