@@ -27,6 +27,7 @@ BUILTIN_MODULES = (
     "agent.transforms.parse",
     "agent.sinks.blackhole",
     "agent.sinks.console",
+    "agent.sinks.elasticsearch",
     "agent.sinks.file",
     "agent.sinks.http",
     "agent.sinks.socket",

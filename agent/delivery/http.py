@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import ssl
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,7 @@ from agent.core.errors import BuildError, PermanentError, RetryableError
 from agent.delivery.config import AuthConfig, TlsConfig
 
 USER_AGENT = f"agent/{__version__}"
+LARGE_BODY = 1024 * 1024
 
 
 class ThrottledError(RetryableError):
@@ -122,8 +124,11 @@ class HttpClient:
     async def request(self, method: str, url: str, body: bytes | None = None,
                       headers: dict[str, Any] | None = None) -> Response:
         """Send one request; connection failures and timeouts raise RetryableError."""
+        data: bytes | io.BytesIO | None = body
+        if body is not None and len(body) > LARGE_BODY:
+            data = io.BytesIO(body)  # aiohttp warns that a large bytes body may block the loop
         try:
-            async with self._open().request(method, url, data=body, headers=headers) as response:
+            async with self._open().request(method, url, data=data, headers=headers) as response:
                 data = await response.read()
                 return Response(response.status, {k.lower(): v for k, v in response.headers.items()}, data)
         except TimeoutError:

@@ -261,9 +261,11 @@ class TailSource:
             if self.config.multiline is not None:
                 tailed.multiline = Multiline(self.config.multiline)
         events: list[dict[str, Any]] = []
-        offsets: list[int] | None = [] if tailed.multiline is not None else None
+        offsets: list[int] = []
         errors, truncated = decoder.errors, decoder.truncated
         safe = decoder.decode(lines, start, events, offsets)
+        for event, offset in zip(events, offsets, strict=True):
+            event["offset"] = offset  # where the event starts: a stable identity (Elasticsearch `_id`)
         if safe == start + sum(map(len, lines)) + len(lines):
             safe = end  # holding nothing: on disk, truncated lines were longer than what the splitter kept
         tailed.decoder_safe = safe
@@ -273,7 +275,6 @@ class TailSource:
             self.stats.count("truncations", decoder.truncated - truncated, what="message")
         if tailed.multiline is not None:
             grouped: list[dict[str, Any]] = []
-            assert offsets is not None
             tailed.multiline.feed(events, offsets, grouped, time.monotonic())
             events = grouped
             safe = tailed.multiline.safe_offset(safe)

@@ -1,0 +1,182 @@
+"""The elasticsearch sink: pure encoding, per-item results, and whole runs against the ES fake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fakes.elasticsearch import FakeElasticsearch
+from helpers import pipeline, wait_for
+
+from agent.core.batch import Kind
+from agent.observe.stats import StatsRegistry
+from agent.sinks.elasticsearch.encoder import IndexTemplate, bulk_body, document_id
+from agent.sinks.elasticsearch.sink import item_outcome
+from agent.topology.running import Topology
+
+
+def pairs(body: bytes) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    lines = [orjson.loads(line) for line in body.splitlines()]
+    return list(zip(lines[::2], lines[1::2], strict=True))
+
+
+def test_index_names_come_from_the_event_time_and_fields() -> None:
+    template = IndexTemplate("{{ kubernetes.namespace }}-logs-%Y.%m.%d")
+    event = {"time": "2026-03-04T23:59:59.123456789Z", "kubernetes": {"namespace": "Prod"}}
+    assert template.render(event) == "prod-logs-2026.03.04"
+    assert IndexTemplate("mobius-%Y.%m.%d").render({"timestamp": 1_700_000_000_000}) == "mobius-2023.11.14"
+    assert IndexTemplate("x-{{ missing }}").render({}) == "x-unknown"
+
+
+def test_bulk_body_sets_timestamp_ids_and_ends_with_a_newline() -> None:
+    events = [{"message": "a", "time": "2026-01-01T00:00:00Z", "file": "/f.log", "offset": 0},
+              {"message": "b", "@timestamp": "2026-01-02T00:00:00Z", "file": "/f.log", "offset": 42}]
+    body = bulk_body(Kind.LOGS, events, "logs", op="index", id_mode="auto", routing=None, type_name=None)
+    assert body.endswith(b"\n")
+    (a_meta, a_doc), (b_meta, b_doc) = pairs(body)
+    assert a_doc["@timestamp"] == "2026-01-01T00:00:00Z" and a_doc["message"] == "a"
+    assert b_doc["@timestamp"] == "2026-01-02T00:00:00Z"
+    assert a_meta["index"]["_id"] == document_id(events[0], "auto") != b_meta["index"]["_id"]
+    assert document_id({"file": "/f.log", "offset": 0}, "auto") == a_meta["index"]["_id"]  # deterministic
+    assert document_id({"message": "no position"}, "auto") is None
+
+
+def test_data_streams_use_create_and_raw_json_lines_are_spliced_not_reparsed() -> None:
+    body = bulk_body(Kind.JSON_LINES, [b'{"log":"x"}', b"{}"], "logs-app", op="create", id_mode="none",
+                     routing=None, type_name="_doc")
+    (meta, doc), (_, empty) = pairs(body)
+    assert meta == {"create": {"_index": "logs-app", "_type": "_doc"}}
+    assert doc["log"] == "x" and "@timestamp" in doc and set(empty) == {"@timestamp"}
+
+
+def test_item_results_split_into_retry_rejected_and_delivered() -> None:
+    response = {"errors": True, "items": [
+        {"create": {"status": 201}},
+        {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}},
+        {"create": {"status": 400, "error": {"type": "document_parsing_exception", "reason": "bad n"}}},
+        {"create": {"status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "exists"}}},
+        {"create": {"status": 503, "error": {"type": "unavailable_shards_exception", "reason": "no"}}},
+    ]}
+    outcome = item_outcome(response, "create")
+    assert outcome.retry == [1, 4]
+    assert [(i, reason) for i, reason, _ in outcome.rejected] == [(2, "document_parsing_exception")]
+    assert item_outcome({"errors": False, "items": [{"index": {"status": 201}}]}, "index").retry == []
+
+
+def es_pipeline(es: FakeElasticsearch, source: str, sink: str = "") -> str:
+    return f"""
+sources:
+  gen: {source}
+transforms:
+  parsed: {{type: parse, inputs: [gen]}}
+sinks:
+  es: {{type: elasticsearch, inputs: [parsed], endpoints: ["{es.url}"], index: "agent-%Y.%m.%d",
+        batch: {{max_events: 200, timeout: 50ms}}, request: {{retry_initial_backoff: 20ms, retry_max_backoff: 200ms}}
+        {sink}}}
+"""
+
+
+async def run_to_end(text: str, tmp_path: Path) -> Topology:
+    topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+    assert await asyncio.wait_for(topo.run(), 60) == 0
+    return topo
+
+
+async def test_documents_arrive_once_with_gzip_and_auth(tmp_path: Path) -> None:
+    async with FakeElasticsearch() as es:
+        es.require_auth(api_key="agent:s3cret")
+        await run_to_end(es_pipeline(es, "{type: generate, format: json, count: 1000, batch_size: 100}",
+                                     ', compression: gzip, api_key: "agent:s3cret"'), tmp_path)
+        assert es.count() == 1000
+        bulk = es.bulk_requests
+        assert all(r.content_encoding == "gzip" and r.headers["content-type"] == "application/x-ndjson"
+                   for r in bulk)
+        assert max(r.entries for r in bulk) == 200
+        docs = es.sources()
+        assert all("@timestamp" in d and "service" in d for d in docs)
+        assert es.indices() == [f"agent-{docs[0]['timestamp'][:10].replace('-', '.')}"]
+
+
+async def test_a_partial_failure_storm_retries_items_once_and_dead_letters_the_rejected(tmp_path: Path) -> None:
+    dead = tmp_path / "dead.ndjson"
+    lines = ['{"n": 1, "k": "ok"}', '{"n": "x", "k": "bad"}', '{"n": 2, "k": "ok"}', '{"n": 3, "k": "ok"}']
+    async with FakeElasticsearch() as es:
+        es.set_mapping("agent-*", {"n": "long"})
+        es.reject_items(every_nth=3, status=429, limit=200)
+        topo = await run_to_end(es_pipeline(
+            es, f"{{type: generate, format: json, count: 2000, batch_size: 100, lines: {json.dumps(lines)}}}",
+            f', dead_letter: {{path: "{dead}"}}'), tmp_path)
+        docs = es.sources()
+    assert len(docs) == 1500 and all(d["k"] == "ok" for d in docs)
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert len(letters) == 500
+    assert {entry["reason"] for entry in letters} == {"document_parsing_exception"}
+    assert all(entry["event"]["n"] == "x" and entry["error"]["reason"] for entry in letters)
+    stats = topo.nodes["es"].stats
+    assert stats.discarded["rejected"] == 500 and stats.sent_events == 1500
+    assert stats.errors[("partial_failure", "sending")] > 0
+    assert topo.nodes["gen"].stats.gauges["committed_events"] == 2000
+
+
+async def test_whole_request_429_and_5xx_are_retried(tmp_path: Path) -> None:
+    async with FakeElasticsearch() as es:
+        es.fail_next_requests(2, status=429, retry_after=0.1)
+        es.fail_next_requests(2, status=503)
+        topo = await run_to_end(es_pipeline(es, "{type: generate, format: json, count: 400, batch_size: 100}"),
+                                tmp_path)
+        assert es.count() == 400
+    assert topo.nodes["es"].stats.retries >= 4
+
+
+async def test_a_second_endpoint_takes_over_when_the_first_refuses(tmp_path: Path, free_port: int) -> None:
+    async with FakeElasticsearch() as es:
+        text = es_pipeline(es, "{type: generate, format: json, count: 600, batch_size: 100}").replace(
+            f'endpoints: ["{es.url}"]', f'endpoints: ["http://127.0.0.1:{free_port}", "{es.url}"]')
+        topo = await run_to_end(text, tmp_path)
+        assert es.count() == 600
+    assert topo.nodes["es"].stats.retries >= 1
+
+
+async def test_an_outage_with_data_flowing_then_recovery_delivers_everything_once(tmp_path: Path) -> None:
+    async with FakeElasticsearch() as es:
+        text = es_pipeline(es, "{type: generate, format: json, rate: 2000, batch_size: 50}")
+        topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+        run = asyncio.create_task(topo.run())
+        await asyncio.sleep(0)
+        await wait_for(lambda: es.count() > 500)
+        await es.go_down()
+        await asyncio.sleep(2.0)
+        assert topo.nodes["es"].stats.retries > 0
+        await es.come_back()
+        await asyncio.sleep(1.0)
+        topo.request_stop()
+        assert await asyncio.wait_for(run, 30) == 0
+        assert es.count() == topo.nodes["gen"].stats.sent_events
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+async def test_an_outage_of_minutes_loses_nothing(tmp_path: Path) -> None:
+    outage = float(os.environ.get("ES_OUTAGE_SECONDS", "150"))
+    async with FakeElasticsearch() as es:
+        text = es_pipeline(es, "{type: generate, format: json, rate: 300, batch_size: 30}").replace(
+            "retry_max_backoff: 200ms", "retry_max_backoff: 5s")
+        topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+        run = asyncio.create_task(topo.run())
+        await asyncio.sleep(0)
+        await wait_for(lambda: es.count() > 300)
+        await es.go_down()
+        down_at = topo.nodes["gen"].stats.sent_events
+        await asyncio.sleep(outage)
+        assert topo.nodes["gen"].stats.sent_events > down_at + 100 * outage  # data kept flowing into the buffer
+        await es.come_back()
+        await wait_for(lambda: es.count() >= topo.nodes["gen"].stats.sent_events - 300, timeout=60)
+        topo.request_stop()
+        assert await asyncio.wait_for(run, 60) == 0
+        assert es.count() == topo.nodes["gen"].stats.sent_events
+        assert topo.nodes["gen"].stats.gauges["committed_events"] == es.count()
