@@ -45,6 +45,7 @@ class MemoryBuffer:
         self._interrupted = False
         self._getter: asyncio.Future[None] | None = None
         self._space = asyncio.Event()
+        self._interrupt = asyncio.Event()
 
     def _has_room(self, batch: Batch) -> bool:
         if not self._queue:
@@ -104,11 +105,28 @@ class MemoryBuffer:
     def interrupt(self) -> None:
         """Make the current reader's ``get`` return None, keeping queued batches for the next reader."""
         self._interrupted = True
+        self._interrupt.set()
         self._wake_getter()
+
+    def requeue(self, batch: Batch) -> None:
+        """Put a batch a reader took back at the front (a replaced reader hands back what it held)."""
+        self._queue.appendleft(batch)
+        self._events += len(batch.events)
+        self._bytes += batch.byte_size
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the reader was asked to stop (a reload swaps it), as opposed to the input ending."""
+        return self._interrupted
+
+    async def wait_interrupted(self) -> None:
+        """Return once the reader is asked to stop (for readers waiting on something else)."""
+        await self._interrupt.wait()
 
     def resume(self) -> None:
         """Accept a new reader after :meth:`interrupt`."""
         self._interrupted = False
+        self._interrupt.clear()
 
     def resize(self, max_events: int, max_bytes: int, when_full: str) -> None:
         self.max_events, self.max_bytes, self.when_full = max_events, max_bytes, when_full

@@ -27,6 +27,8 @@ BUILTIN_MODULES = (
     "agent.transforms.parse",
     "agent.sinks.blackhole",
     "agent.sinks.console",
+    "agent.sinks.datadog_logs",
+    "agent.sinks.datadog_metrics",
     "agent.sinks.elasticsearch",
     "agent.sinks.file",
     "agent.sinks.http",

@@ -34,6 +34,13 @@ class Inbox(Protocol):
 
     async def get(self) -> Batch | None: ...
 
+    def requeue(self, batch: Batch) -> None: ...
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    async def wait_interrupted(self) -> None: ...
+
 
 @dataclass(slots=True)
 class SourceContext:

@@ -23,6 +23,13 @@ class Limiter:
         self._successes = 0
         self._changed = asyncio.Event()
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free, without waiting."""
+        if self.in_flight < self.limit:
+            self.in_flight += 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         while self.in_flight >= self.limit:
             self._changed.clear()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.core.ack import AckStatus
+from agent.core.batch import Batch
 from agent.core.component import SinkContext
 from agent.core.errors import HealthcheckError, PermanentError, RetryableError
 from agent.core.retry import Backoff
@@ -75,6 +76,8 @@ class HttpDriver:
         self.limiter = Limiter(request.max_concurrency if adaptive else int(request.concurrency),
                                adaptive=adaptive, maximum=request.max_concurrency)
         self.dead_letter = DeadLetterFile(config.dead_letter.path, component_id) if config.dead_letter else None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._handing_back: SinkContext | None = None
 
     async def healthcheck(self) -> None:
         """The sink's own check, for `agent validate`."""
@@ -92,9 +95,16 @@ class HttpDriver:
                 await self._startup_check()
             async with asyncio.TaskGroup() as tasks:
                 while (requests := await self._next_requests(ctx, batcher)) is not None:
-                    for request in requests:
-                        await self.limiter.acquire()  # all slots busy: stop reading, the inbox fills
-                        tasks.create_task(self._deliver(request), name=f"{self.component_id}-request")
+                    for index, request in enumerate(requests):
+                        if not await self._slot(ctx):  # all slots busy: stop reading, the inbox fills
+                            self._hand_back(ctx, batcher, requests[index:])
+                            break
+                        self._in_flight.add(tasks.create_task(self._deliver(request),
+                                                              name=f"{self.component_id}-request"))
+                    if self._handing_back is not None:
+                        break
+                if ctx.inbox.interrupted and self._handing_back is None:
+                    self._hand_back(ctx, batcher, [])
                 for request in batcher.drain():
                     await self.limiter.acquire()
                     tasks.create_task(self._deliver(request), name=f"{self.component_id}-request")
@@ -124,15 +134,45 @@ class HttpDriver:
         self.stats.received_bytes += batch.byte_size
         return batcher.add(batch) + batcher.expired()
 
+    async def _slot(self, ctx: SinkContext) -> bool:
+        """Wait for a free request slot; False if a reload interrupts the wait."""
+        if self.limiter.try_acquire():
+            return True
+        acquire = asyncio.ensure_future(self.limiter.acquire())
+        interrupted = asyncio.ensure_future(ctx.inbox.wait_interrupted())
+        await asyncio.wait([acquire, interrupted], return_when=asyncio.FIRST_COMPLETED)
+        interrupted.cancel()
+        if acquire.done():
+            return True
+        acquire.cancel()
+        return False
+
+    def _hand_back(self, ctx: SinkContext, batcher: Batcher, pending: list[Request]) -> None:
+        """A reload replaces this sink: give every request it holds back to the inbox for the new one.
+
+        Requests still retrying (a peer that is down, a refused key) would
+        otherwise hold the reload up for as long as the outage lasts.
+        """
+        self._handing_back = ctx
+        for request in [*pending, *batcher.drain()]:
+            ctx.inbox.requeue(Batch(request.events, request.kind, request.byte_size, request.acks))
+        for task in self._in_flight:
+            task.cancel()
+
     async def _deliver(self, request: Request) -> None:
         try:
             await self._deliver_until_done(request)
         except asyncio.CancelledError:
-            self.stats.discard("shutdown_timeout", len(request.events))
-            request.finalize(AckStatus.ERRORED)
+            if self._handing_back is not None:  # not lost: the next instance sends it (maybe again)
+                self._handing_back.inbox.requeue(Batch(request.events, request.kind, request.byte_size,
+                                                       request.acks))
+            else:
+                self.stats.discard("shutdown_timeout", len(request.events))
+                request.finalize(AckStatus.ERRORED)
             raise
         finally:
             self.limiter.release()
+            self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _deliver_until_done(self, request: Request) -> None:
         request_config = self.config.request

@@ -129,11 +129,11 @@ class Topology:
         if node.kind == "source":
             node.task.add_done_callback(self._source_finished)
 
-    def _source_finished(self, _task: asyncio.Task[None]) -> None:
+    def _source_finished(self, _task: asyncio.Task[None] | None) -> None:
         if self._swapping or self._stop.is_set():
             return
         sources = [n for n in self.nodes.values() if n.kind == "source"]
-        if all(n.task is not None and n.task.done() for n in sources):
+        if sources and all(n.task is not None and n.task.done() for n in sources):
             log.info("all sources finished; draining")
             self._stop.set()
 
@@ -228,6 +228,7 @@ class Topology:
                 return await self._reload(new)
             finally:
                 self._swapping -= 1
+                self._source_finished(None)  # sources that ended during the swap end the pipeline too
 
     async def _reload(self, new: Pipeline) -> list[str]:
         old = self.pipeline
