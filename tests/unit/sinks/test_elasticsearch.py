@@ -180,3 +180,30 @@ async def test_an_outage_of_minutes_loses_nothing(tmp_path: Path) -> None:
         assert await asyncio.wait_for(run, 60) == 0
         assert es.count() == topo.nodes["gen"].stats.sent_events
         assert topo.nodes["gen"].stats.gauges["committed_events"] == es.count()
+
+
+async def test_data_streams_pipelines_routing_and_ids_from_a_field(tmp_path: Path) -> None:
+    lines = ['{"rid": "a1", "tenant": "t1"}', '{"rid": "a2", "tenant": "t2"}']
+    async with FakeElasticsearch() as es:
+        es.add_data_stream("logs-app-*")
+        await run_to_end(es_pipeline(
+            es, f"{{type: generate, format: json, count: 2, batch_size: 2, lines: {json.dumps(lines)}}}",
+            ', mode: data_stream, id: rid, pipeline: geoip, routing: tenant').replace(
+            'index: "agent-%Y.%m.%d"', 'index: "logs-app-default"'), tmp_path)
+        docs = es.documents()
+        bulk = es.bulk_requests
+    assert sorted(d["_id"] for d in docs) == ["a1", "a2"]
+    assert all("@timestamp" in d["_source"] for d in docs)
+    assert bulk[0].query["pipeline"] == "geoip"
+    actions = [line for line in bulk[0].lines if isinstance(line, dict) and "create" in line]
+    assert [a["create"]["routing"] for a in actions] == ["t1", "t2"]
+
+
+async def test_a_failing_startup_healthcheck_warns_and_delivery_goes_on(
+        tmp_path: Path, free_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    async with FakeElasticsearch() as es:
+        text = es_pipeline(es, "{type: generate, format: json, count: 10, batch_size: 10}").replace(
+            f'endpoints: ["{es.url}"]', f'endpoints: ["http://127.0.0.1:{free_port}", "{es.url}"]')
+        await run_to_end(text, tmp_path)
+        assert es.count() == 10
+    assert any(r.getMessage() == "healthcheck failed; starting anyway" for r in caplog.records)

@@ -87,3 +87,34 @@ async def test_an_unknown_ca_is_refused_until_verification_is_turned_off(
 def test_auth_needs_its_credentials(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors, match=r"sinks\.out\.auth: auth strategy basic needs password"):
         pipeline(http_sink(1, "auth: {strategy: basic, user: u}"), tmp_path)
+
+
+async def test_a_client_certificate_is_presented_when_the_peer_demands_one(
+        tmp_path: Path, ca: trustme.CA, free_port: int) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        peer_cert = request.transport.get_extra_info("peercert") if request.transport else None
+        seen.append({"subject": str(peer_cert)})
+        return web.Response(status=200)
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(context)
+    app = web.Application()
+    app.router.add_post("/in", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", free_port, ssl_context=context).start()
+    try:
+        ca_file, client = tmp_path / "ca.pem", tmp_path / "client.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        ca.issue_cert("agent.example").private_key_and_cert_chain_pem.write_to_path(str(client))
+        text = http_sink(free_port, f'tls: {{ca_file: "{ca_file}", cert_file: "{client}"}}')
+        topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+        assert await asyncio.wait_for(topo.run(), 20) == 0
+    finally:
+        await runner.cleanup()
+    assert len(seen) == 1 and "agent.example" in seen[0]["subject"]
