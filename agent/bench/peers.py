@@ -22,10 +22,21 @@ talk to the parent over stdin/stdout, one JSON object per line:
   on stdin, then appends N numbered lines of ``LINE_BYTES`` bytes
   (:func:`numbered_lines`) to F, 4,096 lines (1 MiB) per ``write``, as fast as
   it can. Prints ``{"written_lines": .., "written_bytes": .., "wall_s": ..}``.
+* ``bulk --documents N``: a minimal Elasticsearch for the ``elasticsearch``
+  sink (raw asyncio HTTP/1.1 with keep-alive, see :func:`bulk`): listens on
+  127.0.0.1, prints ``{"port": P}``, answers ``GET /`` with an ES 8 banner
+  and ``X-Elastic-Product: Elasticsearch``, takes ``POST /_bulk`` (plain,
+  gzip or zstd bodies), counts the action/document pairs, the distinct
+  ``_id`` values and the documents per index, and answers each request with a
+  correct bulk response: one ``201 created`` item per action, in order.
+  Prints ``{"documents": .., "distinct_ids": .., "done": true, ...}`` once N
+  documents have arrived and a final report (``"final": true``) when its
+  stdin closes; both carry its own CPU seconds since it started listening.
 
-This module imports only the standard library so the peers start fast; the
-parent-side handles (:class:`Receiver`, :class:`LoadGenerator`,
-:class:`FileWriter`) make sure a child is always terminated and reaped.
+This module imports only the standard library so the peers start fast (the
+``bulk`` role also uses orjson, imported when it starts); the parent-side
+handles (:class:`Receiver`, :class:`LoadGenerator`, :class:`FileWriter`,
+:class:`BulkReceiver`) make sure a child is always terminated and reaped.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -235,6 +247,291 @@ def receive(lines: int, check_order: bool = False, line_bytes: int = LINE_BYTES)
             _emit({**counts(), "done": True})
 
 
+# -- a minimal Elasticsearch: the `bulk` role ------------------------------------------------------
+
+ES_VERSION = "8.15.0"
+_ES_BANNER = {
+    "name": "bench-es", "cluster_name": "bench", "cluster_uuid": "YmVuY2gtY2x1c3Rlci11dWlkLTAw",
+    "version": {"number": ES_VERSION, "build_flavor": "default", "build_type": "docker",
+                "build_hash": "0000000000000000000000000000000000000000",
+                "build_date": "2024-08-05T10:05:34.233336849Z", "build_snapshot": False, "lucene_version": "9.11.1",
+                "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
+    "tagline": "You Know, for Search",
+}
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+            415: b"Unsupported Media Type"}
+_DOC_OPS = frozenset(("index", "create", "update"))  # followed by a document line; delete is not
+_CREATED = b',"_version":1,"result":"created","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":%d,' \
+           b'"_primary_term":1,"status":201}}'
+
+
+class BulkCounter:
+    """The state of the ``bulk`` role: what arrived, and the response to each request.
+
+    :meth:`bulk` takes one decoded ``_bulk`` body and returns the response body. It parses every
+    action line (orjson) for its op, ``_index`` and ``_id``; a document line is only checked to be a
+    JSON object by its first and last bytes (``bad_documents``) and to carry ``@timestamp``
+    (``documents_without_timestamp``), except the first document of all, which is parsed whole and kept
+    as ``sample`` so the parent can check what the agent sent. An action without ``_id`` gets one made
+    up here (``generated_ids``), as Elasticsearch does. ``distinct_ids`` counts (index, ``_id``) pairs
+    held, ``indices`` the documents held per index (a ``delete`` of a held id removes it); every item
+    succeeds: ``201 created``, or for ``delete`` ``200 deleted`` / ``404 not_found``.
+    """
+
+    def __init__(self) -> None:
+        import orjson  # the agent's own dependency; not imported by the other roles
+
+        self._loads, self._dumps = orjson.loads, orjson.dumps
+        self.requests = self.documents = self.actions = self.bad_documents = self.no_timestamp = 0
+        self.generated_ids = self.wire_bytes = self.body_bytes = 0
+        self.encodings: dict[str, int] = {}
+        self.indices: dict[str, int] = {}
+        self.ids: dict[str, set[str]] = {}  # by index, as Elasticsearch keys documents
+        self.sample: Any = None
+        self._seq_no = 0
+
+    def bulk(self, body: bytes, default_index: str | None) -> tuple[int, bytes]:
+        """Count one decoded body; return (HTTP status, response body).
+
+        The whole body is parsed before anything is counted, as Elasticsearch refuses a malformed bulk
+        request as a whole (400) without executing any of its items.
+        """
+        started = time.perf_counter()
+        lines = body.split(b"\n")
+        if lines and not lines[-1]:
+            lines.pop()
+        loads = self._loads
+        actions: list[tuple[str, Any, Any, Any, bytes, bytes | None]] = []  # op, meta, index, id, line, document
+        append_action = actions.append
+        i, n = 0, len(lines)
+        while i < n:
+            line = lines[i]
+            try:
+                ((op, meta),) = loads(line).items()
+                index, doc_id = meta.get("_index", default_index), meta.get("_id")
+            except (ValueError, AttributeError):
+                return 400, self._error("x_content_parse_exception", f"line {i + 1}: malformed action", 400)
+            if index is None:
+                return 400, self._error("action_request_validation_exception", f"line {i + 1}: no index", 400)
+            i += 1
+            doc = None
+            if op in _DOC_OPS:
+                if i >= n:
+                    return 400, self._error("action_request_validation_exception", "document is missing", 400)
+                doc = lines[i]
+                i += 1
+            elif op != "delete":
+                return 400, self._error("illegal_argument_exception", f"line {i}: unknown action [{op}]", 400)
+            append_action((op, meta, index, doc_id, line, doc))
+        items = self._apply(actions)
+        took = int((time.perf_counter() - started) * 1000)
+        return 200, b'{"took":%d,"errors":false,"items":[%s]}' % (took, b",".join(items))
+
+    def _apply(self, actions: list[tuple[str, Any, Any, Any, bytes, bytes | None]]) -> list[bytes]:
+        """Count the actions of a well-formed body; the response item of each."""
+        dumps, ids, indices = self._dumps, self.ids, self.indices  # indices: documents held per index
+        items: list[bytes] = []
+        append = items.append
+        seq_no = self._seq_no
+        index_ids: set[Any] = set()
+        last_index = None
+        for op, meta, index, doc_id, line, doc in actions:
+            if index != last_index:
+                index_ids = ids.setdefault(index, set())
+                last_index = index
+            if doc is not None:
+                if doc[:1] != b"{" or doc[-1:] != b"}":
+                    self.bad_documents += 1
+                elif b'"@timestamp"' not in doc:
+                    self.no_timestamp += 1
+                if self.sample is None:
+                    self.sample = self._loads(doc)
+                self.documents += 1
+                indices[index] = indices.get(index, 0) + 1
+                if doc_id is not None and len(meta) == 2 and "_index" in meta and line[-2:] == b"}}":
+                    # {"op":{"_index":..,"_id":..}}: the item is that line with the outcome added
+                    index_ids.add(doc_id)
+                    append(line[:-2] + _CREATED % seq_no)
+                    seq_no += 1
+                    continue
+                if doc_id is None:
+                    doc_id = f"gen{self.generated_ids:017d}"
+                    self.generated_ids += 1
+                index_ids.add(doc_id)
+                result, status = "created", 201
+            elif doc_id in index_ids:  # delete
+                index_ids.discard(doc_id)
+                indices[index] -= 1
+                result, status = "deleted", 200
+            else:
+                result, status = "not_found", 404
+            append(dumps({op: {"_index": index, "_id": doc_id, "_version": 1, "result": result,
+                               "_shards": {"total": 2, "successful": 1, "failed": 0}, "_seq_no": seq_no,
+                               "_primary_term": 1, "status": status}}))
+            seq_no += 1
+        self.actions += seq_no - self._seq_no
+        self._seq_no = seq_no
+        self.requests += 1
+        return items
+
+    def _error(self, kind: str, reason: str, status: int) -> bytes:
+        cause = {"type": kind, "reason": reason}
+        return self._dumps({"error": {"root_cause": [cause], **cause}, "status": status})
+
+    def counts(self) -> dict[str, Any]:
+        return {"documents": self.documents, "actions": self.actions, "distinct_ids": sum(map(len, self.ids.values())),
+                "generated_ids": self.generated_ids, "requests": self.requests, "bad_documents": self.bad_documents,
+                "documents_without_timestamp": self.no_timestamp, "wire_bytes": self.wire_bytes,
+                "body_bytes": self.body_bytes, "encodings": self.encodings, "indices": self.indices,
+                "sample": self.sample}
+
+
+class _HttpConnection(asyncio.Protocol):
+    """HTTP/1.1 keep-alive requests with a Content-Length or chunked body, answered in order."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle  # (method, target, headers, body) -> (status, body)
+        self._buf = bytearray()
+        self._head: tuple[str, str, dict[str, str]] | None = None
+        self._need = 0
+        self._chunks: list[bytes] | None = None  # a chunked body being read
+        self._transport: Any = None  # an asyncio.Transport (uvloop's are not subclasses of it)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while True:
+            if self._head is None:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                request_line, *fields = bytes(buf[:end]).decode("latin-1").split("\r\n")
+                del buf[:end + 4]
+                method, target, _ = request_line.split(" ", 2)
+                headers = {}
+                for f in fields:
+                    name, _, value = f.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                self._head = (method, target, headers)
+                if headers.get("transfer-encoding", "").lower() == "chunked":
+                    self._chunks, self._need = [], -1
+                else:
+                    self._chunks, self._need = None, int(headers.get("content-length", "0"))
+            if self._chunks is not None:
+                body = self._read_chunked()
+                if body is None:
+                    return
+            else:
+                if len(buf) < self._need:
+                    return
+                body = bytes(buf[:self._need])
+                del buf[:self._need]
+            method, target, headers = self._head
+            self._head = None
+            status, payload, extra = self._handle(method, target, headers, body)
+            head = (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Elastic-Product: Elasticsearch\r\n"
+                    b"Content-Length: %d\r\n%s\r\n" % (status, _REASONS.get(status, b"Error"), len(payload), extra))
+            self._transport.write(head + payload if method != "HEAD" else head)
+
+    def _read_chunked(self) -> bytes | None:
+        """The whole body once its last chunk is in; None while more bytes are needed."""
+        buf, chunks = self._buf, self._chunks
+        assert chunks is not None
+        while True:
+            if self._need < 0:  # a chunk-size line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return None
+                size = int(bytes(buf[:end]).split(b";", 1)[0], 16)
+                del buf[:end + 2]
+                if size == 0:
+                    self._need = -2
+                else:
+                    self._need = size
+                    continue
+            if self._need == -2:  # after the last chunk: optional trailers, then an empty line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return None
+                del buf[:end + 2]
+                if end == 0:
+                    self._chunks = None
+                    return b"".join(chunks)
+                continue
+            if len(buf) < self._need + 2:
+                return None
+            chunks.append(bytes(buf[:self._need]))
+            del buf[:self._need + 2]
+            self._need = -1
+
+
+def bulk(documents: int) -> None:
+    """The minimal Elasticsearch: see the module docstring and :class:`BulkCounter` (uvloop when installed)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve_bulk(documents))
+    else:
+        uvloop.run(_serve_bulk(documents))
+
+
+async def _serve_bulk(documents: int) -> None:
+    counter = BulkCounter()
+    banner = json.dumps(_ES_BANNER).encode()
+    finished = asyncio.Event()
+    reported = False
+    cpu0 = time.process_time()
+
+    def report(**flags: bool) -> None:
+        _emit({**counter.counts(), "cpu_s": round(time.process_time() - cpu0, 3), **flags})
+
+    def handle(method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, bytes]:
+        nonlocal reported
+        path = target.split("?", 1)[0].rstrip("/")
+        if path in ("", "/") and method in ("GET", "HEAD"):
+            return 200, banner, b""
+        parts = path.strip("/").split("/")
+        if parts[-1] != "_bulk" or len(parts) > 2:
+            return 404, counter._error("no_handler_found_exception", f"no handler for {method} {target}", 404), b""
+        if method not in ("POST", "PUT"):
+            return 405, counter._error("method_not_allowed", f"{method} {target}", 405), b"Allow: POST,PUT\r\n"
+        encoding = headers.get("content-encoding", "identity").lower()
+        counter.encodings[encoding] = counter.encodings.get(encoding, 0) + 1
+        counter.wire_bytes += len(body)
+        if encoding == "gzip":
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        elif encoding == "zstd":
+            import zstandard
+
+            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        elif encoding != "identity":
+            return 415, counter._error("illegal_argument_exception", f"encoding {encoding}", 415), b""
+        counter.body_bytes += len(body)
+        status, payload = counter.bulk(body, parts[0] if len(parts) == 2 else None)
+        if not reported and counter.documents >= documents:
+            reported = True
+            report(done=True)
+        return status, payload, b""
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _HttpConnection(handle), HOST, 0)
+    _emit({"port": server.sockets[0].getsockname()[1]})
+    stdin = sys.stdin.fileno()
+
+    def stdin_readable() -> None:
+        if not os.read(stdin, 4096):
+            loop.remove_reader(stdin)
+            finished.set()
+
+    loop.add_reader(stdin, stdin_readable)
+    async with server:
+        await finished.wait()
+    report(final=True)
+
+
 # -- parent side ---------------------------------------------------------------------------------
 
 
@@ -272,6 +569,15 @@ class _Peer:
     def write(self, line: bytes) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line)
+
+    async def final(self) -> dict[str, Any]:
+        """Close its stdin and return the final report of a receiving peer (skipping an earlier "done" report)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        while True:
+            report = await self.read(wait_s=10.0)
+            if report.get("final"):
+                return report
 
     async def close(self) -> None:
         """Terminate (then kill) the child if it is still running, and reap it."""
@@ -315,15 +621,6 @@ class Receiver(_Peer):
             await self.close()
             raise
         return self
-
-    async def final(self) -> dict[str, Any]:
-        """Close its stdin and return the final count (skipping an earlier "done" report)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        while True:
-            report = await self.read(wait_s=10.0)
-            if report.get("final"):
-                return report
 
 
 class LoadGenerator(_Peer):
@@ -369,6 +666,23 @@ class FileWriter(_Peer):
         self.write(b"go\n")
 
 
+class BulkReceiver(_Peer):
+    """Handle on a ``bulk`` child (the minimal Elasticsearch): its port, its "done" report and final count."""
+
+    port: int
+
+    @classmethod
+    async def start(cls, documents: int) -> BulkReceiver:
+        """Start it expecting ``documents`` documents; returns once it listens."""
+        self: BulkReceiver = await cls._spawn("bulk", "--documents", str(documents))
+        try:
+            self.port = int((await self.read(wait_s=10.0))["port"])
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agent.bench.peers")
     sub = parser.add_subparsers(dest="role", required=True)
@@ -385,8 +699,12 @@ def _main(argv: list[str] | None = None) -> None:
     wrt.add_argument("--path", required=True)
     wrt.add_argument("--lines", type=int, required=True)
     wrt.add_argument("--line-bytes", type=int, default=LINE_BYTES)
+    blk = sub.add_parser("bulk")
+    blk.add_argument("--documents", type=int, required=True)
     args = parser.parse_args(argv)
-    if args.role == "send":
+    if args.role == "bulk":
+        bulk(args.documents)
+    elif args.role == "send":
         send(args.port, args.lines, args.connections, args.line_bytes)
     elif args.role == "write":
         write(args.path, args.lines, args.line_bytes)

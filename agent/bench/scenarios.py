@@ -16,6 +16,11 @@ page cache holds them), so they measure reading and decoding, not the disk;
 next to the agent's figures they report the raw read rate of the same files
 (``cat FILES > /dev/null`` in a child process: its wall time, its CPU time
 from ``RUSAGE_CHILDREN`` and MiB/s) as the floor any reader pays.
+
+The ``tail_parse_to_elasticsearch`` scenarios send to a minimal Elasticsearch
+in another process (``python -m agent.bench.peers bulk``) and check what it
+counted: every document exactly once, by distinct ``_id``. That peer reports
+its own CPU seconds, so a run shows whether it, not the agent, set the pace.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from agent.bench.peers import HOST, LINE_BYTES, FileWriter, LoadGenerator, PeerError, Receiver
+from agent.bench.peers import HOST, LINE_BYTES, BulkReceiver, FileWriter, LoadGenerator, PeerError, Receiver
 from agent.config.pipeline import Pipeline, load_texts
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.sources.generate import render_line
@@ -244,14 +249,14 @@ async def _stop_agent(topology: Topology, agent: asyncio.Task[int]) -> None:
         await asyncio.wait([agent])
 
 
-async def _receiver_count(receiver: Receiver, pending: asyncio.Task[Any]) -> str:
+async def _receiver_count(receiver: Receiver | BulkReceiver, pending: asyncio.Task[Any], what: str = "lines") -> str:
     """What the receiver counted, for an error message (it must not hide the original error)."""
     pending.cancel()
     await asyncio.wait([pending])
     if receiver.proc.returncode is not None:
         return ""  # it already told why it stopped
     try:
-        return f"; receiver counted {(await receiver.final())['lines']} lines"
+        return f"; receiver counted {(await receiver.final())[what]} {what}"
     except PeerError as exc:
         return f"; receiver: {exc}"
 
@@ -440,25 +445,36 @@ def _read_lines(stats: ComponentStats) -> int:
     return sum(n for (name, _), n in stats.counters.items() if name == "read_lines")
 
 
+def _write_container_logs(logs: Path, lines: int, java: bool) -> tuple[list[Path], int, int]:
+    """``lines`` Docker lines in up to TAIL_FILES kubelet-named files in ``logs``: (paths, records, bytes).
+
+    The lines are ``render_line("docker")`` (an app's JSON record inside the Docker wrapper) or, with
+    ``java``, a Java app's plain-text lines with stack traces (see :func:`_java_pool`).
+    """
+    nfiles = min(TAIL_FILES, lines)
+    paths = _container_log_paths(logs, nfiles)
+    rng, now = random.Random(42), time.time()
+    records = nbytes = 0
+    for k, (path, n) in enumerate(zip(paths, _shares(lines, nfiles), strict=True)):
+        if java:
+            cycle = JAVA_SINGLES + 14
+            pool, starts = _java_pool(rng, now, k * TAIL_POOL, max(1, min(n, TAIL_POOL) // cycle))
+            full, rest = divmod(n, len(pool))
+            records += full * sum(starts) + sum(starts[:rest])
+        else:
+            pool = [render_line("docker", rng, now, k * TAIL_POOL + i) for i in range(min(n, TAIL_POOL))]
+            records += n
+        nbytes += _write_cycling(path, pool, n)
+    return paths, records, nbytes
+
+
 async def _tail(name: str, lines: int, progress: ProgressFn | None, java: bool) -> Result:
     """``lines`` Docker lines in TAIL_FILES kubelet-named files, written first, tailed from the start."""
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:
         logs = Path(tmp) / "containers"
         logs.mkdir()
-        nfiles = min(TAIL_FILES, lines)
-        paths = _container_log_paths(logs, nfiles)
-        rng, now = random.Random(42), time.time()
-        records = nbytes = 0
-        for k, (path, n) in enumerate(zip(paths, _shares(lines, nfiles), strict=True)):
-            if java:
-                cycle = JAVA_SINGLES + 14
-                pool, starts = _java_pool(rng, now, k * TAIL_POOL, max(1, min(n, TAIL_POOL) // cycle))
-                full, rest = divmod(n, len(pool))
-                records += full * sum(starts) + sum(starts[:rest])
-            else:
-                pool = [render_line("docker", rng, now, k * TAIL_POOL + i) for i in range(min(n, TAIL_POOL))]
-                records += n
-            nbytes += _write_cycling(path, pool, n)
+        paths, records, nbytes = _write_container_logs(logs, lines, java)
+        nfiles = len(paths)
         raw_read = _raw_read(paths, nbytes)
         source: dict[str, Any] = {"type": "tail", "include": [str(logs / "*.log")], "format": "docker",
                                   "read_from": "beginning"}
@@ -513,6 +529,110 @@ async def tail_docker_to_blackhole(lines: int, progress: ProgressFn | None = Non
 async def tail_docker_multiline_to_blackhole(lines: int, progress: ProgressFn | None = None) -> Result:
     """tail (Docker lines of a Java app with stack traces, multiline preset java) -> blackhole."""
     return await _tail("tail_docker_multiline_to_blackhole", lines, progress, java=True)
+
+
+# -- tail -> parse -> elasticsearch ------------------------------------------------------------------
+
+ES_INDEX = "bench-%Y.%m.%d"
+ES_BATCH_EVENTS = 1000
+ES_CONCURRENCY = 4
+_PARSED_FIELDS = ("@timestamp", "time", "stream", "file", "inode", "offset", "kubernetes", "timestamp", "level",
+                  "service", "trace_id", "message", "metadata")  # Docker wrapper + tail's fields + the app's parsed JSON
+
+
+def _check_bulk(name: str, expected: int, report: dict[str, Any], compression: str) -> list[str]:
+    """What is wrong with the bulk receiver's final report (an empty list: every document exactly once)."""
+    problems = []
+    index = time.strftime(ES_INDEX, time.gmtime())
+    if (report["documents"], report["actions"], report["distinct_ids"]) != (expected, expected, expected):
+        problems.append(f"the receiver got {report['documents']} documents in {report['actions']} actions with "
+                        f"{report['distinct_ids']} distinct _id values")
+    if report["generated_ids"]:
+        problems.append(f"{report['generated_ids']} actions without _id (id: auto should derive them)")
+    if report["bad_documents"] or report["documents_without_timestamp"]:
+        problems.append(f"{report['bad_documents']} documents not JSON objects, "
+                        f"{report['documents_without_timestamp']} without @timestamp")
+    if set(report["indices"]) - {index, time.strftime(ES_INDEX, time.gmtime(time.time() - 86400))}:
+        problems.append(f"indices {report['indices']}, expected {index}")
+    encodings = {"gzip" if compression == "gzip" else "identity"}
+    if set(report["encodings"]) != encodings:
+        problems.append(f"content encodings {report['encodings']}, expected {encodings}")
+    sample = report["sample"] or {}
+    if sorted(sample) != sorted(_PARSED_FIELDS) or str(sample.get("message", "{")).startswith("{"):
+        problems.append(f"the first document is not the parsed app record: {sample}")
+    return [f"{name}: {p}" for p in problems]
+
+
+async def _tail_parse_to_elasticsearch(name: str, lines: int, progress: ProgressFn | None,
+                                       compression: str) -> Result:
+    """Docker lines (app JSON inside), written first -> tail -> parse (message) -> elasticsearch -> bulk peer."""
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-bench-"))
+        logs = Path(tmp) / "containers"
+        logs.mkdir()
+        _, records, nbytes = _write_container_logs(logs, lines, java=False)
+        es = await BulkReceiver.start(records)
+        stack.push_async_callback(es.close)
+        source = {"type": "tail", "include": [str(logs / "*.log")], "format": "docker", "read_from": "beginning"}
+        transforms = {"parse": {"type": "parse", "inputs": ["in"], "field": "message"}}
+        sink = {"type": "elasticsearch", "inputs": ["parse"], "endpoints": [f"http://{HOST}:{es.port}"],
+                "index": ES_INDEX, "id": "auto", "compression": compression,
+                "batch": {"max_events": ES_BATCH_EVENTS}, "request": {"concurrency": ES_CONCURRENCY}}
+        pipeline = _pipeline(name, tmp, {"in": source}, {"out": sink}, transforms)
+        stats = StatsRegistry()
+        source_stats, sink_stats = stats.get("in", "source", "tail"), _sink_stats(stats, pipeline)
+        parse_stats = stats.get("parse", "transform", "parse")
+
+        def describe() -> str:
+            return (f"{name}: expected {records} events; source read {_read_lines(source_stats)} lines, made "
+                    f"{source_stats.received_events} events, sink received {sink_stats.received_events}, "
+                    f"sent {sink_stats.sent_events}")
+
+        def moved() -> int:
+            return _read_lines(source_stats) + sink_stats.sent_events
+
+        topology = Topology(pipeline, stats)
+        meter = Meter()
+        agent = asyncio.create_task(topology.run(), name="bench-agent")
+        stack.push_async_callback(_stop_agent, topology, agent)
+        arrived = asyncio.create_task(es.read(wait_s=None), name="bench-bulk-receiver")
+        stack.callback(arrived.cancel)
+        try:
+            async with _progress(lambda: sink_stats.sent_events, progress):
+                await _wait_until(arrived.done, moved, agent, describe)
+            result = meter.stop(name, records, nbytes)
+            done = arrived.result()  # raises PeerError if the receiver exited instead of reporting
+        except (BenchError, PeerError) as exc:
+            raise BenchError(f"{exc}{await _receiver_count(es, arrived, 'documents')}") from None
+        await _wait_until(lambda: sink_stats.sent_events >= records, moved, agent, describe)  # the last acks
+        await _stop_agent(topology, agent)
+        final = await es.final()
+        problems = _check_bulk(name, records, final, compression)
+        if agent.result() != 0:
+            problems.append(f"agent exit code {agent.result()}")
+        if _read_lines(source_stats) != lines or sink_stats.sent_events != records:
+            problems.append("events missing or duplicated in the agent")
+        for component in (source_stats, parse_stats, sink_stats):
+            if component.errors or component.discarded or component.retries:
+                problems.append(f"{component.component_id}: errors {dict(component.errors)}, discarded "
+                                f"{dict(component.discarded)}, retries {component.retries}")
+        if problems:
+            raise BenchError(f"{'; '.join(problems)}: {describe()}")
+        result.extra = {"lines": lines, "requests": done["requests"], "bulk_body_bytes": done["body_bytes"],
+                        "bulk_wire_bytes": done["wire_bytes"], "receiver_cpu_s": done["cpu_s"],
+                        "receiver_cpu_s_per_million_events": round(done["cpu_s"] / records * 1e6, 3),
+                        "distinct_ids": final["distinct_ids"]}
+        return result
+
+
+async def tail_parse_to_elasticsearch(lines: int, progress: ProgressFn | None = None) -> Result:
+    """tail (Docker lines, app JSON inside) -> parse (message) -> elasticsearch (no compression) -> bulk peer."""
+    return await _tail_parse_to_elasticsearch("tail_parse_to_elasticsearch", lines, progress, "none")
+
+
+async def tail_parse_to_elasticsearch_gzip(lines: int, progress: ProgressFn | None = None) -> Result:
+    """The same with ``compression: gzip``."""
+    return await _tail_parse_to_elasticsearch("tail_parse_to_elasticsearch_gzip", lines, progress, "gzip")
 
 
 async def file_to_tcp(events: int, progress: ProgressFn | None = None) -> Result:
@@ -586,4 +706,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              tail_docker_multiline_to_blackhole),
     Scenario("file_to_tcp", f"another process appends {LINE_BYTES}-byte numbered lines to a file -> tail (raw) "
              "-> socket sink (text) -> receiver checking count, bytes and order", 2_000_000, file_to_tcp),
+    Scenario("tail_parse_to_elasticsearch", f"tail {TAIL_FILES} Docker json-file logs (app JSON inside) -> parse "
+             f"(message) -> elasticsearch (id auto, batches of {ES_BATCH_EVENTS}, {ES_CONCURRENCY} requests in "
+             "flight) -> minimal _bulk server in another process", 1_000_000, tail_parse_to_elasticsearch),
+    Scenario("tail_parse_to_elasticsearch_gzip", "the same with compression: gzip", 1_000_000,
+             tail_parse_to_elasticsearch_gzip),
 )}

@@ -11,22 +11,27 @@ import random
 import re
 import subprocess
 import sys
+import time
 
+import aiohttp
 import orjson
 import pytest
 
 from agent.bench import run_scenario
 from agent.bench import scenarios as bench_scenarios
-from agent.bench.peers import LINE_BYTES, _OrderCheck, build_lines, numbered_lines
-from agent.bench.scenarios import JAVA_SINGLES, SCENARIOS, TAIL_FILES, BenchError
+from agent.bench.peers import LINE_BYTES, BulkCounter, BulkReceiver, _OrderCheck, build_lines, numbered_lines
+from agent.bench.scenarios import ES_BATCH_EVENTS, JAVA_SINGLES, SCENARIOS, TAIL_FILES, BenchError
 from agent.codecs.multiline import PRESETS
 
 EVENTS = 20_000
 FIELDS = {"scenario", "events", "bytes", "wall_s", "events_per_s", "mib_per_s", "cpu_s", "cpu_user_s",
           "cpu_sys_s", "cpu_s_per_million_events", "peak_rss_mib"}
 TAIL_FIELDS = {"lines", "cpu_s_per_million_lines", "raw_read_wall_s", "raw_read_cpu_s", "raw_read_mib_per_s"}
+ES_FIELDS = {"lines", "requests", "bulk_body_bytes", "bulk_wire_bytes", "receiver_cpu_s",
+             "receiver_cpu_s_per_million_events", "distinct_ids"}
 EXTRA_FIELDS = {"tail_docker_to_blackhole": TAIL_FIELDS, "tail_docker_multiline_to_blackhole": TAIL_FIELDS,
-                "file_to_tcp": {"writer_wall_s"}}
+                "file_to_tcp": {"writer_wall_s"}, "tail_parse_to_elasticsearch": ES_FIELDS,
+                "tail_parse_to_elasticsearch_gzip": ES_FIELDS}
 
 
 def _java_records(lines: int) -> int:
@@ -61,7 +66,17 @@ def test_scenario_delivers_every_event(name: str) -> None:
     if name.startswith("tail_"):
         assert result.extra["lines"] == EVENTS
         assert 250 * EVENTS < result.bytes < 400 * EVENTS  # Docker json-file lines of a few hundred bytes
+    if name.startswith("tail_docker"):
         assert result.extra["raw_read_wall_s"] > 0 and result.extra["raw_read_mib_per_s"] > 0
+    if name.startswith("tail_parse_to_elasticsearch"):
+        extra = result.extra
+        assert extra["distinct_ids"] == EVENTS  # id auto: one _id per file and offset, none twice
+        assert extra["requests"] >= EVENTS // ES_BATCH_EVENTS  # a partition cut by the 1 s timeout adds one
+        assert extra["bulk_body_bytes"] > result.bytes and extra["receiver_cpu_s"] > 0
+        if name.endswith("_gzip"):
+            assert extra["bulk_wire_bytes"] < extra["bulk_body_bytes"] // 4
+        else:
+            assert extra["bulk_wire_bytes"] == extra["bulk_body_bytes"]
 
 
 def test_multiline_scenario_splits_records_as_the_java_preset_does() -> None:
@@ -138,3 +153,89 @@ async def test_stalled_scenario_fails_loudly(monkeypatch: pytest.MonkeyPatch) ->
             await bench_scenarios._wait_until(lambda: False, lambda: 7, agent, lambda: "source received 7")
     finally:
         agent.cancel()
+
+
+# -- the minimal Elasticsearch (`bulk` peer) -------------------------------------------------------------------
+
+
+def _bulk_lines(*rows: dict[str, object]) -> bytes:
+    return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+
+def test_bulk_counter_answers_one_item_per_action_in_order() -> None:
+    counter = BulkCounter()
+    body = _bulk_lines({"index": {"_index": "logs", "_id": "a"}}, {"@timestamp": "t", "n": 1},
+                       {"create": {"_index": "logs"}}, {"@timestamp": "t", "n": 2},
+                       {"index": {"_id": "b", "routing": "r"}}, {"n": 3},
+                       {"delete": {"_index": "logs", "_id": "a"}},
+                       {"delete": {"_index": "logs", "_id": "nope"}})
+    status, response = counter.bulk(body, "default")
+    assert status == 200
+    decoded = orjson.loads(response)
+    assert decoded["errors"] is False and isinstance(decoded["took"], int)
+    items = [(op, r["_index"], r["_id"], r["status"], r["result"], r["_seq_no"])
+             for item in decoded["items"] for op, r in item.items()]
+    generated = items[1][2]
+    assert items == [("index", "logs", "a", 201, "created", 0), ("create", "logs", generated, 201, "created", 1),
+                     ("index", "default", "b", 201, "created", 2), ("delete", "logs", "a", 200, "deleted", 3),
+                     ("delete", "logs", "nope", 404, "not_found", 4)]
+    counts = counter.counts()
+    assert (counts["documents"], counts["actions"], counts["distinct_ids"], counts["generated_ids"]) == (3, 5, 2, 1)
+    assert counts["indices"] == {"logs": 1, "default": 1}
+    assert counts["documents_without_timestamp"] == 1 and counts["bad_documents"] == 0
+    assert counts["sample"] == {"@timestamp": "t", "n": 1}
+
+
+def test_bulk_counter_counts_ids_per_index_and_refuses_malformed_bodies() -> None:
+    counter = BulkCounter()
+    for _ in range(2):  # the same ids again: documents counted, distinct ids not
+        assert counter.bulk(_bulk_lines({"index": {"_index": "x", "_id": "1"}}, {"@timestamp": 1},
+                                        {"index": {"_index": "y", "_id": "1"}}, {"@timestamp": 1}), None)[0] == 200
+    assert (counter.documents, counter.counts()["distinct_ids"]) == (4, 2)
+    assert counter.bulk(b"not json\n{}\n", None)[0] == 400
+    assert counter.bulk(_bulk_lines({"index": {"_id": "2"}}, {}), None)[0] == 400  # no index anywhere
+    assert counter.bulk(_bulk_lines({"index": {"_index": "x"}}), None)[0] == 400  # no document line
+    assert counter.bulk(_bulk_lines({"index": {"_index": "x"}}) + b"[1]\n", None)[0] == 200
+    assert counter.bad_documents == 1
+
+
+async def test_bulk_peer_speaks_http_like_elasticsearch() -> None:
+    import gzip
+
+    async with await BulkReceiver.start(3) as es, aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{es.port}"
+        async with session.get(f"{base}/") as response:
+            assert response.status == 200 and response.headers["X-Elastic-Product"] == "Elasticsearch"
+            assert (await response.json())["version"]["number"].startswith("8.")
+        plain = _bulk_lines({"index": {"_index": "a", "_id": "1"}}, {"@timestamp": "t"})
+        async with session.post(f"{base}/_bulk", data=plain,
+                                headers={"Content-Type": "application/x-ndjson"}) as response:
+            assert response.status == 200
+            assert [item["index"]["_id"] for item in (await response.json())["items"]] == ["1"]
+        zipped = gzip.compress(_bulk_lines({"index": {"_id": "2"}}, {"@timestamp": "t"},
+                                           {"index": {"_id": "3"}}, {"@timestamp": "t"}))
+        async with session.post(f"{base}/b/_bulk?refresh=false", data=zipped,
+                                headers={"Content-Encoding": "gzip"}) as response:
+            items = (await response.json())["items"]
+            assert [(i["index"]["_index"], i["index"]["_id"]) for i in items] == [("b", "2"), ("b", "3")]
+        async with session.get(f"{base}/_cat/indices") as response:
+            assert response.status == 404
+        done = await es.read(wait_s=5.0)
+        assert done["done"] and done["documents"] == 3 and done["distinct_ids"] == 3
+        final = await es.final()
+        assert final["encodings"] == {"identity": 1, "gzip": 1} and final["requests"] == 2
+        assert final["wire_bytes"] == len(plain) + len(zipped) and final["body_bytes"] > final["wire_bytes"]
+
+
+def test_elasticsearch_scenario_check_catches_lost_and_duplicated_documents() -> None:
+    good = {"documents": 10, "actions": 10, "distinct_ids": 10, "generated_ids": 0, "bad_documents": 0,
+            "documents_without_timestamp": 0, "encodings": {"identity": 3},
+            "indices": {time.strftime(bench_scenarios.ES_INDEX, time.gmtime()): 10},
+            "sample": {**dict.fromkeys(bench_scenarios._PARSED_FIELDS, 1), "message": "request handled"}}
+    assert bench_scenarios._check_bulk("s", 10, good, "none") == []
+    duplicated = {**good, "distinct_ids": 9}
+    assert "9 distinct _id" in " ".join(bench_scenarios._check_bulk("s", 10, duplicated, "none"))
+    assert bench_scenarios._check_bulk("s", 11, good, "none")  # one lost
+    assert bench_scenarios._check_bulk("s", 10, good, "gzip")  # not compressed
+    unparsed = {**good, "sample": {"message": '{"level":"info"}'}}
+    assert "parsed app record" in " ".join(bench_scenarios._check_bulk("s", 10, unparsed, "none"))

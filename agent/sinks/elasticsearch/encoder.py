@@ -12,10 +12,11 @@ writes the same documents again instead of new ones.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import re
 import time
+import zlib
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,7 @@ import orjson
 from agent.codecs.encoding import json_documents
 from agent.core.batch import Kind
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.@-]+)\s*\}\}")
 TIME_FIELDS = ("@timestamp", "time", "timestamp")
 
@@ -38,17 +40,24 @@ def _hour(prefix: str) -> datetime | None:
         return None
 
 
-def event_time(event: Any) -> datetime:
-    """The event's time to the hour (what index names use), or now."""
+def _time_value(event: Any) -> Any:
     if isinstance(event, dict):
         for name in TIME_FIELDS:
             value = event.get(name)
-            if isinstance(value, str) and len(value) >= 13:
-                hour = _hour(value[:13])
-                if hour is not None:
-                    return hour
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+            if value is not None:
+                return value
+    return None
+
+
+def event_time(event: Any) -> datetime:
+    """The event's time to the hour (what index names use), or now."""
+    value = _time_value(event)
+    if isinstance(value, str) and len(value) >= 13:
+        hour = _hour(value[:13])
+        if hour is not None:
+            return hour
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
     return datetime.now(UTC)
 
 
@@ -62,12 +71,13 @@ def lookup(event: Any, dotted: str) -> Any:
 
 
 class IndexTemplate:
-    """Renders ``index`` for one event; static templates render once."""
+    """Renders ``index`` for one event; strftime results are cached by the hour of the event's time."""
 
     def __init__(self, template: str) -> None:
         self.template = template
         self.fields = _FIELD.findall(template)
         self.timed = "%" in template
+        self._by_hour: dict[tuple[str, str], str] = {}
 
     @property
     def static(self) -> bool:
@@ -78,7 +88,16 @@ class IndexTemplate:
         if self.fields:
             name = _FIELD.sub(lambda m: _index_safe(lookup(event, m.group(1))), name)
         if self.timed:
-            name = event_time(event).strftime(name)
+            value = _time_value(event)
+            if type(value) is not str or len(value) < 13:
+                return event_time(event).strftime(name)
+            key = (name, value[:13])
+            rendered = self._by_hour.get(key)
+            if rendered is None:
+                if len(self._by_hour) >= 4096:
+                    self._by_hour.clear()
+                rendered = self._by_hour[key] = event_time(event).strftime(name)
+            return rendered
         return name
 
 
@@ -88,71 +107,94 @@ def _index_safe(value: Any) -> str:
     return re.sub(r"[\\/*?\"<>| ,#:]", "_", str(value)).lower()
 
 
+@lru_cache(maxsize=4096)
+def _file_prefix(source: str, inode: Any) -> bytes:
+    """8 bytes naming one file: its path and inode."""
+    return hashlib.blake2b(f"{source}\0{inode}".encode(), digest_size=8).digest()
+
+
 def document_id(event: Any, id_mode: str) -> str | None:
-    """``auto``: from file and offset when the event has them; ``none``: let Elasticsearch pick; else a field."""
+    """``auto``: from where the event was read; ``none``: let Elasticsearch pick; else a field's value.
+
+    ``auto`` is 18 bytes, base64url: a hash of the file's path and inode, the
+    offset the event starts at, and a CRC of its time (or, without one, its
+    message). A replay of the same bytes gives the same ``_id``; a file that
+    replaced another under the same path (rotation, copytruncate) gives new
+    ones. Events that were not read from a file get no ``_id``.
+    """
     if not isinstance(event, dict) or id_mode == "none":
         return None
     if id_mode == "auto":
         source, offset = event.get("file"), event.get("offset")
-        if source is None or offset is None:
+        if source is None or type(offset) is not int:
             return None
-        digest = hashlib.blake2b(f"{source}\0{offset}".encode(), digest_size=15).digest()
-        return base64.urlsafe_b64encode(digest).decode()
+        stamp = event.get("time")
+        if type(stamp) is not str:
+            stamp = str(event.get("message", ""))
+        key = (_file_prefix(str(source), event.get("inode")) + offset.to_bytes(6, "big")
+               + zlib.crc32(stamp.encode("utf-8", "replace")).to_bytes(4, "big"))
+        return binascii.b2a_base64(key, newline=False).translate(_URLSAFE).decode()
     value = lookup(event, id_mode)
     return None if value is None else str(value)
-
-
-def _timestamp(event: Any) -> str | None:
-    if isinstance(event, dict):
-        for name in ("time", "timestamp"):
-            value = event.get(name)
-            if isinstance(value, str):
-                return value
-    return None
 
 
 def bulk_body(kind: Kind, events: list[Any], index: str, *, op: str, id_mode: str, routing: str | None,
               type_name: str | None) -> bytes:
     """The NDJSON `_bulk` body for events that all go to ``index`` (it ends with a newline)."""
     documents = json_documents(kind, events)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
-    plain_action = orjson.dumps({op: _meta(index, None, None, type_name)})
-    keyed = id_mode != "none" or routing is not None
-    lines: list[bytes] = []
-    append = lines.append
+    dumps = orjson.dumps
+    now = dumps(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z")
+    plain = dumps({op: _meta(index, None, type_name)})  # {"index":{"_index":"x"}}
+    open_meta = plain[:-2]
+    by_id = id_mode != "none"
+    parts: list[Any] = []
+    append = parts.append
     for event, document in zip(events, documents, strict=True):
-        if keyed:
-            doc_id = document_id(event, id_mode)
-            route = lookup(event, routing) if routing else None
-            append(orjson.dumps({op: _meta(index, doc_id, route, type_name)}) if doc_id or route else plain_action)
+        doc_id = document_id(event, id_mode) if by_id else None
+        route = lookup(event, routing) if routing else None
+        if doc_id is None and route is None:
+            append(plain)
         else:
-            append(plain_action)
-        append(_with_timestamp(event, document, now))
-    lines.append(b"")
-    return b"\n".join(lines)
+            append(open_meta)
+            if doc_id is not None:
+                append(b',"_id":' + dumps(doc_id))
+            if route is not None:
+                append(b',"routing":' + dumps(str(route)))
+            append(b"}}")
+        append(b"\n")
+        _append_document(append, event, document, now)
+        append(b"\n")
+    return b"".join(parts)
 
 
-def _meta(index: str, doc_id: str | None, routing: Any, type_name: str | None) -> dict[str, Any]:
+def _append_document(append: Any, event: Any, document: bytes, now: bytes) -> None:
+    """``document`` with ``@timestamp`` spliced in front unless it has one (no re-encoding, no copy)."""
+    if isinstance(event, dict):
+        if "@timestamp" in event:
+            append(document)
+            return
+        stamp = event.get("time")
+        if type(stamp) is not str:
+            stamp = event.get("timestamp")
+        stamp_json = orjson.dumps(stamp) if type(stamp) is str else now
+    elif b'"@timestamp"' in document:
+        append(document)
+        return
+    else:
+        stamp_json = now
+    append(b'{"@timestamp":')
+    append(stamp_json)
+    if document == b"{}":
+        append(b"}")
+    else:
+        append(b",")
+        append(memoryview(document)[1:])
+
+
+def _meta(index: str, routing: Any, type_name: str | None) -> dict[str, Any]:
     meta: dict[str, Any] = {"_index": index}
     if type_name:
         meta["_type"] = type_name
-    if doc_id is not None:
-        meta["_id"] = doc_id
     if routing is not None:
         meta["routing"] = str(routing)
     return meta
-
-
-def _with_timestamp(event: Any, document: bytes, now: str) -> bytes:
-    """``document`` with ``@timestamp`` spliced in front unless it has one (no re-encoding)."""
-    if isinstance(event, dict):
-        if "@timestamp" in event:
-            return document
-        stamp = _timestamp(event) or now
-    elif b'"@timestamp"' in document:
-        return document
-    else:
-        stamp = now
-    if document == b"{}":
-        return b'{"@timestamp":' + orjson.dumps(stamp) + b"}"
-    return b'{"@timestamp":' + orjson.dumps(stamp) + b"," + document[1:]

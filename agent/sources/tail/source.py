@@ -173,14 +173,15 @@ class TailSource:
         if tailed.key in self.files:  # raced with a rename: already followed under another name
             tailed.close()
             return False
-        tailed.extra = self._fields_for(path)
+        tailed.extra = self._fields_for(path, int(tailed.key.rsplit(":", 1)[1]))
         tailed.acks = OrderedAcks(partial(self._commit, tailed))
         self._position(tailed, at_startup)
         self.files[tailed.key] = tailed
         return True
 
-    def _fields_for(self, path: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {"file": path}
+    def _fields_for(self, path: str, inode: int) -> dict[str, Any]:
+        """Fields every event of a file carries: path and inode (with ``offset``, where it was read)."""
+        fields: dict[str, Any] = {"file": path, "inode": inode}
         k8s = kubernetes_fields(path)
         if k8s is not None:
             fields["kubernetes"] = k8s

@@ -34,16 +34,26 @@ def test_index_names_come_from_the_event_time_and_fields() -> None:
 
 
 def test_bulk_body_sets_timestamp_ids_and_ends_with_a_newline() -> None:
-    events = [{"message": "a", "time": "2026-01-01T00:00:00Z", "file": "/f.log", "offset": 0},
-              {"message": "b", "@timestamp": "2026-01-02T00:00:00Z", "file": "/f.log", "offset": 42}]
+    events = [{"message": "a", "time": "2026-01-01T00:00:00Z", "file": "/f.log", "inode": 7, "offset": 0},
+              {"message": "b", "@timestamp": "2026-01-02T00:00:00Z", "file": "/f.log", "inode": 7, "offset": 42}]
     body = bulk_body(Kind.LOGS, events, "logs", op="index", id_mode="auto", routing=None, type_name=None)
     assert body.endswith(b"\n")
     (a_meta, a_doc), (b_meta, b_doc) = pairs(body)
     assert a_doc["@timestamp"] == "2026-01-01T00:00:00Z" and a_doc["message"] == "a"
     assert b_doc["@timestamp"] == "2026-01-02T00:00:00Z"
     assert a_meta["index"]["_id"] == document_id(events[0], "auto") != b_meta["index"]["_id"]
-    assert document_id({"file": "/f.log", "offset": 0}, "auto") == a_meta["index"]["_id"]  # deterministic
+    assert document_id(dict(events[0]), "auto") == a_meta["index"]["_id"]  # deterministic
     assert document_id({"message": "no position"}, "auto") is None
+
+
+def test_auto_ids_differ_for_a_new_file_under_the_same_path() -> None:
+    line = {"file": "/var/log/app.log", "inode": 11, "offset": 0, "message": "server started"}
+    assert document_id(line, "auto") == document_id(dict(line), "auto")
+    assert document_id(line, "auto") != document_id({**line, "inode": 12}, "auto")  # renamed and recreated
+    truncated = {**line, "message": "another first line"}  # copytruncate: same inode, new content
+    assert document_id(line, "auto") != document_id(truncated, "auto")
+    docker = {"file": "/c.log", "inode": 5, "offset": 0, "message": "x", "time": "2026-01-01T00:00:00.1Z"}
+    assert document_id(docker, "auto") != document_id({**docker, "time": "2026-01-01T00:00:00.2Z"}, "auto")
 
 
 def test_data_streams_use_create_and_raw_json_lines_are_spliced_not_reparsed() -> None:
