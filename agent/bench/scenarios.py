@@ -536,8 +536,9 @@ async def tail_docker_multiline_to_blackhole(lines: int, progress: ProgressFn | 
 ES_INDEX = "bench-%Y.%m.%d"
 ES_BATCH_EVENTS = 1000
 ES_CONCURRENCY = 4
+# the Docker wrapper's fields, tail's, and the app's parsed JSON
 _PARSED_FIELDS = ("@timestamp", "time", "stream", "file", "inode", "offset", "kubernetes", "timestamp", "level",
-                  "service", "trace_id", "message", "metadata")  # Docker wrapper + tail's fields + the app's parsed JSON
+                  "service", "trace_id", "message", "metadata")
 
 
 def _check_bulk(name: str, expected: int, report: dict[str, Any], compression: str) -> list[str]:
