@@ -494,6 +494,15 @@ async def _serve_bulk(documents: int) -> None:
         if path in ("", "/") and method in ("GET", "HEAD"):
             return 200, banner, b""
         parts = path.strip("/").split("/")
+        if path == "/ingest" and method == "POST":  # the generic `http` sink: newline-delimited lines
+            counter.encodings["ingest"] = counter.encodings.get("ingest", 0) + 1
+            counter.wire_bytes += len(body)
+            counter.body_bytes += len(body)
+            counter.documents += body.count(b"\n")
+            if not reported and counter.documents >= documents:
+                reported = True
+                report(done=True)
+            return 200, b"{}", b""
         if parts[-1] != "_bulk" or len(parts) > 2:
             return 404, counter._error("no_handler_found_exception", f"no handler for {method} {target}", 404), b""
         if method not in ("POST", "PUT"):

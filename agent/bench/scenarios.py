@@ -261,19 +261,28 @@ async def _receiver_count(receiver: Receiver | BulkReceiver, pending: asyncio.Ta
         return f"; receiver: {exc}"
 
 
-async def _tcp(name: str, events: int, progress: ProgressFn | None, to_tcp: bool) -> Result:
+async def _tcp(name: str, events: int, progress: ProgressFn | None, to: str) -> Result:
+    """The harness's tcp_to_* scenarios; ``to`` is blackhole, tcp (a receiver) or http (the bench's HTTP peer)."""
     async with contextlib.AsyncExitStack() as stack:
-        receiver: Receiver | None = None
-        if to_tcp:
+        receiver: Receiver | BulkReceiver | None = None
+        if to == "tcp":
             receiver = await Receiver.start(events)
+        elif to == "http":
+            receiver = await BulkReceiver.start(events)
+        if receiver is not None:
             stack.push_async_callback(receiver.close)
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-bench-"))
         port = _free_port()
         source = {"type": "socket", "address": f"{HOST}:{port}"}
         sink: dict[str, Any] = {"type": "blackhole", "inputs": ["in"]}
-        if receiver is not None:
-            address = f"{HOST}:{receiver.port}"
-            sink = {"type": "socket", "inputs": ["in"], "address": address, "encoding": "text"}
+        if to == "tcp":
+            assert receiver is not None
+            sink = {"type": "socket", "inputs": ["in"], "address": f"{HOST}:{receiver.port}", "encoding": "text"}
+        elif to == "http":
+            assert receiver is not None
+            sink = {"type": "http", "inputs": ["in"], "uri": f"http://{HOST}:{receiver.port}/ingest",
+                    "encoding": "text", "batch": {"max_events": 1000, "timeout": "100ms"},
+                    "request": {"concurrency": ES_CONCURRENCY}, "healthcheck": False}
         pipeline = _pipeline(name, tmp, {"in": source}, {"out": sink})
         stats = StatsRegistry()
         source_stats, sink_stats = stats.get("in", "source", "socket"), _sink_stats(stats, pipeline)
@@ -312,11 +321,16 @@ async def _tcp(name: str, events: int, progress: ProgressFn | None, to_tcp: bool
         sent = await loadgen.read(wait_s=15.0)
         if agent.result() != 0 or sent.get("sent_lines") != events:
             raise BenchError(f"{describe()}; agent exit code {agent.result()}, load generator: {sent}")
-        if receiver is not None:
+        if isinstance(receiver, Receiver):
             final = await receiver.final()
             if final["lines"] != events or final["bytes"] != events * LINE_BYTES:
                 raise BenchError(f"{describe()}; after the drain the receiver counted {final['lines']} "
                                  f"lines, {final['bytes']} bytes")
+        elif isinstance(receiver, BulkReceiver):
+            final = await receiver.final()
+            if final["documents"] != events or final["body_bytes"] != events * LINE_BYTES:
+                raise BenchError(f"{describe()}; after the drain the HTTP peer counted {final['documents']} "
+                                 f"lines, {final['body_bytes']} bytes")
         elif sink_stats.sent_events != events:
             raise BenchError(f"{describe()} after the drain")
         return result
@@ -324,12 +338,17 @@ async def _tcp(name: str, events: int, progress: ProgressFn | None, to_tcp: bool
 
 async def tcp_to_blackhole(events: int, progress: ProgressFn | None = None) -> Result:
     """Load generator -TCP-> socket source -> blackhole."""
-    return await _tcp("tcp_to_blackhole", events, progress, to_tcp=False)
+    return await _tcp("tcp_to_blackhole", events, progress, to="blackhole")
 
 
 async def tcp_to_tcp(events: int, progress: ProgressFn | None = None) -> Result:
     """Load generator -TCP-> socket source -> socket sink -TCP-> counting receiver."""
-    return await _tcp("tcp_to_tcp", events, progress, to_tcp=True)
+    return await _tcp("tcp_to_tcp", events, progress, to="tcp")
+
+
+async def tcp_to_http(events: int, progress: ProgressFn | None = None) -> Result:
+    """Load generator -TCP-> socket source -> http sink (text lines) -HTTP-> counting peer."""
+    return await _tcp("tcp_to_http", events, progress, to="http")
 
 
 # -- tail scenarios ---------------------------------------------------------------------------------
@@ -699,6 +718,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "another process -> socket source -> blackhole", 2_000_000, tcp_to_blackhole),
     Scenario("tcp_to_tcp", f"{TCP_CONNECTIONS} TCP connections of {LINE_BYTES}-byte lines -> socket source "
              "-> socket sink (text) -> counting receiver in another process", 2_000_000, tcp_to_tcp),
+    Scenario("tcp_to_http", f"{TCP_CONNECTIONS} TCP connections of {LINE_BYTES}-byte lines -> socket source "
+             "-> http sink (text lines, 1000 a request) -> counting HTTP peer in another process", 2_000_000,
+             tcp_to_http),
     Scenario("tail_docker_to_blackhole", f"tail {TAIL_FILES} Docker json-file logs (written beforehand, read "
              "from the beginning) -> blackhole; also times cat of the same files", 2_000_000,
              tail_docker_to_blackhole),

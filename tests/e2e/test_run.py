@@ -225,9 +225,14 @@ sinks:
     agent.wait_ready()
     with subprocess.Popen([*AGENT_CMD, "top", "--api", api, "--interval", "0.2"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "150"}) as top:
-        time.sleep(1.5)
-        top.send_signal(signal.SIGINT)
-        out, err = top.communicate(timeout=10)
+        try:
+            time.sleep(1.5)
+            top.send_signal(signal.SIGINT)
+            out, err = top.communicate(timeout=10)
+        finally:
+            if top.poll() is None:
+                top.kill()
+                top.communicate(timeout=10)
     assert top.returncode == 0, err
     assert "sink_one" in out and "blackhole" in out and "generate" in out
     agent.signal(signal.SIGTERM)
