@@ -1,14 +1,16 @@
-"""Component types that exist only in tests: a sink whose delivery the test opens and closes."""
+"""Component types that exist only in tests: a sink the test opens and closes, a source of prepared batches."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+import itertools
+from typing import ClassVar, Literal
 
-from agent.config.model import SinkConfig
+from agent.config.model import SinkConfig, SourceConfig
 from agent.config.registry import BuildContext, register
-from agent.core.ack import AckStatus
-from agent.core.component import SinkContext
+from agent.core.ack import AckStatus, OrderedAcks
+from agent.core.batch import Batch
+from agent.core.component import SinkContext, SourceContext
 
 
 class GateConfig(SinkConfig, tag="test_gate"):
@@ -44,3 +46,46 @@ class GateSink:
             self.events.extend(batch.events)
             ctx.stats.sent_events += len(batch.events)
             batch.finalize(self.status)
+
+
+FEEDS: dict[str, list[Batch]] = {}
+_feed_names = itertools.count()
+
+
+def feed(batches: list[Batch]) -> str:
+    """Queue prepared batches for a `test_feed` source; returns the name to put in its config."""
+    name = f"feed{next(_feed_names)}"
+    FEEDS[name] = batches
+    return name
+
+
+class FeedConfig(SourceConfig, tag="test_feed"):
+    """A source that emits the batches queued under ``name`` (see :func:`feed`)."""
+
+    name: str
+    data_type: Literal["logs", "metrics"] = "logs"
+
+    def output_type(self) -> str:
+        return self.data_type
+
+
+@register("source", "test_feed", FeedConfig, "Test source: prepared batches.")
+class Feed:
+    """Sends the prepared batches in order, then waits for their acks; ``committed_events`` counts them in order."""
+
+    def __init__(self, config: FeedConfig, ctx: BuildContext) -> None:
+        self.output_type = config.data_type
+        self.batches = FEEDS.pop(config.name)
+
+    async def run(self, ctx: SourceContext) -> None:
+        def commit(position: int) -> None:
+            ctx.stats.gauges["committed_events"] = position
+
+        acks: OrderedAcks[int] = OrderedAcks(commit)
+        sent = 0
+        for batch in self.batches:
+            sent += len(batch.events)
+            batch.acks.append(acks.track(sent))
+            ctx.stats.received_events += len(batch.events)
+            await ctx.out.send(batch)
+        await acks.wait_idle()

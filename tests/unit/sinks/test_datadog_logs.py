@@ -11,15 +11,13 @@ from typing import Any
 
 import orjson
 import pytest
+from components import feed
 from fakes.datadog import FakeDatadog
 from helpers import pipeline, wait_for
 
-from agent.config.model import SourceConfig
 from agent.config.pipeline import load_texts
-from agent.config.registry import BuildContext, register
-from agent.core.ack import OrderedAcks
+from agent.config.registry import BuildContext
 from agent.core.batch import Batch, Kind
-from agent.core.component import SourceContext
 from agent.core.errors import ConfigErrors, HealthcheckError
 from agent.delivery.batcher import Request
 from agent.observe.stats import ComponentStats, StatsRegistry
@@ -35,45 +33,7 @@ from agent.topology.running import Topology
 
 KEY = "dd-test-key"
 
-# -- a test source that emits prepared batches and records how far delivery was confirmed --------
 
-FEEDS: dict[str, list[Batch]] = {}
-_names = itertools.count()
-
-
-def feed(batches: list[Batch]) -> str:
-    name = f"feed{next(_names)}"
-    FEEDS[name] = batches
-    return name
-
-
-class LogsFeedConfig(SourceConfig, tag="test_datadog_logs_feed", kw_only=True):
-    """Test source: emits the batches queued under ``name``, then waits for their acks."""
-
-    name: str
-
-
-@register("source", "test_datadog_logs_feed", LogsFeedConfig, "Test source: prepared batches of logs.")
-class LogsFeed:
-    """Sends the prepared batches in order; ``committed_events`` counts events acknowledged in order."""
-
-    output_type = "logs"
-
-    def __init__(self, config: LogsFeedConfig, ctx: BuildContext) -> None:
-        self.batches = FEEDS.pop(config.name)
-
-    async def run(self, ctx: SourceContext) -> None:
-        def commit(position: int) -> None:
-            ctx.stats.gauges["committed_events"] = position
-
-        acks: OrderedAcks[int] = OrderedAcks(commit)
-        sent = 0
-        for batch in self.batches:
-            sent += len(batch.events)
-            batch.acks.append(acks.track(sent))
-            ctx.stats.received_events += len(batch.events)
-            await ctx.out.send(batch)
-        await acks.wait_idle()
 
 
 def dict_batches(events: list[dict[str, Any]], per_batch: int = 100, bytes_per_event: int | None = None) -> list[Batch]:
@@ -88,7 +48,7 @@ def dict_batches(events: list[dict[str, Any]], per_batch: int = 100, bytes_per_e
 def dd_pipeline(dd: FakeDatadog, name: str, sink: str = "", key: str = KEY) -> str:
     return f"""
 sources:
-  feed: {{type: test_datadog_logs_feed, name: {name}}}
+  feed: {{type: test_feed, name: {name}}}
 sinks:
   dd: {{type: datadog_logs, inputs: [feed], api_key: "{key}", endpoint: "{dd.url}", validate_endpoint: "{dd.url}",
         service: mobius, ddsource: kubernetes, ddtags: "env:production",

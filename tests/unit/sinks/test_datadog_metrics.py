@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 from pathlib import Path
@@ -11,14 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+from components import feed
 from fakes.datadog import FakeDatadog
 from helpers import pipeline, wait_for
 
-from agent.config.model import SourceConfig
-from agent.config.registry import BuildContext, register
-from agent.core.ack import OrderedAcks
+from agent.config.registry import BuildContext
 from agent.core.batch import Batch, Kind
-from agent.core.component import SourceContext
 from agent.core.errors import ConfigErrors
 from agent.core.metric import Sample
 from agent.delivery.batcher import Request
@@ -30,48 +27,7 @@ from agent.topology.running import Topology
 KEY = "dd-metrics-key"
 LABELS = (("instance", "a:1"), ("path", "/x"))
 
-# -- a test source that emits prepared batches of samples --------------------------------------------
 
-FEEDS: dict[str, list[Batch]] = {}
-_names = itertools.count()
-
-
-def feed(batches: list[Batch]) -> str:
-    name = f"mfeed{next(_names)}"
-    FEEDS[name] = batches
-    return name
-
-
-class MetricsFeedConfig(SourceConfig, tag="test_datadog_metrics_feed", kw_only=True):
-    """Test source: emits the metric batches queued under ``name``, then waits for their acks."""
-
-    name: str
-
-    def output_type(self) -> str:
-        return "metrics"
-
-
-@register("source", "test_datadog_metrics_feed", MetricsFeedConfig, "Test source: prepared batches of samples.")
-class MetricsFeed:
-    """Sends the prepared batches in order; ``committed_events`` counts samples acknowledged in order."""
-
-    output_type = "metrics"
-
-    def __init__(self, config: MetricsFeedConfig, ctx: BuildContext) -> None:
-        self.batches = FEEDS.pop(config.name)
-
-    async def run(self, ctx: SourceContext) -> None:
-        def commit(position: int) -> None:
-            ctx.stats.gauges["committed_events"] = position
-
-        acks: OrderedAcks[int] = OrderedAcks(commit)
-        sent = 0
-        for batch in self.batches:
-            sent += len(batch.events)
-            batch.acks.append(acks.track(sent))
-            ctx.stats.received_events += len(batch.events)
-            await ctx.out.send(batch)
-        await acks.wait_idle()
 
 
 def batch(samples: list[Sample]) -> Batch:
@@ -85,7 +41,7 @@ def now_ms(offset_s: float = 0) -> int:
 def dd_pipeline(dd: FakeDatadog, name: str, sink: str = "", key: str = KEY) -> str:
     return f"""
 sources:
-  feed: {{type: test_datadog_metrics_feed, name: {name}}}
+  feed: {{type: test_feed, name: {name}, data_type: metrics}}
 sinks:
   dd: {{type: datadog_metrics, inputs: [feed], api_key: "{key}", endpoint: "{dd.url}",
         default_namespace: agent, hostname: node1,
