@@ -61,7 +61,7 @@ from agent.core.errors import HealthcheckError, RetryableError
 from agent.delivery.batcher import Request
 from agent.delivery.config import BatchConfig, HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, compress, raise_for_status
+from agent.delivery.http import HttpClient, Response, compress, raise_for_status
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.sinks.datadog")
@@ -95,6 +95,20 @@ class KeyRefusals:
                       "component_id": self.component_id, "status": status, "url": url, "events": events,
                       "retry_every_s": self.retry_every})
         return ApiKeyRefused(f"POST {url}: HTTP {status}: the API key was refused", self.retry_every)
+
+
+async def post(client: HttpClient, url: str, key: str, data: bytes, headers: dict[str, str],
+               refusals: KeyRefusals, events: int) -> Response:
+    """POST a JSON payload to a Datadog intake: a refused key holds the data, 413 splits, else by status."""
+    headers["Content-Type"] = "application/json"
+    headers["DD-API-KEY"] = key
+    response = await client.request("POST", url, data, headers)
+    if response.status in (401, 403):
+        raise refusals.refused(response.status, url, events)
+    if response.status == 413:
+        raise PayloadTooLarge()
+    raise_for_status(response, f"POST {url}")
+    return response
 
 
 async def validate_api_key(client: HttpClient, base_url: str, key: str) -> None:
@@ -330,14 +344,7 @@ class DatadogLogsSink:
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
         data, headers = compress(body, self.config.compression)
-        headers["Content-Type"] = "application/json"
-        headers["DD-API-KEY"] = self.key
-        response = await client.request("POST", self.url, data, headers)
-        if response.status in (401, 403):
-            raise self.refusals.refused(response.status, self.url, len(request.events))
-        if response.status == 413:
-            raise PayloadTooLarge()
-        raise_for_status(response, f"POST {self.url}")
+        await post(client, self.url, self.key, data, headers, self.refusals, len(request.events))
         return Outcome()
 
     async def healthcheck(self) -> None:

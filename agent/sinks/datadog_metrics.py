@@ -56,9 +56,9 @@ from agent.core.metric import Sample
 from agent.delivery.batcher import Request
 from agent.delivery.config import HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, compress, raise_for_status
+from agent.delivery.http import HttpClient, compress
 from agent.observe.stats import ComponentStats
-from agent.sinks.datadog_logs import KeyRefusals, validate_api_key
+from agent.sinks.datadog_logs import KeyRefusals, post, validate_api_key
 
 log = logging.getLogger("agent.sinks.datadog")
 
@@ -236,14 +236,7 @@ class DatadogMetricsSink:
         data, headers = self._compress(body)
         if len(data) > MAX_SENT:
             raise PayloadTooLarge()
-        headers["Content-Type"] = "application/json"
-        headers["DD-API-KEY"] = self.key
-        response = await client.request("POST", self.url, data, headers)
-        if response.status in (401, 403):
-            raise self.refusals.refused(response.status, self.url, len(request.events))
-        if response.status == 413:
-            raise PayloadTooLarge()
-        raise_for_status(response, f"POST {self.url}")
+        response = await post(client, self.url, self.key, data, headers, self.refusals, len(request.events))
         self._note_intake_errors(response.body)
         return Outcome()
 

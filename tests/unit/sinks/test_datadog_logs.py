@@ -34,8 +34,6 @@ from agent.topology.running import Topology
 KEY = "dd-test-key"
 
 
-
-
 def dict_batches(events: list[dict[str, Any]], per_batch: int = 100, bytes_per_event: int | None = None) -> list[Batch]:
     out = []
     for start in range(0, len(events), per_batch):

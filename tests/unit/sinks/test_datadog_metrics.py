@@ -28,8 +28,6 @@ KEY = "dd-metrics-key"
 LABELS = (("instance", "a:1"), ("path", "/x"))
 
 
-
-
 def batch(samples: list[Sample]) -> Batch:
     return Batch(samples, Kind.METRICS, 64 * len(samples))
 
