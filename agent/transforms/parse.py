@@ -76,18 +76,18 @@ class ParseTransform:
         loads, field, target = orjson.loads, self.config.field, self.config.target
         drop_field, keep = self.config.drop_field, self.config.on_error == "keep"
         out: list[dict[str, Any]] = []
+        append = out.append
         failed = 0
         for event in events:
-            raw = event.get(field)
             try:
-                value = loads(raw) if isinstance(raw, str | bytes) else None
+                value = loads(event.get(field))  # type: ignore[arg-type]  # None or non-text: JSONDecodeError
             except orjson.JSONDecodeError:
                 value = None
             if type(value) is not dict:
                 failed += 1
                 if keep:
                     event["parse_error"] = "not a JSON object"
-                    out.append(event)
+                    append(event)
                 continue
             if target:
                 event[target] = value
@@ -95,7 +95,7 @@ class ParseTransform:
                 if drop_field:
                     del event[field]
                 event.update(value)
-            out.append(event)
+            append(event)
         return out, failed
 
     def _count_failures(self, failed: int) -> None:

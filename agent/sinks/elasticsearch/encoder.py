@@ -28,7 +28,6 @@ from agent.core.batch import Kind
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.@-]+)\s*\}\}")
-TIME_FIELDS = ("@timestamp", "time", "timestamp")
 
 
 @lru_cache(maxsize=4096)
@@ -41,11 +40,13 @@ def _hour(prefix: str) -> datetime | None:
 
 
 def _time_value(event: Any) -> Any:
-    if isinstance(event, dict):
-        for name in TIME_FIELDS:
-            value = event.get(name)
-            if value is not None:
-                return value
+    if type(event) is dict:
+        value = event.get("@timestamp")
+        if value is None:
+            value = event.get("time")
+            if value is None:
+                value = event.get("timestamp")
+        return value
     return None
 
 
@@ -122,20 +123,26 @@ def document_id(event: Any, id_mode: str) -> str | None:
     replaced another under the same path (rotation, copytruncate) gives new
     ones. Events that were not read from a file get no ``_id``.
     """
-    if not isinstance(event, dict) or id_mode == "none":
+    if type(event) is not dict or id_mode == "none":
         return None
     if id_mode == "auto":
-        source, offset = event.get("file"), event.get("offset")
-        if source is None or type(offset) is not int:
-            return None
-        stamp = event.get("time")
-        if type(stamp) is not str:
-            stamp = str(event.get("message", ""))
-        key = (_file_prefix(str(source), event.get("inode")) + offset.to_bytes(6, "big")
-               + zlib.crc32(stamp.encode("utf-8", "replace")).to_bytes(4, "big"))
-        return binascii.b2a_base64(key, newline=False).translate(_URLSAFE).decode()
+        raw = _auto_id(event)
+        return None if raw is None else raw.decode()
     value = lookup(event, id_mode)
     return None if value is None else str(value)
+
+
+def _auto_id(event: dict[str, Any]) -> bytes | None:
+    """The ``auto`` id as base64url bytes (JSON-safe as they are), or None without a file position."""
+    source, offset = event.get("file"), event.get("offset")
+    if type(source) is not str or type(offset) is not int:
+        return None
+    stamp = event.get("time")
+    if type(stamp) is not str:
+        stamp = str(event.get("message", ""))
+    key = (_file_prefix(source, event.get("inode")) + offset.to_bytes(6, "big")
+           + zlib.crc32(stamp.encode("utf-8", "replace")).to_bytes(4, "big"))
+    return binascii.b2a_base64(key, newline=False).translate(_URLSAFE)
 
 
 def bulk_body(kind: Kind, events: list[Any], index: str, *, op: str, id_mode: str, routing: str | None,
@@ -146,18 +153,26 @@ def bulk_body(kind: Kind, events: list[Any], index: str, *, op: str, id_mode: st
     now = dumps(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z")
     plain = dumps({op: _meta(index, None, type_name)})  # {"index":{"_index":"x"}}
     open_meta = plain[:-2]
-    by_id = id_mode != "none"
+    auto, by_field = id_mode == "auto", id_mode not in ("auto", "none")
     parts: list[Any] = []
     append = parts.append
     for event, document in zip(events, documents, strict=True):
-        doc_id = document_id(event, id_mode) if by_id else None
+        id_part = None
+        if auto and type(event) is dict:
+            raw_id = _auto_id(event)
+            if raw_id is not None:
+                id_part = b',"_id":"' + raw_id + b'"'
+        elif by_field:
+            doc_id = document_id(event, id_mode)
+            if doc_id is not None:
+                id_part = b',"_id":' + dumps(doc_id)
         route = lookup(event, routing) if routing else None
-        if doc_id is None and route is None:
+        if id_part is None and route is None:
             append(plain)
         else:
             append(open_meta)
-            if doc_id is not None:
-                append(b',"_id":' + dumps(doc_id))
+            if id_part is not None:
+                append(id_part)
             if route is not None:
                 append(b',"routing":' + dumps(str(route)))
             append(b"}}")
