@@ -56,7 +56,8 @@ class ElasticsearchSink:
         self.config = config
         self.template = IndexTemplate(config.index)
         self.op = "create" if config.mode == "data_stream" else "index"
-        self.partition_key: Callable[[Any], Hashable] | None = None if self.template.static else self.template.render
+        self.partition_key: Callable[[Any], Hashable] | None = (
+            None if self.template.static else self.template.partition_key())
         self._next_endpoint = 0
         self._down_until: dict[str, float] = {}
         headers = dict(config.request.headers)

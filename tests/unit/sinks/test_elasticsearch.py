@@ -31,6 +31,10 @@ def test_index_names_come_from_the_event_time_and_fields() -> None:
     assert template.render(event) == "prod-logs-2026.03.04"
     assert IndexTemplate("mobius-%Y.%m.%d").render({"timestamp": 1_700_000_000_000}) == "mobius-2023.11.14"
     assert IndexTemplate("x-{{ missing }}").render({}) == "x-unknown"
+    daily = IndexTemplate("mobius-%Y.%m.%d")
+    key = daily.partition_key()
+    for event in ({"time": "2026-03-04T23:59:59Z"}, {"time": "2026-03-05T00:00:01Z"}, {"timestamp": 0}, {}):
+        assert key(event) == daily.render(event)
 
 
 def test_bulk_body_sets_timestamp_ids_and_ends_with_a_newline() -> None:
