@@ -555,11 +555,21 @@ class _Peer:
         self.proc = proc
 
     @classmethod
-    async def _spawn(cls, *args: str) -> Any:
+    async def _spawn(cls, *args: str, wait_s: float) -> Any:
+        """Start the child and hand its first report to :meth:`_on_first_report`; on failure, reap it."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent.bench.peers", *args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        return cls(proc)
+        self = cls(proc)
+        try:
+            self._on_first_report(await self.read(wait_s=wait_s))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    def _on_first_report(self, report: dict[str, Any]) -> None:
+        """What the child says once it is up (a port, or that it is ready)."""
 
     async def read(self, wait_s: float | None) -> dict[str, Any]:
         """The next JSON line from the child; PeerError if it exits first or takes over ``wait_s``."""
@@ -615,81 +625,63 @@ class _Peer:
         await self.close()
 
 
-class Receiver(_Peer):
-    """Handle on a ``receive`` child: its port, its "all lines arrived" report and its final count."""
+class _Listening(_Peer):
+    """A peer that listens: its first report is the port."""
 
     port: int
+
+    def _on_first_report(self, report: dict[str, Any]) -> None:
+        self.port = int(report["port"])
+
+
+class _Triggered(_Peer):
+    """A peer that gets ready, then waits for :meth:`go`."""
+
+    def _on_first_report(self, report: dict[str, Any]) -> None:
+        if not report.get("ready"):
+            raise PeerError(f"bench peer failed: {report}")
+
+    def go(self) -> None:
+        """Start (sending or writing)."""
+        self.write(b"go\n")
+
+
+class Receiver(_Listening):
+    """Handle on a ``receive`` child: its port, its "all lines arrived" report and its final count."""
 
     @classmethod
     async def start(cls, lines: int, check_order: bool = False) -> Receiver:
         """Start a receiver expecting ``lines`` lines (numbered ones if ``check_order``); returns once it listens."""
-        self: Receiver = await cls._spawn("receive", "--lines", str(lines), *(["--check-order"] if check_order else []))
-        try:
-            self.port = int((await self.read(wait_s=10.0))["port"])
-        except BaseException:
-            await self.close()
-            raise
-        return self
+        return await cls._spawn("receive", "--lines", str(lines), *(["--check-order"] if check_order else []),
+                                wait_s=10.0)
 
 
-class LoadGenerator(_Peer):
+class LoadGenerator(_Triggered):
     """Handle on a ``send`` child: connected and waiting until :meth:`go`."""
 
     @classmethod
     async def start(cls, port: int, lines: int, connections: int) -> LoadGenerator:
         """Start a load generator and wait until all its connections are open."""
-        self: LoadGenerator = await cls._spawn(
-            "send", "--port", str(port), "--lines", str(lines), "--connections", str(connections))
-        try:
-            ready = await self.read(wait_s=15.0)
-            if not ready.get("ready"):
-                raise PeerError(f"load generator failed: {ready}")
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    def go(self) -> None:
-        """Start sending."""
-        self.write(b"go\n")
+        return await cls._spawn("send", "--port", str(port), "--lines", str(lines),
+                                "--connections", str(connections), wait_s=15.0)
 
 
-class FileWriter(_Peer):
+class FileWriter(_Triggered):
     """Handle on a ``write`` child: ready to append numbered lines to a file on :meth:`go`."""
 
     @classmethod
     async def start(cls, path: str, lines: int) -> FileWriter:
         """Start a file writer and wait until it is ready."""
-        self: FileWriter = await cls._spawn("write", "--path", path, "--lines", str(lines))
-        try:
-            ready = await self.read(wait_s=15.0)
-            if not ready.get("ready"):
-                raise PeerError(f"file writer failed: {ready}")
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    def go(self) -> None:
-        """Start writing."""
-        self.write(b"go\n")
+        return await cls._spawn("write", "--path", path, "--lines", str(lines), wait_s=15.0)
 
 
-class BulkReceiver(_Peer):
+class BulkReceiver(_Listening):
     """Handle on a ``bulk`` child (the minimal Elasticsearch): its port, its "done" report and final count."""
-
-    port: int
 
     @classmethod
     async def start(cls, documents: int) -> BulkReceiver:
         """Start it expecting ``documents`` documents; returns once it listens."""
-        self: BulkReceiver = await cls._spawn("bulk", "--documents", str(documents))
-        try:
-            self.port = int((await self.read(wait_s=10.0))["port"])
-        except BaseException:
-            await self.close()
-            raise
-        return self
+        return await cls._spawn("bulk", "--documents", str(documents), wait_s=10.0)
 
 
 def _main(argv: list[str] | None = None) -> None:
