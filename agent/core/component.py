@@ -83,6 +83,7 @@ class Sink(Protocol):
     """A component that delivers batches somewhere."""
 
     input_types: ClassVar[frozenset[str]]
+    # Optional ``mutates: ClassVar[bool]``: it changes dict events in place (fan-out copies for it).
 
     async def healthcheck(self) -> None: ...
 

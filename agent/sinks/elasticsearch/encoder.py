@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from agent.codecs.encoding import json_documents
+from agent.codecs.encoding import encoding_default, json_documents
 from agent.core.batch import Kind
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -135,102 +135,134 @@ def _file_prefix(source: str, inode: Any) -> bytes:
     return hashlib.blake2b(f"{source}\0{inode}".encode(), digest_size=8).digest()
 
 
-def document_id(event: Any, id_mode: str) -> str | None:
-    """``auto``: from where the event was read; ``none``: let Elasticsearch pick; else a field's value.
+def auto_ids(events: list[dict[str, Any]]) -> list[bytes | None]:
+    """The ``auto`` ``_id`` of each event (base64url bytes, JSON-safe as they are), None without a file position.
 
-    ``auto`` is 18 bytes, base64url: a hash of the file's path and inode, the
-    offset the event starts at, and a CRC of its time (or, without one, its
-    message). A replay of the same bytes gives the same ``_id``; a file that
-    replaced another under the same path (rotation, copytruncate) gives new
-    ones. Events that were not read from a file get no ``_id``.
+    18 bytes: a hash of the file's path and inode, the offset the event starts
+    at, and a CRC of its time (or, without one, its message). A replay of the
+    same bytes gives the same ``_id``; a file that replaced another under the
+    same path (rotation, copytruncate) gives new ones.
     """
+    ids: list[bytes | None] = []
+    append, crc32, b2a = ids.append, zlib.crc32, binascii.b2a_base64
+    last_source: str | None = None
+    last_inode: Any = None
+    prefix = b""
+    for event in events:
+        source, offset = event.get("file"), event.get("offset")
+        if type(source) is not str or type(offset) is not int:
+            append(None)
+            continue
+        stamp = event.get("time")
+        if type(stamp) is not str:
+            stamp = str(event.get("message", ""))
+        inode = event.get("inode")
+        if source is not last_source or inode != last_inode:  # a run of events from one file shares the string
+            prefix, last_source, last_inode = _file_prefix(source, inode), source, inode
+        key = prefix + ((offset << 32) | crc32(stamp.encode("utf-8", "replace"))).to_bytes(10, "big")
+        append(b2a(key, newline=False).translate(_URLSAFE))
+    return ids
+
+
+def document_id(event: Any, id_mode: str) -> str | None:
+    """``auto``: from where the event was read (see :func:`auto_ids`); ``none``: let Elasticsearch pick;
+    else a field's value. Only dict events get one."""
     if type(event) is not dict or id_mode == "none":
         return None
     if id_mode == "auto":
-        raw = _auto_id(event)
+        raw = auto_ids([event])[0]
         return None if raw is None else raw.decode()
     value = lookup(event, id_mode)
     return None if value is None else str(value)
 
 
-def _auto_id(event: dict[str, Any]) -> bytes | None:
-    """The ``auto`` id as base64url bytes (JSON-safe as they are), or None without a file position."""
-    source, offset = event.get("file"), event.get("offset")
-    if type(source) is not str or type(offset) is not int:
-        return None
-    stamp = event.get("time")
-    if type(stamp) is not str:
-        stamp = str(event.get("message", ""))
-    key = (_file_prefix(source, event.get("inode")) + offset.to_bytes(6, "big")
-           + zlib.crc32(stamp.encode("utf-8", "replace")).to_bytes(4, "big"))
-    return binascii.b2a_base64(key, newline=False).translate(_URLSAFE)
-
-
 def bulk_body(kind: Kind, events: list[Any], index: str, *, op: str, id_mode: str, routing: str | None,
               type_name: str | None) -> bytes:
-    """The NDJSON `_bulk` body for events that all go to ``index`` (it ends with a newline)."""
-    documents = json_documents(kind, events)
-    dumps = orjson.dumps
-    now = dumps(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z")
-    plain = dumps({op: _meta(index, None, type_name)})  # {"index":{"_index":"x"}}
-    open_meta = plain[:-2]
-    auto, by_field = id_mode == "auto", id_mode not in ("auto", "none")
+    """The NDJSON `_bulk` body for events that all go to ``index`` (it ends with a newline).
+
+    Dict events get ``@timestamp`` (from ``time`` or ``timestamp``, else now) set in place unless they
+    have one: the sink declares that it mutates events, so fan-out hands it copies when others read them.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+    plain = orjson.dumps({op: _meta(index, None, type_name)}) + b"\n"  # {"index":{"_index":"x"}}
+    if kind is not Kind.LOGS:
+        return _documents_body(json_documents(kind, events), plain, orjson.dumps(now))
+    if routing is not None:
+        actions = [orjson.dumps({op: _meta(index, lookup(e, routing), type_name, doc_id)}) + b"\n"
+                   for e, doc_id in zip(events, _ids(events, id_mode), strict=True)]
+        return _events_body(events, actions, now)
+    return _events_body(events, _actions(_ids(events, id_mode), plain), now)
+
+
+def _ids(events: list[dict[str, Any]], id_mode: str) -> list[Any]:
+    if id_mode == "auto":
+        return auto_ids(events)
+    if id_mode == "none":
+        return [None] * len(events)
+    return [document_id(e, id_mode) for e in events]
+
+
+def _actions(ids: list[Any], plain: bytes) -> list[bytes]:
+    """The action line of each event: ``plain`` with its id, if any, spliced in."""
+    opening = plain[:-3] + b',"_id":'
+    actions: list[bytes] = []
+    append = actions.append
+    for doc_id in ids:
+        if doc_id is None:
+            append(plain)
+        elif type(doc_id) is bytes:  # auto: base64url needs no escaping
+            append(opening + b'"' + doc_id + b'"}}\n')
+        else:
+            append(opening + orjson.dumps(doc_id) + b"}}\n")
+    return actions
+
+
+def _events_body(events: list[dict[str, Any]], actions: list[bytes], now: str) -> bytes:
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    parts: list[bytes] = []
+    append = parts.append
+    for event, action in zip(events, actions, strict=True):
+        if "@timestamp" not in event:
+            stamp = event.get("time")
+            if type(stamp) is not str:
+                stamp = event.get("timestamp")
+                if type(stamp) is not str:
+                    stamp = now
+            event["@timestamp"] = stamp
+        append(action)
+        try:
+            append(dumps(event, option=newline))
+        except TypeError:  # a value orjson does not know (bytes, sets...)
+            append(dumps(event, default=encoding_default, option=orjson.OPT_NON_STR_KEYS | newline))
+    return b"".join(parts)
+
+
+def _documents_body(documents: list[bytes], plain: bytes, now: bytes) -> bytes:
+    """Bodies of JSON documents already encoded (raw lines, metrics): ``@timestamp`` spliced in front."""
     parts: list[Any] = []
     append = parts.append
-    for event, document in zip(events, documents, strict=True):
-        id_part = None
-        if auto and type(event) is dict:
-            raw_id = _auto_id(event)
-            if raw_id is not None:
-                id_part = b',"_id":"' + raw_id + b'"'
-        elif by_field:
-            doc_id = document_id(event, id_mode)
-            if doc_id is not None:
-                id_part = b',"_id":' + dumps(doc_id)
-        route = lookup(event, routing) if routing else None
-        if id_part is None and route is None:
-            append(plain)
+    for document in documents:
+        append(plain)
+        if b'"@timestamp"' in document:
+            append(document)
         else:
-            append(open_meta)
-            if id_part is not None:
-                append(id_part)
-            if route is not None:
-                append(b',"routing":' + dumps(str(route)))
-            append(b"}}")
-        append(b"\n")
-        _append_document(append, event, document, now)
+            append(b'{"@timestamp":')
+            append(now)
+            if document == b"{}":
+                append(b"}")
+            else:
+                append(b",")
+                append(memoryview(document)[1:])
         append(b"\n")
     return b"".join(parts)
 
 
-def _append_document(append: Any, event: Any, document: bytes, now: bytes) -> None:
-    """``document`` with ``@timestamp`` spliced in front unless it has one (no re-encoding, no copy)."""
-    if isinstance(event, dict):
-        if "@timestamp" in event:
-            append(document)
-            return
-        stamp = event.get("time")
-        if type(stamp) is not str:
-            stamp = event.get("timestamp")
-        stamp_json = orjson.dumps(stamp) if type(stamp) is str else now
-    elif b'"@timestamp"' in document:
-        append(document)
-        return
-    else:
-        stamp_json = now
-    append(b'{"@timestamp":')
-    append(stamp_json)
-    if document == b"{}":
-        append(b"}")
-    else:
-        append(b",")
-        append(memoryview(document)[1:])
-
-
-def _meta(index: str, routing: Any, type_name: str | None) -> dict[str, Any]:
+def _meta(index: str, routing: Any, type_name: str | None, doc_id: Any = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"_index": index}
     if type_name:
         meta["_type"] = type_name
+    if doc_id is not None:
+        meta["_id"] = doc_id.decode() if type(doc_id) is bytes else doc_id
     if routing is not None:
         meta["routing"] = str(routing)
     return meta

@@ -50,6 +50,8 @@ class ElasticsearchConfig(HttpSinkConfig, tag="elasticsearch"):
 class ElasticsearchSink:
     """Partitions events by index, sends `_bulk` requests, and reads each item's result."""
 
+    mutates = True  # bulk_body sets @timestamp on the events themselves
+
     def __init__(self, config: ElasticsearchConfig, ctx: BuildContext) -> None:
         if not config.endpoints:
             raise BuildError("endpoints must name at least one URL")

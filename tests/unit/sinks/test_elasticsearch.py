@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from components import GateSink
 from fakes.elasticsearch import FakeElasticsearch
 from helpers import pipeline, wait_for
 
@@ -48,6 +49,19 @@ def test_bulk_body_sets_timestamp_ids_and_ends_with_a_newline() -> None:
     assert a_meta["index"]["_id"] == document_id(events[0], "auto") != b_meta["index"]["_id"]
     assert document_id(dict(events[0]), "auto") == a_meta["index"]["_id"]  # deterministic
     assert document_id({"message": "no position"}, "auto") is None
+
+
+def test_field_ids_routing_and_events_without_a_time() -> None:
+    events = [{"message": "a", "uid": 'q"1', "tenant": "t1", "timestamp": "2026-01-03T00:00:00Z"},
+              {"message": "b", "tenant": "t2"}]
+    body = bulk_body(Kind.LOGS, events, "logs", op="index", id_mode="uid", routing="tenant", type_name=None)
+    (a_meta, a_doc), (b_meta, b_doc) = pairs(body)
+    assert a_meta == {"index": {"_index": "logs", "_id": 'q"1', "routing": "t1"}}
+    assert b_meta == {"index": {"_index": "logs", "routing": "t2"}}
+    assert a_doc["@timestamp"] == "2026-01-03T00:00:00Z" and b_doc["@timestamp"].endswith("Z")
+    plain = bulk_body(Kind.LOGS, [{"message": "c", "uid": 7}], "logs", op="index", id_mode="uid", routing=None,
+                      type_name=None)
+    assert pairs(plain)[0][0] == {"index": {"_index": "logs", "_id": "7"}}
 
 
 def test_auto_ids_differ_for_a_new_file_under_the_same_path() -> None:
@@ -114,6 +128,21 @@ async def test_documents_arrive_once_with_gzip_and_auth(tmp_path: Path) -> None:
         docs = es.sources()
         assert all("@timestamp" in d and "service" in d for d in docs)
         assert es.indices() == [f"agent-{docs[0]['timestamp'][:10].replace('-', '.')}"]
+
+
+async def test_the_timestamp_set_for_elasticsearch_does_not_reach_another_sink(tmp_path: Path) -> None:
+    async with FakeElasticsearch() as es:
+        text = es_pipeline(es, "{type: generate, format: json, count: 300, batch_size: 100}")
+        text += "  held: {type: test_gate, inputs: [parsed]}\n"  # sees the same events, after ES has sent them
+        topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+        run = asyncio.create_task(topo.run())
+        await wait_for(lambda: es.count() == 300)
+        gate = GateSink.instances["held"]
+        gate.gate.set()
+        assert await asyncio.wait_for(run, 30) == 0
+        docs = es.sources()
+    assert len(gate.events) == 300 and all("@timestamp" in d for d in docs)
+    assert not any("@timestamp" in e for e in gate.events)  # type: ignore[operator]
 
 
 async def test_a_partial_failure_storm_retries_items_once_and_dead_letters_the_rejected(tmp_path: Path) -> None:
