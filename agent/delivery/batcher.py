@@ -60,15 +60,17 @@ class Batcher:
         if self._key is None:
             groups = {(kind, None): batch.events}
         else:
-            groups = {}
-            key = self._key
-            for event in batch.events:
-                k = (kind, key(event))
-                group = groups.get(k)
-                if group is None:
-                    groups[k] = [event]
-                else:
-                    group.append(event)
+            keys = list(map(self._key, batch.events))
+            if keys and keys.count(keys[0]) == len(keys):  # the usual case: one partition for the whole batch
+                groups = {(kind, keys[0]): batch.events}
+            else:
+                groups = {}
+                for event, key in zip(batch.events, keys, strict=True):
+                    group = groups.get((kind, key))
+                    if group is None:
+                        groups[(kind, key)] = [event]
+                    else:
+                        group.append(event)
         full: list[Request] = []
         for group_key, events in groups.items():
             full.extend(self._add_events(group_key, events, per_event, batch.acks))
