@@ -19,6 +19,7 @@ class GateConfig(SinkConfig, tag="test_gate"):
     input_types: ClassVar[frozenset[str]] = frozenset({"logs", "metrics"})
     open: bool = False
     status: str = "DELIVERED"
+    delay: float = 0.0  # seconds each batch takes to deliver (a slow peer)
 
 
 @register("sink", "test_gate", GateConfig, "Test sink: holds batches until opened.")
@@ -33,6 +34,7 @@ class GateSink:
         if config.open:
             self.gate.set()
         self.status = AckStatus[config.status]
+        self.delay = config.delay
         self.events: list[object] = []
         GateSink.instances[ctx.component_id] = self
 
@@ -43,6 +45,8 @@ class GateSink:
         while (batch := await ctx.inbox.get()) is not None:
             ctx.stats.received_events += len(batch.events)
             await self.gate.wait()
+            if self.delay:
+                await asyncio.sleep(self.delay)
             self.events.extend(batch.events)
             ctx.stats.sent_events += len(batch.events)
             batch.finalize(self.status)

@@ -57,6 +57,7 @@ class TailedFile:
     decoder_safe: int = 0  # offset below which the decoder holds nothing
     rotated_at: float | None = None  # the path no longer leads here (renamed or deleted)
     eof: bool = False
+    opened_at: float = 0.0  # monotonic time it last got a descriptor (opened, or unparked)
     finished: bool = False  # read to its end after rotation; forgotten once its acks are in
 
     @classmethod

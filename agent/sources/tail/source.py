@@ -42,6 +42,10 @@ from agent.sources.tail.wakeup import Wakeup
 
 log = logging.getLogger("agent.sources.tail")
 
+# With more files than max_open_files, a file that never reaches its end gives its descriptor up after this
+# long, so that every file gets read in turn (idle files at their end give it up at once).
+DESCRIPTOR_SLICE = 1.0
+
 
 class TailConfig(SourceConfig, tag="tail"):
     """Follow files matching ``include`` (globs; symlinks followed), minus ``exclude``."""
@@ -173,6 +177,7 @@ class TailSource:
         if tailed.key in self.files:  # raced with a rename: already followed under another name
             tailed.close()
             return False
+        tailed.opened_at = time.monotonic()
         tailed.extra = self._fields_for(path, int(tailed.key.rsplit(":", 1)[1]))
         tailed.acks = OrderedAcks(partial(self._commit, tailed))
         self._position(tailed, at_startup)
@@ -214,6 +219,7 @@ class TailSource:
             self.stats.error("rotated_while_parked", "receiving")
             return False
         tailed.fd = fd
+        tailed.opened_at = time.monotonic()
         return True
 
     # -- reading ----------------------------------------------------------------------------
@@ -323,7 +329,7 @@ class TailSource:
             elif self._truncated(tailed):
                 await self._restart_truncated(ctx, tailed)
         self._forget_finished()
-        self._park_idle()
+        self._share_descriptors(now)
         self._open_waiting()
 
     def _truncated(self, tailed: TailedFile) -> bool:
@@ -367,13 +373,20 @@ class TailSource:
             if tailed.finished and not tailed.acks.in_flight:
                 del self.files[key]
 
-    def _park_idle(self) -> None:
-        """With files waiting for a descriptor, close idle ones at end of file (their state is kept)."""
+    def _share_descriptors(self, now: float) -> None:
+        """With files waiting for a descriptor, park open ones at the back of the queue (their state is kept).
+
+        Idle files at their end go first; then files that had a descriptor for DESCRIPTOR_SLICE or longer,
+        longest first, so that files which never reach their end cannot keep the others from being read.
+        Renamed or deleted files keep theirs until they are read to the end.
+        """
         excess = self._open_count() - self.config.max_open_files + len(self.waiting)
-        for tailed in list(self.files.values()):
-            if excess <= 0:
-                break
-            if tailed.fd >= 0 and tailed.eof and tailed.rotated_at is None and not tailed.splitter.pending:
-                tailed.close()
-                self.waiting.append(tailed)
-                excess -= 1
+        if excess <= 0:
+            return
+        open_files = [f for f in self.files.values() if f.fd >= 0 and f.rotated_at is None]
+        idle = [f for f in open_files if f.eof and not f.splitter.pending]
+        busy = sorted((f for f in open_files if not (f.eof and not f.splitter.pending)
+                       and now - f.opened_at >= DESCRIPTOR_SLICE), key=lambda f: f.opened_at)
+        for tailed in (idle + busy)[:excess]:
+            tailed.close()
+            self.waiting.append(tailed)

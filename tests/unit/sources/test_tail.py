@@ -279,6 +279,39 @@ async def test_a_thousand_files_with_fewer_descriptors_are_all_read(tmp_path: Pa
     assert len(set(messages())) == 5000
 
 
+async def test_files_that_never_reach_their_end_take_turns_for_descriptors(tmp_path: Path) -> None:
+    """Four files written faster than a slow sink takes them, two descriptors: all four get read."""
+    paths = [tmp_path / f"busy{n}.log" for n in range(4)]
+    for path in paths:
+        path.write_bytes(b"")
+    text = tail_config(tmp_path, str(tmp_path / "*.log"), format="raw", max_open_files=2,
+                       read_bytes="4KiB").replace("open: true", "open: true, delay: 0.02, buffer: {max_events: 200}")
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set() and n < 2000:  # ~20 s at most; each round outruns the sink
+            for k, path in enumerate(paths):
+                with path.open("ab") as f:
+                    f.write(b"".join(b"file%d line %06d %s\n" % (k, n * 100 + i, b"x" * 60) for i in range(100)))
+            n += 1
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    async with running(text, tmp_path) as topo:
+        writer.start()
+        try:
+            await until(lambda: {m[:5] for m in messages()} == {"file0", "file1", "file2", "file3"}, timeout=10)
+            assert topo.nodes["files"].stats.gauge_values()["files_open"] <= 2
+        finally:
+            stop.set()
+            writer.join()
+        GateSink.instances["got"].delay = 0.0  # then the rest, parked mid-line or not, arrives once
+        written = [line for path in paths for line in path.read_text().splitlines()]
+        await until(lambda: len(events()) >= len(written), timeout=30)
+    assert sorted(messages()) == sorted(written)
+
+
 async def test_a_stalled_pipeline_stops_reading_and_memory_stays_bounded(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     path.write_bytes(b"".join(b"line %07d %s\n" % (i, b"y" * 100) for i in range(200_000)))  # 22 MB
