@@ -58,7 +58,7 @@ from agent.delivery.config import HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
 from agent.delivery.http import HttpClient, compress
 from agent.observe.stats import ComponentStats
-from agent.sinks.datadog_logs import KeyRefusals, post, validate_api_key
+from agent.sinks.datadog_api import KeyRefusals, post, validate_api_key
 
 log = logging.getLogger("agent.sinks.datadog")
 

@@ -7,7 +7,7 @@ import agent
 from agent.config.registry import BUILTIN_MODULES, types_of
 
 PACKAGE = Path(agent.__file__).parent
-HELPERS = {"delivery"}  # modules in sinks/ that are shared code, not a component type
+HELPERS = {"delivery", "datadog_api"}  # modules in sinks/ that are shared code, not a component type
 
 
 def component_modules(folder: str) -> Iterator[str]:

@@ -1,0 +1,66 @@
+"""What the Datadog sinks share: posting to an intake with the API key, and holding data on a refused key.
+
+A 401 or 403 from an intake becomes :class:`ApiKeyRefused`, a retryable
+error whose backoff is the sink's ``request.retry_max_backoff``: the request
+stays unacknowledged and is sent again until the key is accepted, and each
+refusal is counted (``forbidden``) and logged as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agent.core.errors import HealthcheckError, RetryableError
+from agent.delivery.driver import PayloadTooLarge
+from agent.delivery.http import HttpClient, Response, raise_for_status
+from agent.observe.stats import ComponentStats
+
+log = logging.getLogger("agent.sinks.datadog")
+
+
+class ApiKeyRefused(RetryableError):
+    """Datadog refused the API key (401 or 403): hold the data and retry at the longest backoff."""
+
+
+class KeyRefusals:
+    """Turns a 401/403 into :class:`ApiKeyRefused`: counted and logged as an error (the log is rate-limited)."""
+
+    def __init__(self, component_id: str, stats: ComponentStats, retry_every: float) -> None:
+        self.component_id = component_id
+        self.stats = stats
+        self.retry_every = retry_every
+
+    def refused(self, status: int, url: str, events: int) -> ApiKeyRefused:
+        self.stats.error("forbidden", "sending")
+        log.error("Datadog refused the API key; holding the events and retrying until it is accepted "
+                  "(fix api_key and reload)", extra={
+                      "component_id": self.component_id, "status": status, "url": url, "events": events,
+                      "retry_every_s": self.retry_every})
+        return ApiKeyRefused(f"POST {url}: HTTP {status}: the API key was refused", self.retry_every)
+
+
+async def post(client: HttpClient, url: str, key: str, data: bytes, headers: dict[str, str],
+               refusals: KeyRefusals, events: int) -> Response:
+    """POST a JSON payload to a Datadog intake: a refused key holds the data, 413 splits, else by status."""
+    headers["Content-Type"] = "application/json"
+    headers["DD-API-KEY"] = key
+    response = await client.request("POST", url, data, headers)
+    if response.status in (401, 403):
+        raise refusals.refused(response.status, url, events)
+    if response.status == 413:
+        raise PayloadTooLarge()
+    raise_for_status(response, f"POST {url}")
+    return response
+
+
+async def validate_api_key(client: HttpClient, base_url: str, key: str) -> None:
+    """``GET {base_url}/api/v1/validate`` with the key; HealthcheckError unless Datadog says it is valid."""
+    url = f"{base_url}/api/v1/validate"
+    try:
+        response = await client.request("GET", url, headers={"DD-API-KEY": key})
+    except RetryableError as exc:
+        raise HealthcheckError(str(exc)) from None
+    if response.status in (401, 403):
+        raise HealthcheckError(f"GET {url}: the API key was refused (HTTP {response.status})")
+    if response.status != 200:
+        raise HealthcheckError(f"GET {url}: HTTP {response.status}")
