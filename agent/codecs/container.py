@@ -4,6 +4,8 @@ A decoder takes the complete lines of one file (framed by ``LineSplitter``, with
 turns them into events, reassembling the records the runtime split into several lines: Docker's 16 KiB
 pieces whose ``log`` lacks the final ``\\n``, and CRI's ``P`` lines. A malformed line is never lost:
 it becomes ``{**extra, "message": <the line>, "parse_error": <reason>}`` and counts in ``errors``.
+Every event carries ``offset``: where its first line starts in the file (a stable identity, used for
+Elasticsearch ``_id`` s and by multiline grouping).
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ class LineDecoder(Protocol):
     errors: int
     truncated: int
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
-        """Append the events completed by ``lines`` to ``out``; return the safe offset."""
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+        """Append the events completed by ``lines`` to ``out``, each with its ``offset``; return the safe offset."""
         ...
 
-    def flush(self, out: list[dict], offsets: list[int] | None) -> None:
+    def flush(self, out: list[dict]) -> None:
         """Append the records still held, marked ``"partial": True``, and forget them."""
         ...
 
@@ -85,17 +87,10 @@ class _Reassembler:
         self.errors = 0
         self.truncated = 0
 
-    def _done(self, lines: list[bytes], start_offset: int, starts: list[int] | None, recorded: int,
-              offsets: list[int] | None) -> int:
-        """End a ``decode`` call: record the offsets of the fast path's last events; return the safe offset."""
-        if offsets is not None:
-            if starts is None:
-                starts = _starts(lines, start_offset)
-            offsets += starts[recorded:-1]
+    def _safe_offset(self, end: int) -> int:
+        """The start of the earliest record still held, else ``end`` (where the lines just decoded end)."""
         held = self._held
-        if held:
-            return min(record.start for record in held.values())
-        return starts[-1] if starts is not None else start_offset + sum(map(len, lines)) + len(lines)
+        return min(record.start for record in held.values()) if held else end
 
     def _keep(self, record: _Record, piece: bytes) -> None:
         """Add ``piece`` (UTF-8) to ``record`` unless that grows it past ``max_message_bytes``; then cut and mark it."""
@@ -109,15 +104,12 @@ class _Reassembler:
         record.pieces.append(piece)
         record.size += len(piece)
 
-    def _piece(self, stream: Any, piece: bytes, last: bool, pos: int, time: Any, attrs: Any, out: list[dict],
-               offsets: list[int] | None) -> None:
+    def _piece(self, stream: Any, piece: bytes, last: bool, pos: int, time: Any, attrs: Any, out: list[dict]) -> None:
         """Reassemble ``piece`` (UTF-8, from the line at ``pos``) into the record of ``stream``; emit it if ``last``."""
         record = self._held.get(stream)
         if record is None:
             if last:
-                out.append(self._event(piece.decode("utf-8", "replace"), stream, time, attrs))
-                if offsets is not None:
-                    offsets.append(pos)
+                out.append(self._event(piece.decode("utf-8", "replace"), stream, time, attrs, pos))
                 return
             record = self._held[stream] = _Record(pos, time, attrs)
             self._free.discard(stream)
@@ -127,16 +119,12 @@ class _Reassembler:
             if stream in _STREAMS.values():
                 self._free.add(stream)
             out.append(self._finish(stream, record))
-            if offsets is not None:
-                offsets.append(record.start)
 
-    def _error(self, line: bytes, reason: str, pos: int, out: list[dict], offsets: list[int] | None) -> None:
+    def _error(self, line: bytes, reason: str, pos: int, out: list[dict]) -> None:
         self.errors += 1
-        out.append({**self._extra, "message": line.decode("utf-8", "replace"), "parse_error": reason})
-        if offsets is not None:
-            offsets.append(pos)
+        out.append({**self._extra, "message": line.decode("utf-8", "replace"), "parse_error": reason, "offset": pos})
 
-    def _event(self, message: str, stream: Any, time: Any, attrs: Any) -> dict:
+    def _event(self, message: str, stream: Any, time: Any, attrs: Any, offset: int) -> dict:
         event = {**self._extra, "message": message}
         if stream is not None:
             event["stream"] = stream
@@ -144,22 +132,22 @@ class _Reassembler:
             event["time"] = time
         if attrs is not None:
             event["attrs"] = attrs
+        event["offset"] = offset
         return event
 
     def _finish(self, stream: Any, record: _Record) -> dict:
-        event = self._event(b"".join(record.pieces).decode("utf-8", "replace"), stream, record.time, record.attrs)
+        event = self._event(b"".join(record.pieces).decode("utf-8", "replace"), stream, record.time, record.attrs,
+                            record.start)
         if record.truncated:
             event["truncated"] = True
         return event
 
-    def flush(self, out: list[dict], offsets: list[int] | None) -> None:
+    def flush(self, out: list[dict]) -> None:
         """Append every held record, marked ``"partial": True``, in file order, and forget them."""
         for stream, record in sorted(self._held.items(), key=lambda item: item[1].start):
             event = self._finish(stream, record)
             event["partial"] = True
             out.append(event)
-            if offsets is not None:
-                offsets.append(record.start)
         self._held.clear()
         self._free.update(_STREAMS.values())
 
@@ -180,41 +168,30 @@ class DockerDecoder(_Reassembler):
 
     __slots__ = ()
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
-        """Append the events ``lines`` complete to ``out`` (with their start offsets); return the safe offset."""
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+        """Append the events ``lines`` complete to ``out``, each with its ``offset``; return the safe offset."""
         loads = orjson.loads
         extra = self._extra
         free = self._free
         append = out.append
-        # A line on the fast path appends exactly one event, so the index of the current line is
-        # len(out) - base, and line offsets are only computed (in bulk) when a line leaves the fast path.
-        base = len(out)
-        starts: list[int] | None = None
-        recorded = 0  # offsets holds the starts of the fast-path events of the lines before this index
-        for line in lines:
+        starts = _starts(lines, start_offset)
+        for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             try:
                 rec = loads(line)
                 log = rec["log"]
                 if log[-1:] == "\n" and (stream := rec["stream"]) in free:
                     if "attrs" in rec:
                         append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"],
-                                "attrs": rec["attrs"]})
+                                "attrs": rec["attrs"], "offset": pos})
                     else:
-                        append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"]})
+                        append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"], "offset": pos})
                     continue
             except (ValueError, KeyError, TypeError):
                 pass
-            index = len(out) - base
-            if starts is None:
-                starts = _starts(lines, start_offset)
-            if offsets is not None:
-                offsets += starts[recorded:index]
-                recorded = index + 1
-            self._line(line, starts[index], out, offsets)
-            base = len(out) - index - 1
-        return self._done(lines, start_offset, starts, recorded, offsets)
+            self._line(line, pos, out)
+        return self._safe_offset(starts[-1])
 
-    def _line(self, line: bytes, pos: int, out: list[dict], offsets: list[int] | None) -> None:
+    def _line(self, line: bytes, pos: int, out: list[dict]) -> None:
         """A line the fast path leaves alone: a piece of a split line, a missing field, bad JSON or UTF-8."""
         try:
             rec = orjson.loads(line)
@@ -222,18 +199,18 @@ class DockerDecoder(_Reassembler):
             try:  # orjson rejects invalid UTF-8: keep the JSON, replace the bad bytes
                 rec = orjson.loads(line.decode("utf-8", "replace"))
             except orjson.JSONDecodeError:
-                self._error(line, "invalid JSON", pos, out, offsets)
+                self._error(line, "invalid JSON", pos, out)
                 return
         if type(rec) is not dict:
-            self._error(line, "not a JSON object", pos, out, offsets)
+            self._error(line, "not a JSON object", pos, out)
         elif type(log := rec.get("log")) is not str:
-            self._error(line, "no log string", pos, out, offsets)
+            self._error(line, "no log string", pos, out)
         elif (stream := rec.get("stream")) is not None and type(stream) is not str:
-            self._error(line, "stream is not a string", pos, out, offsets)
+            self._error(line, "stream is not a string", pos, out)
         elif log[-1:] == "\n":
-            self._piece(stream, log[:-1].encode(), True, pos, rec.get("time"), rec.get("attrs"), out, offsets)
+            self._piece(stream, log[:-1].encode(), True, pos, rec.get("time"), rec.get("attrs"), out)
         else:
-            self._piece(stream, log.encode(), False, pos, rec.get("time"), rec.get("attrs"), out, offsets)
+            self._piece(stream, log.encode(), False, pos, rec.get("time"), rec.get("attrs"), out)
 
 
 class CriDecoder(_Reassembler):
@@ -251,44 +228,35 @@ class CriDecoder(_Reassembler):
 
     __slots__ = ()
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
-        """Append the events ``lines`` complete to ``out`` (with their start offsets); return the safe offset."""
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+        """Append the events ``lines`` complete to ``out``, each with its ``offset``; return the safe offset."""
         extra = self._extra
         held = self._held
         streams = _STREAMS
         append = out.append
-        base = len(out)  # the bookkeeping of DockerDecoder.decode
-        starts: list[int] | None = None
-        recorded = 0
-        for line in lines:
+        starts = _starts(lines, start_offset)
+        for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             try:
                 time, stream, tags, content = line.split(b" ", 3)
                 if tags == b"F" and (not held or streams[stream] not in held):
                     append({**extra, "message": content.decode("utf-8", "replace"), "stream": streams[stream],
-                            "time": time.decode()})
+                            "time": time.decode(), "offset": pos})
                     continue
             except (ValueError, KeyError):
                 pass
-            index = len(out) - base
-            if starts is None:
-                starts = _starts(lines, start_offset)
-            if offsets is not None:
-                offsets += starts[recorded:index]
-                recorded = index + 1
-            self._line(line, starts[index], out, offsets)
-            base = len(out) - index - 1
-        return self._done(lines, start_offset, starts, recorded, offsets)
+            self._line(line, pos, out)
+        return self._safe_offset(starts[-1])
 
-    def _line(self, line: bytes, pos: int, out: list[dict], offsets: list[int] | None) -> None:
+    def _line(self, line: bytes, pos: int, out: list[dict]) -> None:
         """A line the fast path leaves alone: a ``P`` piece, a held stream, extra tags, no content, malformed."""
         parts = line.split(b" ", 3)
         stream = _STREAMS.get(parts[1]) if len(parts) >= 3 else None
         flag = parts[2].split(b":", 1)[0] if stream is not None else None
         if flag != b"F" and flag != b"P":
-            self._error(line, "not a CRI line", pos, out, offsets)
+            self._error(line, "not a CRI line", pos, out)
             return
         content = parts[3] if len(parts) == 4 else b""
-        self._piece(stream, content, flag == b"F", pos, parts[0].decode("utf-8", "replace"), None, out, offsets)
+        self._piece(stream, content, flag == b"F", pos, parts[0].decode("utf-8", "replace"), None, out)
 
 
 class RawDecoder:
@@ -302,17 +270,15 @@ class RawDecoder:
         self.errors = 0
         self.truncated = 0
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict], offsets: list[int] | None) -> int:
-        """Append one event per line to ``out`` (their start offsets to ``offsets``); return the end offset."""
+    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+        """Append one event per line to ``out``, each with its ``offset``; return the end offset."""
         extra = self._extra
-        out += [{**extra, "message": line.decode("utf-8", "replace")} for line in lines]
-        if offsets is None:
-            return start_offset + sum(map(len, lines)) + len(lines)
         starts = _starts(lines, start_offset)
-        offsets += starts[:-1]
+        out += [{**extra, "message": line.decode("utf-8", "replace"), "offset": pos}
+                for line, pos in zip(lines, starts, strict=False)]  # starts has one more: the end
         return starts[-1]
 
-    def flush(self, out: list[dict], offsets: list[int] | None) -> None:
+    def flush(self, out: list[dict]) -> None:
         """Nothing is ever held."""
 
 

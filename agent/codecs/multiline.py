@@ -135,8 +135,8 @@ class Multiline:
         self._groups: dict[Any, _Group] = {}
         self.truncated = 0
 
-    def feed(self, events: list[dict], offsets: list[int], out: list[dict], now: float) -> None:
-        """Group ``events`` (each starting at the file offset in ``offsets``); append completed groups to ``out``."""
+    def feed(self, events: list[dict], out: list[dict], now: float) -> None:
+        """Group ``events`` (each with the file ``offset`` it starts at); append completed groups to ``out``."""
         groups = self._groups
         search = self._search
         negate = self._negate
@@ -144,22 +144,22 @@ class Multiline:
         join = self._join
         finish = self._finish
         append = out.append
-        for event, offset in zip(events, offsets, strict=True):
+        for event in events:
             message = event["message"]
             stream = event.get("stream")
             group = groups.get(stream)
             if (search(message) is None) == negate:  # a continuation
                 if group is None:
-                    groups[stream] = _Group(event, offset, now)
+                    groups[stream] = _Group(event, event["offset"], now)
                 else:
                     join(group, message, now)
             elif after:
                 if group is None:
-                    groups[stream] = _Group(event, offset, now)
+                    groups[stream] = _Group(event, event["offset"], now)
                     continue
                 append(group.event if group.lines is None else finish(group))
                 group.event = event  # the group starts again from this line
-                group.start = offset
+                group.start = event["offset"]
                 group.last = now
             elif group is None:
                 append(event)

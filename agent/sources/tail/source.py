@@ -268,11 +268,8 @@ class TailSource:
             if self.config.multiline is not None:
                 tailed.multiline = Multiline(self.config.multiline)
         events: list[dict[str, Any]] = []
-        offsets: list[int] = []
         errors, truncated = decoder.errors, decoder.truncated
-        safe = decoder.decode(lines, start, events, offsets)
-        for event, offset in zip(events, offsets, strict=True):
-            event["offset"] = offset  # where the event starts: a stable identity (Elasticsearch `_id`)
+        safe = decoder.decode(lines, start, events)
         if safe == start + sum(map(len, lines)) + len(lines):
             safe = end  # holding nothing: on disk, truncated lines were longer than what the splitter kept
         tailed.decoder_safe = safe
@@ -282,7 +279,7 @@ class TailSource:
             self.stats.count("truncations", decoder.truncated - truncated, what="message")
         if tailed.multiline is not None:
             grouped: list[dict[str, Any]] = []
-            tailed.multiline.feed(events, offsets, grouped, time.monotonic())
+            tailed.multiline.feed(events, grouped, time.monotonic())
             events = grouped
             safe = tailed.multiline.safe_offset(safe)
         return events, safe
@@ -345,11 +342,9 @@ class TailSource:
             events, _ = self._decode_lines(tailed, tail_lines, tailed.line_start, tailed.read_offset)
         if tailed.decoder is not None:
             held: list[dict[str, Any]] = []
-            offsets: list[int] | None = [] if tailed.multiline is not None else None
-            tailed.decoder.flush(held, offsets)
+            tailed.decoder.flush(held)
             if tailed.multiline is not None:
-                assert offsets is not None
-                tailed.multiline.feed(held, offsets, events, time.monotonic())
+                tailed.multiline.feed(held, events, time.monotonic())
                 tailed.multiline.flush(events)
             else:
                 events.extend(held)

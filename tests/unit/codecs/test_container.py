@@ -33,11 +33,15 @@ def starts(lines: list[bytes], start: int = 0) -> list[int]:
 
 
 def decode(decoder: LineDecoder, lines: list[bytes], start: int = 0) -> tuple[list[dict], list[int], int]:
+    """The events (without their ``offset``), the offsets, and the safe offset."""
     out: list[dict] = []
-    offsets: list[int] = []
-    safe = decoder.decode(lines, start, out, offsets)
-    assert len(offsets) == len(out)
-    return out, offsets, safe
+    safe = decoder.decode(lines, start, out)
+    return out, take_offsets(out), safe
+
+
+def take_offsets(events: list[dict]) -> list[int]:
+    """Every event's ``offset``, removed from it (KeyError if one has none)."""
+    return [event.pop("offset") for event in events]
 
 
 def docker_pieces(message: str, size: int = PIECE) -> list[str]:
@@ -87,15 +91,6 @@ def test_docker_full_lines_become_events_with_the_extra_fields() -> None:
     assert safe == starts(lines, 100)[-1]
 
 
-def test_docker_without_offsets_gives_the_same_events_and_safe_offset() -> None:
-    lines = [docker("a\n"), docker("b"), b"oops", docker("c\n", "stderr"), docker("d\n")]
-    with_offsets = DockerDecoder(EXTRA, 1 << 20)
-    out, _, safe = decode(with_offsets, lines)
-    plain: list[dict] = []
-    assert DockerDecoder(EXTRA, 1 << 20).decode(lines, 0, plain, None) == safe
-    assert plain == out
-
-
 def test_docker_split_line_is_reassembled() -> None:
     message = "".join(chr(ord("a") + i % 26) for i in range(40_000))
     pieces = docker_pieces(message)
@@ -141,10 +136,10 @@ def test_docker_safe_offset_stays_at_a_held_partial_until_it_completes() -> None
     offs = starts(lines, 1000)
     decoder = DockerDecoder(EXTRA, 1 << 20)
     out: list[dict] = []
-    assert decoder.decode(lines[:2], offs[0], out, None) == offs[1]
+    assert decoder.decode(lines[:2], offs[0], out) == offs[1]
     assert [e["message"] for e in out] == ["a"]
-    assert decoder.decode(lines[2:3], offs[2], out, None) == offs[1]
-    assert decoder.decode(lines[3:], offs[3], out, None) == offs[5]
+    assert decoder.decode(lines[2:3], offs[2], out) == offs[1]
+    assert decoder.decode(lines[3:], offs[3], out) == offs[5]
     assert [e["message"] for e in out] == ["a", "b1b2b3", "c"]
 
 
@@ -221,11 +216,11 @@ def test_docker_huge_message_is_cut_at_max_message_bytes_with_bounded_memory() -
     offset = 0
     for piece in pieces:
         line = docker(piece)
-        decoder.decode([line], offset, out, None)
+        decoder.decode([line], offset, out)
         offset += len(line) + 1
         held = decoder._held.get("stdout")
         assert held is None or (held.size <= limit and sum(map(len, held.pieces)) <= limit)
-    decoder.decode([docker("next\n")], offset, out, None)
+    decoder.decode([docker("next\n")], offset, out)
     assert [(len(e["message"]), e.get("truncated")) for e in out] == [(limit, True), (4, None)]
     assert decoder.truncated == 1
 
@@ -242,14 +237,14 @@ def test_docker_flush_emits_held_partials_in_file_order() -> None:
     lines = [docker("out", "stdout", "t1"), docker("err", "stderr", "t2"), docker("more", "stdout", "t3")]
     out, _, safe = decode(decoder, lines)
     assert (out, safe) == ([], 0)
-    offsets: list[int] = []
-    decoder.flush(out, offsets)
+    decoder.flush(out)
+    offsets = take_offsets(out)
     assert out == [
         {**EXTRA, "message": "outmore", "stream": "stdout", "time": "t1", "partial": True},
         {**EXTRA, "message": "err", "stream": "stderr", "time": "t2", "partial": True},
     ]
     assert offsets == [0, starts(lines)[1]]
-    assert decoder.decode([], 500, out, None) == 500
+    assert decoder.decode([], 500, out) == 500
 
 
 # CRI
@@ -339,9 +334,9 @@ def test_cri_huge_message_is_cut_at_max_message_bytes() -> None:
     decoder = CriDecoder(EXTRA, limit)
     out: list[dict] = []
     for _ in range(100):
-        decoder.decode([cri(b"y" * PIECE, tags="P")], 0, out, None)
+        decoder.decode([cri(b"y" * PIECE, tags="P")], 0, out)
         assert decoder._held["stdout"].size <= limit
-    decoder.decode([cri(b"end"), cri(b"next")], 0, out, None)
+    decoder.decode([cri(b"end"), cri(b"next")], 0, out)
     assert [(len(e["message"]), e.get("truncated")) for e in out] == [(limit, True), (4, None)]
     assert decoder.truncated == 1
 
@@ -349,9 +344,10 @@ def test_cri_huge_message_is_cut_at_max_message_bytes() -> None:
 def test_cri_flush_marks_partial() -> None:
     decoder = CriDecoder(EXTRA, 1 << 20)
     out, _, _ = decode(decoder, [cri(b"a", tags="P", time="t1"), cri(b"b", tags="P", time="t2")])
-    decoder.flush(out, None)
+    decoder.flush(out)
+    assert take_offsets(out) == [0]
     assert out == [{**EXTRA, "message": "ab", "stream": "stdout", "time": "t1", "partial": True}]
-    decoder.flush(out, None)
+    decoder.flush(out)
     assert len(out) == 1
 
 
@@ -365,8 +361,8 @@ def test_raw_lines() -> None:
     assert out == [{**EXTRA, "message": "one"}, {**EXTRA, "message": ""}, {**EXTRA, "message": "café \ufffd"}]
     assert offsets == starts(lines, 10)[:-1]
     assert safe == starts(lines, 10)[-1]
-    assert decoder.decode([], 10, out, None) == 10
-    decoder.flush(out, None)
+    assert decoder.decode([], 10, out) == 10
+    decoder.flush(out)
     assert len(out) == 3
 
 
@@ -411,7 +407,7 @@ def check_any_chunking(data: st.DataObject, make: Callable[[], LineDecoder], rec
     decoder = make()
     out: list[dict] = []
     for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True):
-        safe = decoder.decode(lines[a:b], offs[a], out, None)
+        safe = decoder.decode(lines[a:b], offs[a], out)
         assert safe in offs[:b + 1]
         emitted = Counter(e["stream"] for e in out)
         pending = [i for i, (stream, _, _) in enumerate(records)
@@ -419,12 +415,14 @@ def check_any_chunking(data: st.DataObject, make: Callable[[], LineDecoder], rec
         for i in pending:  # never checkpoint past a record not yet emitted
             assert safe <= offs[first_line[i]]
         again: list[dict] = []  # and re-reading from the safe offset produces each of them again
-        make().decode(lines[offs.index(safe):], safe, again, None)
+        make().decode(lines[offs.index(safe):], safe, again)
         assert not Counter(expected[i] for i in pending) - Counter(e["message"] for e in again)
-    decoder.flush(out, None)
+    decoder.flush(out)
     for stream in STREAMS:
         assert [e["message"] for e in out if e["stream"] == stream] == [
             expected[i] for i, record in enumerate(records) if record[0] == stream]
+        assert [e["offset"] for e in out if e["stream"] == stream] == [  # where each record's first line starts
+            offs[first_line[i]] for i, record in enumerate(records) if record[0] == stream]
     assert not any("partial" in e or "parse_error" in e or "truncated" in e for e in out)
 
 
@@ -458,10 +456,9 @@ def test_cri_any_split_and_chunking_yields_the_messages(records: list[tuple[str,
 def test_decode_never_raises_on_arbitrary_lines(fmt: str, lines: list[bytes], limit: int) -> None:
     decoder = DECODERS[fmt](EXTRA, limit)
     out: list[dict] = []
-    offsets: list[int] = []
-    safe = decoder.decode(lines, 0, out, offsets)
+    safe = decoder.decode(lines, 0, out)
     assert 0 <= safe <= starts(lines)[-1]
-    decoder.flush(out, offsets)
-    assert len(offsets) == len(out) <= len(lines)
+    decoder.flush(out)
+    assert len(take_offsets(out)) == len(out) <= len(lines)
     assert all(isinstance(e["message"], str) for e in out)
     orjson.dumps(out)  # every event is serialisable

@@ -84,13 +84,13 @@ def config(**fields: Any) -> MultilineConfig:
 def feed(multiline: Multiline, messages: list[str], stream: str | None = "stdout", start: int = 0,
          now: float = 0.0) -> list[dict]:
     """Feed one event per message (each message one line of the file from ``start``); return what completes."""
-    events = [{"message": m} if stream is None else {"message": m, "stream": stream} for m in messages]
-    offsets = []
+    events = []
     for m in messages:
-        offsets.append(start)
+        events.append({"message": m, "offset": start} if stream is None else
+                      {"message": m, "stream": stream, "offset": start})
         start += len(m.encode()) + 1
     out: list[dict] = []
-    multiline.feed(events, offsets, out, now)
+    multiline.feed(events, out, now)
     return out
 
 
@@ -172,15 +172,15 @@ def test_presets_ignore_negate_and_match() -> None:
 def test_groups_are_kept_per_stream() -> None:
     multiline = Multiline(config(preset="java"))
     events = [
-        {"message": "out error", "stream": "stdout"},
-        {"message": "err line", "stream": "stderr"},
-        {"message": "\tat a.B.c(B.java:1)", "stream": "stdout"},
-        {"message": "\tat x.Y.z(Y.java:2)", "stream": "stderr"},
-        {"message": "out next", "stream": "stdout"},
+        {"message": "out error", "stream": "stdout", "offset": 0},
+        {"message": "err line", "stream": "stderr", "offset": 10},
+        {"message": "\tat a.B.c(B.java:1)", "stream": "stdout", "offset": 20},
+        {"message": "\tat x.Y.z(Y.java:2)", "stream": "stderr", "offset": 30},
+        {"message": "out next", "stream": "stdout", "offset": 40},
     ]
     out: list[dict] = []
-    multiline.feed(events, [0, 10, 20, 30, 40], out, 0.0)
-    assert out == [{"message": "out error\n\tat a.B.c(B.java:1)", "stream": "stdout"}]
+    multiline.feed(events, out, 0.0)
+    assert out == [{"message": "out error\n\tat a.B.c(B.java:1)", "stream": "stdout", "offset": 0}]
     assert multiline.safe_offset(50) == 10
     multiline.flush(out)
     assert [e["message"] for e in out[1:]] == ["err line\n\tat x.Y.z(Y.java:2)", "out next"]
@@ -189,17 +189,18 @@ def test_groups_are_kept_per_stream() -> None:
 def test_events_without_stream_share_one_group() -> None:
     multiline = Multiline(config(preset="python"))
     out = feed(multiline, ["ERROR x", "Traceback (most recent call last):", "ValueError: y", "next"], stream=None)
-    assert out == [{"message": "ERROR x\nTraceback (most recent call last):\nValueError: y"}]
+    assert out == [{"message": "ERROR x\nTraceback (most recent call last):\nValueError: y", "offset": 0}]
 
 
 def test_group_keeps_the_first_events_fields() -> None:
     multiline = Multiline(config(preset="go"))
-    events = [{"message": "panic: boom", "stream": "stderr", "time": "t1", "file": "f"},
-              {"message": "goroutine 1 [running]:", "stream": "stderr", "time": "t2", "file": "f"}]
+    events = [{"message": "panic: boom", "stream": "stderr", "time": "t1", "file": "f", "offset": 0},
+              {"message": "goroutine 1 [running]:", "stream": "stderr", "time": "t2", "file": "f", "offset": 12}]
     out: list[dict] = []
-    multiline.feed(events, [0, 12], out, 0.0)
+    multiline.feed(events, out, 0.0)
     multiline.flush(out)
-    assert out == [{"message": "panic: boom\ngoroutine 1 [running]:", "stream": "stderr", "time": "t1", "file": "f"}]
+    assert out == [{"message": "panic: boom\ngoroutine 1 [running]:", "stream": "stderr", "time": "t1", "file": "f",
+                    "offset": 0}]
 
 
 def test_max_lines_truncates_and_drops_the_rest_of_the_group() -> None:
@@ -234,9 +235,9 @@ def test_timeout_flushes_an_idle_group() -> None:
     multiline.flush_expired(10.8, out)
     assert out == []  # the last line joined 0.4 s ago
     multiline.flush_expired(10.91, out)
-    assert out == [{"message": "S1\na\nb", "stream": "stdout"}]
+    assert out == [{"message": "S1\na\nb", "stream": "stdout", "offset": 0}]
     assert multiline.safe_offset(8) == 8
-    assert feed(multiline, ["c", "S2"], start=8, now=11.0) == [{"message": "c", "stream": "stdout"}]
+    assert feed(multiline, ["c", "S2"], start=8, now=11.0) == [{"message": "c", "stream": "stdout", "offset": 8}]
 
 
 def test_timeout_is_per_group() -> None:
@@ -245,7 +246,7 @@ def test_timeout_is_per_group() -> None:
     feed(multiline, ["err"], "stderr", start=4, now=0.8)
     out: list[dict] = []
     multiline.flush_expired(1.5, out)
-    assert out == [{"message": "out", "stream": "stdout"}]
+    assert out == [{"message": "out", "stream": "stdout", "offset": 0}]
     assert multiline.safe_offset(100) == 4
 
 
@@ -267,10 +268,9 @@ def test_after_docker_reassembly() -> None:
     logs[3:4] = [logs[3][:10], logs[3][10:]]  # a line split in two pieces
     lines = [orjson.dumps({"log": log, "stream": "stdout", "time": f"t{i}"}) for i, log in enumerate(logs)]
     events: list[dict] = []
-    offsets: list[int] = []
-    safe = decoder.decode(lines, 0, events, offsets)
+    safe = decoder.decode(lines, 0, events)
     out: list[dict] = []
-    multiline.feed(events, offsets, out, 0.0)
+    multiline.feed(events, out, 0.0)
     java = JAVA.splitlines()
     assert [e["message"] for e in out] == [java[0], "\n".join(java[1:13]), java[13]]
     assert out[1]["time"] == "t1"
