@@ -12,15 +12,23 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
 from agent.bench import run_scenario
-from agent.bench import scenarios as bench_scenarios
-from agent.bench.peers import LINE_BYTES, BulkCounter, BulkReceiver, _OrderCheck, build_lines, numbered_lines
-from agent.bench.scenarios import ES_BATCH_EVENTS, JAVA_SINGLES, SCENARIOS, TAIL_FILES, BenchError
+from agent.bench.peers import BulkReceiver
+from agent.bench.peers.elasticsearch import BulkCounter
+from agent.bench.peers.lines import LINE_BYTES, build_lines, numbered_lines
+from agent.bench.peers.load import _OrderCheck
+from agent.bench.scenarios import SCENARIOS, BenchError
+from agent.bench.scenarios import common as bench_common
+from agent.bench.scenarios import elasticsearch as bench_es
+from agent.bench.scenarios import tail as bench_tail
+from agent.bench.scenarios.elasticsearch import ES_BATCH_EVENTS
+from agent.bench.scenarios.tail import JAVA_SINGLES, TAIL_FILES
 from agent.codecs.multiline import PRESETS
 
 EVENTS = 20_000
@@ -81,7 +89,7 @@ def test_scenario_delivers_every_event(name: str) -> None:
 
 def test_multiline_scenario_splits_records_as_the_java_preset_does() -> None:
     """The generated Java lines: a line starts a record exactly when the java preset does not continue it."""
-    lines, starts = bench_scenarios._java_pool(random.Random(1), 1.8e9, 0, cycles=3)
+    lines, starts = bench_tail._java_pool(random.Random(1), 1.8e9, 0, cycles=3)
     assert len(lines) == 3 * (JAVA_SINGLES + 14) and sum(starts) == 3 * (JAVA_SINGLES + 1)
     continuation = re.compile(PRESETS["java"]).search
     messages = [orjson.loads(line)["log"] for line in lines]
@@ -94,7 +102,7 @@ def test_multiline_scenario_splits_records_as_the_java_preset_does() -> None:
 def test_tail_files_have_kubelet_names() -> None:
     from agent.sources.tail.files import kubernetes_fields
 
-    paths = bench_scenarios._container_log_paths(bench_scenarios.Path("/var/log/containers"), 6)
+    paths = bench_tail._container_log_paths(Path("/var/log/containers"), 6)
     fields = [kubernetes_fields(str(path)) for path in paths]
     assert all(f is not None and len(f["container_id"]) == 64 for f in fields)
     assert len({str(path) for path in paths}) == 6
@@ -146,11 +154,11 @@ def test_numbered_lines_and_order_check() -> None:
 
 
 async def test_stalled_scenario_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench_scenarios, "STALL_TIMEOUT", 0.05)
+    monkeypatch.setattr(bench_common, "STALL_TIMEOUT", 0.05)
     agent = asyncio.create_task(asyncio.sleep(10, result=0))
     try:
         with pytest.raises(BenchError, match=r"no progress.*source received 7"):
-            await bench_scenarios._wait_until(lambda: False, lambda: 7, agent, lambda: "source received 7")
+            await bench_common._wait_until(lambda: False, lambda: 7, agent, lambda: "source received 7")
     finally:
         agent.cancel()
 
@@ -230,12 +238,12 @@ async def test_bulk_peer_speaks_http_like_elasticsearch() -> None:
 def test_elasticsearch_scenario_check_catches_lost_and_duplicated_documents() -> None:
     good = {"documents": 10, "actions": 10, "distinct_ids": 10, "generated_ids": 0, "bad_documents": 0,
             "documents_without_timestamp": 0, "encodings": {"identity": 3},
-            "indices": {time.strftime(bench_scenarios.ES_INDEX, time.gmtime()): 10},
-            "sample": {**dict.fromkeys(bench_scenarios._PARSED_FIELDS, 1), "message": "request handled"}}
-    assert bench_scenarios._check_bulk("s", 10, good, "none") == []
+            "indices": {time.strftime(bench_es.ES_INDEX, time.gmtime()): 10},
+            "sample": {**dict.fromkeys(bench_es._PARSED_FIELDS, 1), "message": "request handled"}}
+    assert bench_es._check_bulk("s", 10, good, "none") == []
     duplicated = {**good, "distinct_ids": 9}
-    assert "9 distinct _id" in " ".join(bench_scenarios._check_bulk("s", 10, duplicated, "none"))
-    assert bench_scenarios._check_bulk("s", 11, good, "none")  # one lost
-    assert bench_scenarios._check_bulk("s", 10, good, "gzip")  # not compressed
+    assert "9 distinct _id" in " ".join(bench_es._check_bulk("s", 10, duplicated, "none"))
+    assert bench_es._check_bulk("s", 11, good, "none")  # one lost
+    assert bench_es._check_bulk("s", 10, good, "gzip")  # not compressed
     unparsed = {**good, "sample": {"message": '{"level":"info"}'}}
-    assert "parsed app record" in " ".join(bench_scenarios._check_bulk("s", 10, unparsed, "none"))
+    assert "parsed app record" in " ".join(bench_es._check_bulk("s", 10, unparsed, "none"))
