@@ -6,10 +6,18 @@ sync-flushed per batch for the same reason; after a crash a file may lack its
 trailer but every acknowledged batch is decodable. A file that grows past
 ``max_bytes`` is closed and renamed ``<path>.1``, ``<path>.2``... (the highest
 number is the newest) and a new one started.
+
+A compressed file is continued (a new gzip member or zstd frame appended)
+only if every member or frame in it is complete. One that a crash left
+unfinished is renamed aside the same way and counted (``torn_files``):
+appending to it would make everything after the tear unreadable to
+``zcat`` and ``zstdcat``, while aside it still decodes up to the tear.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import time
@@ -28,6 +36,8 @@ from agent.core.batch import Batch, Kind
 from agent.core.component import SinkContext
 from agent.core.errors import BuildError
 from agent.sinks.delivery import deliver_each
+
+log = logging.getLogger("agent.sinks.file")
 
 _FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.@-]+)\s*\}\}")
 
@@ -63,6 +73,40 @@ def _lookup(event: Any, keys: list[str]) -> str:
             return "unknown"
         value = value[key]
     return str(value).replace("/", "_")
+
+
+def _compressed_file_is_complete(path: str, compression: str) -> bool:
+    """Whether the file decodes to its end as complete gzip members or zstd frames (read once, output discarded)."""
+    new = (lambda: zlib.decompressobj(31)) if compression == "gzip" else zstandard.ZstdDecompressor().decompressobj
+    decoder, fed = new(), False  # fed: the current member or frame has begun
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 18):
+            while chunk:
+                try:
+                    decoder.decompress(chunk)
+                except (zlib.error, zstandard.ZstdError):
+                    return False
+                fed, chunk = True, b""
+                if decoder.eof:  # a member or frame ended: what follows starts the next one
+                    chunk = decoder.unused_data
+                    decoder, fed = new(), False
+    return not fed
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _move_aside(path: str) -> str:
+    """Rename ``path`` to the first free ``<path>.N``; return that name."""
+    n = 1
+    while os.path.exists(f"{path}.{n}"):
+        n += 1
+    os.rename(path, f"{path}.{n}")
+    return f"{path}.{n}"
 
 
 def _ends_with_newline(path: str) -> bool:
@@ -119,6 +163,9 @@ class FileSink:
         self.config = config
         self.template = PathTemplate(config.path)
         self.files: dict[str, OpenFile] = {}
+        self.closed: set[str] = set()  # compressed files this instance finished: no need to check them again
+        self.stats = ctx.stats
+        self.component_id = ctx.component_id
 
     async def healthcheck(self) -> None:
         return None
@@ -138,7 +185,7 @@ class FileSink:
         written = 0
         for path, part in self._groups(batch).items():
             data = encode_batch(part, self.config.encoding)
-            out = self._open(path)
+            out = self.files.get(path) or await self._open(path)
             out.write(data)
             written += len(data)
             if self.config.max_bytes is not None and out.size >= self.config.max_bytes:
@@ -146,26 +193,35 @@ class FileSink:
         self._close_idle()
         return written
 
-    def _open(self, path: str) -> OpenFile:
-        out = self.files.get(path)
-        if out is None:
-            out = self.files[path] = OpenFile(path, self.config.compression)
+    async def _open(self, path: str) -> OpenFile:
+        compression = self.config.compression
+        if compression != "none" and path not in self.closed and _size(path) > 0:
+            # Reading a large file takes a while: in a thread (zlib and zstd release the GIL).
+            if not await asyncio.to_thread(_compressed_file_is_complete, path, compression):
+                aside = _move_aside(path)
+                self.stats.count("torn_files")
+                log.warning("a compressed file was left unfinished (a crash?): moved aside, starting a new one",
+                            extra={"component_id": self.component_id, "path": path, "moved_to": aside})
+        out = self.files[path] = OpenFile(path, compression)
         return out
 
     def _rotate(self, out: OpenFile) -> None:
+        self._close(out)
+        _move_aside(out.path)
+
+    def _close(self, out: OpenFile) -> None:
         out.close()
         del self.files[out.path]
-        n = 1
-        while os.path.exists(f"{out.path}.{n}"):
-            n += 1
-        os.rename(out.path, f"{out.path}.{n}")
+        if out.compression != "none":
+            if len(self.closed) >= 10_000:
+                self.closed.clear()
+            self.closed.add(out.path)
 
     def _close_idle(self) -> None:
         cutoff = time.monotonic() - self.config.idle_timeout
-        for path, out in list(self.files.items()):
+        for out in list(self.files.values()):
             if out.last_write < cutoff:
-                out.close()
-                del self.files[path]
+                self._close(out)
 
     async def run(self, ctx: SinkContext) -> None:
         try:

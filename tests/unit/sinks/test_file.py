@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
+import zlib
 from pathlib import Path
 
 import orjson
@@ -79,3 +81,79 @@ sinks:
         assert 64 * 1024 <= path.stat().st_size < 64 * 1024 + 100 * 200
     lines = sum(len(p.read_bytes().splitlines()) for p in [*rotated, out] if p.exists())
     assert lines == 4000
+
+
+def compressed(lines: list[bytes], compression: str, finished: bool) -> bytes:
+    """``lines`` as one gzip member or zstd frame, sync-flushed as the sink does; unfinished as a crash leaves it."""
+    data = b"".join(line + b"\n" for line in lines)
+    if compression == "gzip":
+        gz = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return gz.compress(data) + gz.flush(zlib.Z_SYNC_FLUSH) + (gz.flush() if finished else b"")
+    zs = zstandard.ZstdCompressor().compressobj()
+    return zs.compress(data) + zs.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) + (zs.flush() if finished else b"")
+
+
+def decompress_all(data: bytes, compression: str) -> list[bytes]:
+    """Every line of every member or frame; raises if the last one is unfinished (as zcat and zstdcat fail)."""
+    if compression == "gzip":
+        return gzip.decompress(data).splitlines()
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    raw = reader.read()
+    if not zstd_complete(data):
+        raise ValueError("unfinished zstd frame")
+    return raw.splitlines()
+
+
+def zstd_complete(data: bytes) -> bool:
+    """Whether ``data`` is whole zstd frames (stream_reader stops quietly at an unfinished one)."""
+    while data:
+        decoder = zstandard.ZstdDecompressor().decompressobj()
+        decoder.decompress(data)
+        if not decoder.eof:
+            return False
+        data = decoder.unused_data
+    return True
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+@pytest.mark.parametrize("finished", [True, False])
+async def test_a_compressed_file_is_continued_only_when_complete(tmp_path: Path, compression: str,
+                                                                 finished: bool) -> None:
+    out = tmp_path / "out.ndjson.z"
+    old = [b"old %d" % i for i in range(100)]
+    out.write_bytes(compressed(old, compression, finished))
+    topo = await run_to_end(f"""
+sources:
+  gen: {{type: generate, format: text, count: 300, batch_size: 100}}
+sinks:
+  out: {{type: file, inputs: [gen], encoding: text, path: "{out}", compression: {compression}}}
+""", tmp_path)
+    new = decompress_all(out.read_bytes(), compression)  # every member or frame complete
+    torn = topo.nodes["out"].stats.counters[("torn_files", ())]
+    if finished:  # continued: the old lines, then the new ones, in one readable file
+        assert not (tmp_path / "out.ndjson.z.1").exists() and torn == 0
+        assert new[:100] == old and len(new) == 400
+    else:  # moved aside, still decodable up to the tear; a new file with the new lines
+        assert len(new) == 300 and torn == 1
+        aside = (tmp_path / "out.ndjson.z.1").read_bytes()
+        decoder = zlib.decompressobj(31) if compression == "gzip" else zstandard.ZstdDecompressor().decompressobj()
+        assert decoder.decompress(aside).splitlines() == old
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_completeness_check_on_what_crashes_leave(tmp_path: Path, compression: str) -> None:
+    from agent.sinks.file import _compressed_file_is_complete
+
+    lines = [b"line %d %s" % (i, b"x" * (i % 50)) for i in range(3000)]
+    whole = compressed(lines, compression, True)
+    cases = {
+        "two complete members or frames": (whole + whole, True),
+        "unfinished after a sync flush": (compressed(lines, compression, False), False),
+        "cut inside a block": (whole[: len(whole) // 2], False),
+        "a complete one, then the start of another": (whole + whole[:7], False),
+        "garbage after a complete one": (whole + b"\x00garbage", False),
+    }
+    for name, (data, complete) in cases.items():
+        path = tmp_path / "f"
+        path.write_bytes(data)
+        assert _compressed_file_is_complete(str(path), compression) is complete, name
