@@ -180,11 +180,14 @@ class DockerDecoder(_Reassembler):
                 rec = loads(line)
                 log = rec["log"]
                 if log[-1:] == "\n" and (stream := rec["stream"]) in free:
+                    event = extra.copy()  # then stores: faster than a {**extra, ...} literal
+                    event["message"] = log[:-1]
+                    event["stream"] = stream
+                    event["time"] = rec["time"]
                     if "attrs" in rec:
-                        append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"],
-                                "attrs": rec["attrs"], "offset": pos})
-                    else:
-                        append({**extra, "message": log[:-1], "stream": stream, "time": rec["time"], "offset": pos})
+                        event["attrs"] = rec["attrs"]
+                    event["offset"] = pos
+                    append(event)
                     continue
             except (ValueError, KeyError, TypeError):
                 pass
@@ -239,8 +242,12 @@ class CriDecoder(_Reassembler):
             try:
                 time, stream, tags, content = line.split(b" ", 3)
                 if tags == b"F" and (not held or streams[stream] not in held):
-                    append({**extra, "message": content.decode("utf-8", "replace"), "stream": streams[stream],
-                            "time": time.decode(), "offset": pos})
+                    event = extra.copy()  # as in DockerDecoder
+                    event["message"] = content.decode("utf-8", "replace")
+                    event["stream"] = streams[stream]
+                    event["time"] = time.decode()
+                    event["offset"] = pos
+                    append(event)
                     continue
             except (ValueError, KeyError):
                 pass
@@ -272,10 +279,14 @@ class RawDecoder:
 
     def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
         """Append one event per line to ``out``, each with its ``offset``; return the end offset."""
-        extra = self._extra
+        copy = self._extra.copy
+        append = out.append
         starts = _starts(lines, start_offset)
-        out += [{**extra, "message": line.decode("utf-8", "replace"), "offset": pos}
-                for line, pos in zip(lines, starts, strict=False)]  # starts has one more: the end
+        for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
+            event = copy()  # as in DockerDecoder
+            event["message"] = line.decode("utf-8", "replace")
+            event["offset"] = pos
+            append(event)
         return starts[-1]
 
     def flush(self, out: list[dict]) -> None:
