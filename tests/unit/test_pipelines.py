@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +12,15 @@ PIPELINES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.y
 
 
 def test_there_are_example_pipelines() -> None:
-    assert len(PIPELINES) >= 2
+    assert len(PIPELINES) >= 3
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
 def test_example_pipeline_validates(path: Path) -> None:
+    required = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text())  # secrets a user must set
+    env = {**os.environ, **dict.fromkeys(required, "placeholder")}
     result = subprocess.run([sys.executable, "-m", "agent", "validate", "--no-environment", "--deny-warnings",
-                             "-c", str(path)], capture_output=True, text=True, timeout=30)
+                             "-c", str(path)], capture_output=True, text=True, timeout=30, env=env)
     assert result.returncode == 0, result.stderr
 
 
