@@ -180,8 +180,9 @@ def bulk_body(kind: Kind, events: list[Any], index: str, *, op: str, id_mode: st
               type_name: str | None) -> bytes:
     """The NDJSON `_bulk` body for events that all go to ``index`` (it ends with a newline).
 
-    Dict events get ``@timestamp`` (from ``time`` or ``timestamp``, else now) set in place unless they
-    have one: the sink declares that it mutates events, so fan-out hands it copies when others read them.
+    Dict events without ``@timestamp`` get one from ``time`` or ``timestamp``, else now. A text ``time`` is
+    stored in the event itself (the sink declares that it mutates events, so fan-out hands it copies when
+    others read them); any other stamp is spliced into the encoded document.
     """
     now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
     plain = orjson.dumps({op: _meta(index, None, type_name)}) + b"\n"  # {"index":{"_index":"x"}}
@@ -222,18 +223,23 @@ def _events_body(events: list[dict[str, Any]], actions: list[bytes], now: str) -
     parts: list[bytes] = []
     append = parts.append
     for event, action in zip(events, actions, strict=True):
+        append(action)
+        spliced = None
         if "@timestamp" not in event:
             stamp = event.get("time")
-            if type(stamp) is not str:
-                stamp = event.get("timestamp")
-                if type(stamp) is not str:
-                    stamp = now
-            event["@timestamp"] = stamp
-        append(action)
+            if type(stamp) is str:  # stored: what index templates read (_time_value) stays the same
+                event["@timestamp"] = stamp
+            else:  # spliced into the document only: storing it would move the event to another index
+                stamp = event.get("timestamp")  # if a retry is partitioned again (hand-back on reload)
+                spliced = orjson.dumps(stamp if type(stamp) is str else now)
         try:
-            append(dumps(event, option=newline))
+            document = dumps(event, option=newline)
         except TypeError:  # a value orjson does not know (bytes, sets...)
-            append(dumps(event, default=encoding_default, option=orjson.OPT_NON_STR_KEYS | newline))
+            document = dumps(event, default=encoding_default, option=orjson.OPT_NON_STR_KEYS | newline)
+        if spliced is None:
+            append(document)
+        else:
+            append(b'{"@timestamp":' + spliced + (b"," + document[1:] if document != b"{}\n" else b"}\n"))
     return b"".join(parts)
 
 

@@ -64,6 +64,21 @@ def test_field_ids_routing_and_events_without_a_time() -> None:
     assert pairs(plain)[0][0] == {"index": {"_index": "logs", "_id": "7"}}
 
 
+def test_a_stamp_not_from_a_text_time_is_spliced_and_leaves_the_index_alone() -> None:
+    """Encoding must not change which index a later partitioning (a hand-back on reload) picks."""
+    key = IndexTemplate("logs-%Y.%m.%d").partition_key()
+    events = [{"time": 1531171074631, "msg": "pino"}, {"time": 1600000000, "timestamp": "2021-06-01T00:00:00Z"},
+              {}, {"time": "2026-01-05T10:00:00Z"}]
+    before = [key(e) for e in events]
+    body = bulk_body(Kind.LOGS, events, "x", op="index", id_mode="none", routing=None, type_name=None)
+    assert [key(e) for e in events] == before == ["logs-2018.07.09", "logs-2020.09.13", before[2], "logs-2026.01.05"]
+    docs = [doc for _, doc in pairs(body)]
+    assert docs[0]["@timestamp"].endswith("Z") and docs[0]["msg"] == "pino" and "@timestamp" not in events[0]
+    assert docs[1]["@timestamp"] == "2021-06-01T00:00:00Z" and "@timestamp" not in events[1]
+    assert set(docs[2]) == {"@timestamp"}
+    assert docs[3]["@timestamp"] == events[3]["@timestamp"] == "2026-01-05T10:00:00Z"
+
+
 def test_auto_ids_differ_for_a_new_file_under_the_same_path() -> None:
     line = {"file": "/var/log/app.log", "inode": 11, "offset": 0, "message": "server started"}
     assert document_id(line, "auto") == document_id(dict(line), "auto")
