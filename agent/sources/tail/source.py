@@ -207,17 +207,19 @@ class TailSource:
             tailed.seek(0)
 
     def _unpark(self, tailed: TailedFile) -> bool:
-        try:
-            fd = os.open(tailed.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        st = os.fstat(fd) if fd >= 0 else None
-        if st is None or f"{st.st_dev}:{st.st_ino}" != tailed.key:
-            if fd >= 0:
-                os.close(fd)
-            tailed.finished = True  # rotated away while parked: what it still had is out of reach
-            self.stats.error("rotated_while_parked", "receiving")
-            return False
+        """Reopen a parked file by its path or, renamed while parked, under its new name in the same directory."""
+        fd = _open_if(tailed.path, tailed.key)
+        if fd < 0:
+            renamed = _renamed(tailed.path, tailed.key)
+            fd = _open_if(renamed, tailed.key) if renamed is not None else -1
+            if fd < 0:
+                tailed.finished = True  # deleted while parked: what it still had is out of reach
+                self.stats.error("rotated_while_parked", "receiving")
+                return False
+            assert renamed is not None
+            tailed.path = renamed
+            if tailed.rotated_at is None:
+                tailed.rotated_at = time.monotonic()  # read to its end, as any rotated file
         tailed.fd = fd
         tailed.opened_at = time.monotonic()
         return True
@@ -378,10 +380,47 @@ class TailSource:
         excess = self._open_count() - self.config.max_open_files + len(self.waiting)
         if excess <= 0:
             return
-        open_files = [f for f in self.files.values() if f.fd >= 0 and f.rotated_at is None]
+        open_files = [f for f in self.files.values()
+                      if f.fd >= 0 and f.rotated_at is None and _key_of(f.path) == f.key]  # not renamed since
         idle = [f for f in open_files if f.eof and not f.splitter.pending]
         busy = sorted((f for f in open_files if not (f.eof and not f.splitter.pending)
                        and now - f.opened_at >= DESCRIPTOR_SLICE), key=lambda f: f.opened_at)
         for tailed in (idle + busy)[:excess]:
             tailed.close()
             self.waiting.append(tailed)
+
+
+def _key_of(path: str) -> str | None:
+    """``dev:inode`` of what ``path`` leads to now, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _open_if(path: str, key: str) -> int:
+    """A descriptor on ``path`` if it is still the file ``key`` names, else -1."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    st = os.fstat(fd)
+    if f"{st.st_dev}:{st.st_ino}" != key:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _renamed(path: str, key: str) -> str | None:
+    """Where the file ``key`` names went, if rotation renamed it within its directory (or its link target's)."""
+    inode = int(key.rsplit(":", 1)[1])
+    for directory in dict.fromkeys((os.path.dirname(os.path.realpath(path)), os.path.dirname(path))):
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.inode() == inode and _key_of(entry.path) == key:
+                        return entry.path
+        except OSError:
+            continue
+    return None

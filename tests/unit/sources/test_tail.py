@@ -9,13 +9,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import orjson
 from components import GateSink
 from helpers import pipeline, wait_for
 
+from agent.config.registry import BuildContext
+from agent.core.ack import AckStatus
+from agent.core.batch import Batch
 from agent.observe.stats import StatsRegistry
+from agent.sources.tail.checkpoint import CheckpointStore
+from agent.sources.tail.source import DESCRIPTOR_SLICE, TailConfig, TailSource
 from agent.topology.running import Topology
 
 CONTAINER_ID = "4f" * 32
@@ -392,3 +399,47 @@ async def test_inotify_wakes_the_reader_long_before_the_poll_interval(tmp_path: 
         with path.open("a") as f:
             f.write("second\n")
         await until(lambda: len(events()) == 2, timeout=3)
+
+
+class _Output:
+    """Takes batches as the topology would and acknowledges them at once."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def send(self, batch: Batch) -> None:
+        self.events += batch.events
+        batch.finalize(AckStatus.DELIVERED)
+
+
+class _NoWakeup:
+    def watch(self, path: str) -> None:
+        pass
+
+
+async def test_a_busy_file_renamed_while_parked_is_found_and_read_to_its_end(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.log").write_bytes(b"".join(b"%s line %05d\n" % (name.encode(), i) for i in range(1000)))
+    config = msgspec.convert({"type": "tail", "include": [str(tmp_path / "*.log")], "format": "raw",
+                              "read_from": "beginning", "max_open_files": 1, "read_bytes": 1024}, TailConfig)
+    stats = StatsRegistry().get("files", "source", "tail")
+    source = TailSource(config, BuildContext("files", tmp_path, tmp_path, stats))
+    source.store = CheckpointStore(tmp_path / "checkpoints")
+    source.store.load()
+    ctx = SimpleNamespace(out=_Output(), shutdown=asyncio.Event())
+    source._scan(True, _NoWakeup())  # type: ignore[arg-type]
+    await source._read_round(ctx)  # type: ignore[arg-type]  # 1 KiB of the open file
+    first = next(f for f in source.files.values() if f.fd >= 0)
+    await source._housekeeping(ctx, time.monotonic() + 2 * DESCRIPTOR_SLICE)  # type: ignore[arg-type]
+    assert first.fd < 0 and first in source.waiting  # parked mid-file: the other file's turn
+    os.rename(first.path, first.path + ".1")  # rotated while it waits
+    Path(first.path).write_bytes(b"the new file\n")
+    for _ in range(100):  # bounded: each round reads 1 KiB of each open file
+        source._scan(False, _NoWakeup())  # type: ignore[arg-type]
+        await source._read_round(ctx)  # type: ignore[arg-type]
+        await source._housekeeping(ctx, time.monotonic() + 100)  # type: ignore[arg-type]
+    source.store.close()
+    letter = Path(first.path).name[0]
+    got = [e["message"] for e in ctx.out.events if e["message"].startswith(f"{letter} line")]
+    assert got == [f"{letter} line {i:05d}" for i in range(1000)]  # every line of the renamed file, once
+    assert ("rotated_while_parked", "receiving") not in stats.errors
