@@ -23,6 +23,7 @@ import re
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,20 +77,33 @@ def _lookup(event: Any, keys: list[str]) -> str:
 
 
 def _compressed_file_is_complete(path: str, compression: str) -> bool:
-    """Whether the file decodes to its end as complete gzip members or zstd frames (read once, output discarded)."""
-    new = (lambda: zlib.decompressobj(31)) if compression == "gzip" else zstandard.ZstdDecompressor().decompressobj
+    """Whether the file decodes to its end as complete gzip members or zstd frames (read once, output discarded).
+
+    Input goes in small pieces (and gzip output is capped) so memory stays bounded whatever the ratio.
+    """
+    new: Callable[[], Any] = (
+        (lambda: zlib.decompressobj(31)) if compression == "gzip" else zstandard.ZstdDecompressor().decompressobj)
     decoder, fed = new(), False  # fed: the current member or frame has begun
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 18):
+        while chunk := f.read(1 << 14):
             while chunk:
                 try:
-                    decoder.decompress(chunk)
+                    if compression == "gzip":
+                        decoder.decompress(chunk, 1 << 20)
+                        chunk = decoder.unconsumed_tail
+                    else:  # no output cap: small input pieces bound the output (an RLE block is 3 bytes)
+                        piece, chunk = chunk[:1024], chunk[1024:]
+                        decoder.decompress(piece)
                 except (zlib.error, zstandard.ZstdError):
                     return False
-                fed, chunk = True, b""
+                fed = True
                 if decoder.eof:  # a member or frame ended: what follows starts the next one
-                    chunk = decoder.unused_data
+                    chunk = decoder.unused_data + chunk
                     decoder, fed = new(), False
+    if fed and compression == "gzip":  # capped output can hold a member's end back: drain it
+        while not decoder.eof and decoder.decompress(b"", 1 << 20):
+            pass
+        return decoder.eof and not decoder.unused_data  # (a next member here: cautious, called torn)
     return not fed
 
 
@@ -196,14 +210,25 @@ class FileSink:
     async def _open(self, path: str) -> OpenFile:
         compression = self.config.compression
         if compression != "none" and path not in self.closed and _size(path) > 0:
-            # Reading a large file takes a while: in a thread (zlib and zstd release the GIL).
-            if not await asyncio.to_thread(_compressed_file_is_complete, path, compression):
-                aside = _move_aside(path)
-                self.stats.count("torn_files")
-                log.warning("a compressed file was left unfinished (a crash?): moved aside, starting a new one",
-                            extra={"component_id": self.component_id, "path": path, "moved_to": aside})
+            await self._set_aside_if_torn(path, compression)
         out = self.files[path] = OpenFile(path, compression)
         return out
+
+    async def _set_aside_if_torn(self, path: str, compression: str) -> None:
+        """Move ``path`` aside if a crash left its last member or frame unfinished; if it cannot be read or
+        renamed, say so and append to it (as before this check existed) rather than stall the sink."""
+        try:  # reading a large file takes a while: in a thread (zlib and zstd release the GIL)
+            if await asyncio.to_thread(_compressed_file_is_complete, path, compression):
+                return
+            aside = _move_aside(path)
+        except OSError as exc:
+            self.stats.error("torn_check_failed", "sending")
+            log.warning("cannot check or move aside an existing compressed file; appending to it",
+                        extra={"component_id": self.component_id, "path": path, "error": exc.strerror})
+            return
+        self.stats.count("torn_files")
+        log.warning("a compressed file was left unfinished (a crash?): moved aside, starting a new one",
+                    extra={"component_id": self.component_id, "path": path, "moved_to": aside})
 
     def _rotate(self, out: OpenFile) -> None:
         self._close(out)

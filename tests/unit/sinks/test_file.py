@@ -157,3 +157,24 @@ def test_completeness_check_on_what_crashes_leave(tmp_path: Path, compression: s
         path = tmp_path / "f"
         path.write_bytes(data)
         assert _compressed_file_is_complete(str(path), compression) is complete, name
+
+
+async def test_a_file_that_cannot_be_moved_aside_is_appended_to_rather_than_stalling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.sinks.file as file_sink
+
+    def refuse(path: str) -> str:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(file_sink, "_move_aside", refuse)  # e.g. a directory the agent may not write to
+    out = tmp_path / "out.gz"
+    out.write_bytes(compressed([b"old"], "gzip", finished=False))
+    topo = await run_to_end(f"""
+sources:
+  gen: {{type: generate, format: text, count: 50, batch_size: 10}}
+sinks:
+  out: {{type: file, inputs: [gen], encoding: text, path: "{out}", compression: gzip}}
+""", tmp_path)
+    stats = topo.nodes["out"].stats
+    assert stats.errors[("torn_check_failed", "sending")] == 1 and stats.sent_events == 50
+    assert not (tmp_path / "out.gz.1").exists()
