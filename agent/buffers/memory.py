@@ -10,6 +10,7 @@ admitted into an empty buffer so that nothing can deadlock.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ class BufferUsage:
     bytes: int
     max_events: int
     max_bytes: int
+    full_waits: int  # puts that had to wait for room (block), since start
+    blocked_seconds: float  # how long they waited in all: backpressure on the producers
 
 
 class MemoryBuffer:
@@ -41,6 +44,9 @@ class MemoryBuffer:
         self._queue: deque[Batch] = deque()
         self._events = 0
         self._bytes = 0
+        self._full_waits = 0
+        self._blocked_seconds = 0.0  # finished waits
+        self._waiting_since: list[float] = []  # puts waiting now, so a stall shows while it lasts
         self._closed = False
         self._interrupted = False
         self._getter: asyncio.Future[None] | None = None
@@ -58,19 +64,30 @@ class MemoryBuffer:
             raise RuntimeError("put on a closed buffer")
         if self.taps:
             self.taps.offer(batch)
-        while not self._has_room(batch):
+        if not self._has_room(batch):
             if self.when_full == "drop_newest":
                 self.stats.discard("buffer_full", len(batch.events))
                 batch.finalize(AckStatus.DELIVERED)
                 return
-            self._space.clear()
-            await self._space.wait()
+            await self._wait_for_room(batch)
         self._queue.append(batch)
         self._events += len(batch.events)
         self._bytes += batch.byte_size
         getter = self._getter
         if getter is not None and not getter.done():
             getter.set_result(None)
+
+    async def _wait_for_room(self, batch: Batch) -> None:
+        self._full_waits += 1
+        started = time.monotonic()
+        self._waiting_since.append(started)
+        try:
+            while not self._has_room(batch):
+                self._space.clear()
+                await self._space.wait()
+        finally:
+            self._waiting_since.remove(started)
+            self._blocked_seconds += time.monotonic() - started
 
     async def get(self) -> Batch | None:
         """Next batch; None once closed and empty, or when the reader was interrupted."""
@@ -145,7 +162,9 @@ class MemoryBuffer:
         return lost
 
     def usage(self) -> BufferUsage:
-        return BufferUsage(self._events, self._bytes, self.max_events, self.max_bytes)
+        now = time.monotonic()
+        blocked = self._blocked_seconds + sum(now - since for since in self._waiting_since)
+        return BufferUsage(self._events, self._bytes, self.max_events, self.max_bytes, self._full_waits, blocked)
 
     @property
     def closed(self) -> bool:

@@ -64,11 +64,17 @@ class AgentCollector(Collector):
 
     def _buffer_metrics(self) -> Iterator[Metric]:
         names = ("events", "bytes", "max_events", "max_bytes")
-        families = {n: GaugeMetricFamily(f"agent_buffer_{n}", f"Buffer {n.replace('_', ' ')}.", labels=_LABELS)
-                    for n in names}
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            n: GaugeMetricFamily(f"agent_buffer_{n}", f"Buffer {n.replace('_', ' ')}.", labels=_LABELS)
+            for n in names}
+        families["full_waits"] = CounterMetricFamily(
+            "agent_buffer_full_waits", "Sends that waited for room in the buffer (when_full: block).", labels=_LABELS)
+        families["blocked_seconds"] = CounterMetricFamily(
+            "agent_buffer_blocked_seconds", "Time producers waited for room: backpressure from this consumer.",
+            labels=_LABELS)
         for labels, usage in self.buffers().values():
-            for n in names:
-                families[n].add_metric(labels, getattr(usage, n))
+            for n, family in families.items():
+                family.add_metric(labels, getattr(usage, n))
         yield from families.values()
 
 

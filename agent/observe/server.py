@@ -82,8 +82,9 @@ class ApiServer:
             }
             if node.inbox is not None:
                 u = node.inbox.usage()
-                item["buffer"] = {"events": u.events, "bytes": u.bytes,
-                                  "max_events": u.max_events, "max_bytes": u.max_bytes}
+                item["buffer"] = {"events": u.events, "bytes": u.bytes, "max_events": u.max_events,
+                                  "max_bytes": u.max_bytes, "full_waits": u.full_waits,
+                                  "blocked_seconds": round(u.blocked_seconds, 3)}
             out.append(item)
         return web.Response(body=orjson.dumps({"components": out}), content_type="application/json")
 

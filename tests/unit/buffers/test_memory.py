@@ -29,6 +29,21 @@ async def test_put_blocks_when_full_and_resumes_when_read() -> None:
     assert buf.usage().events == 6
 
 
+async def test_backpressure_is_counted_while_it_lasts_and_after() -> None:
+    buf = buffer(max_events=10)
+    await buf.put(lines_batch(6))
+    assert (buf.usage().full_waits, buf.usage().blocked_seconds) == (0, 0.0)
+    blocked = asyncio.create_task(buf.put(lines_batch(6)))
+    await asyncio.sleep(0.05)
+    during = buf.usage()
+    assert during.full_waits == 1 and during.blocked_seconds >= 0.04  # a stall shows before it ends
+    await buf.get()
+    await asyncio.wait_for(blocked, 1)
+    after = buf.usage().blocked_seconds
+    await asyncio.sleep(0.02)
+    assert buf.usage().blocked_seconds == after >= during.blocked_seconds  # and stops growing when it ends
+
+
 async def test_byte_bound_holds_under_many_producers() -> None:
     buf = buffer(max_events=10_000, max_bytes=1_000)
     peak = 0

@@ -15,7 +15,7 @@ def test_families_are_named_agent_and_labelled_by_component() -> None:
     sink.discard("buffer_full", 3)
     for seconds in (0.001, 0.01, 0.2, 99):
         sink.observe_request(seconds)
-    buffers = {"es": (["es", "sink", "file"], BufferUsage(5, 500, 100, 1000))}
+    buffers = {"es": (["es", "sink", "file"], BufferUsage(5, 500, 100, 1000, 3, 1.5))}
     text = generate_latest(build_registry(AgentCollector(stats, lambda: buffers, {"success": 2, "failure": 1})))
     page = text.decode()
     labels = 'component_id="es",component_kind="sink",component_type="file"'
@@ -25,6 +25,8 @@ def test_families_are_named_agent_and_labelled_by_component() -> None:
     assert f'agent_sink_request_duration_seconds_bucket{{{labels},le="0.01"}} 2.0' in page
     assert f'agent_sink_request_duration_seconds_bucket{{{labels},le="+Inf"}} 4.0' in page
     assert f"agent_buffer_bytes{{{labels}}} 500.0" in page
+    assert f"agent_buffer_full_waits_total{{{labels}}} 3.0" in page
+    assert f"agent_buffer_blocked_seconds_total{{{labels}}} 1.5" in page
     assert 'agent_config_reloads_total{result="failure"} 1.0' in page
     assert "process_cpu_seconds_total" in page
 
