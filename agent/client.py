@@ -47,6 +47,9 @@ def rates(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]], el
         row = dict(c)
         for key in ("received_events", "sent_events", "sent_bytes"):
             row[key + "_rate"] = max(0.0, (c[key] - before[key]) / elapsed) if elapsed > 0 else 0.0
+        if "buffer" in c and "buffer" in before and elapsed > 0:  # share of the time its producers waited
+            waited = c["buffer"]["blocked_seconds"] - before["buffer"]["blocked_seconds"]
+            row["blocked_share"] = max(0.0, waited / elapsed)
         rows.append(row)
     return rows
 
@@ -55,7 +58,8 @@ def render_table(rows: list[dict[str, Any]], api: str) -> Any:
     from rich.table import Table
 
     table = Table(title=f"agent top - {api}", expand=True)
-    for column in ("id", "kind", "type", "in ev/s", "out ev/s", "out MiB/s", "errors", "discarded", "buffer"):
+    for column in ("id", "kind", "type", "in ev/s", "out ev/s", "out MiB/s", "errors", "discarded", "buffer",
+                   "blocked"):
         table.add_column(column, justify="left" if column in ("id", "kind", "type") else "right")
     for r in rows:
         buffer = r.get("buffer")
@@ -65,7 +69,8 @@ def render_table(rows: list[dict[str, Any]], api: str) -> Any:
             fill = f"{share:6.1%} ({buffer['events']} ev)"
         table.add_row(r["id"], r["kind"], r["type"], f"{r['received_events_rate']:,.0f}",
                       f"{r['sent_events_rate']:,.0f}", f"{r['sent_bytes_rate'] / 2**20:,.2f}",
-                      str(r["errors"]), str(r["discarded_events"]), fill)
+                      str(r["errors"]), str(r["discarded_events"]), fill,
+                      f"{r['blocked_share']:.0%}" if "blocked_share" in r else "-")
     return table
 
 
