@@ -8,6 +8,7 @@ re-encoded when they can be written as they are.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -24,6 +25,16 @@ def encoding_default(value: Any) -> Any:
     return str(value)
 
 
+def dumps_lenient(value: Any, option: int = 0) -> bytes:
+    """JSON for any value, never raising: orjson with bytes as text, unknown types by ``str()``, any keys;
+    past what orjson encodes at all (integers beyond 64 bits), the standard library's encoder."""
+    try:
+        return orjson.dumps(value, default=encoding_default, option=option | orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        text = json.dumps(value, default=encoding_default, ensure_ascii=False, separators=(",", ":"), skipkeys=True)
+        return text.encode("utf-8", "replace") + (b"\n" if option & _NL else b"")
+
+
 def json_documents(kind: Kind, events: list[Any]) -> list[bytes]:
     """Each event as one JSON object (no newline): raw JSON lines as they are, plain lines wrapped."""
     if kind is Kind.JSON_LINES:
@@ -36,7 +47,7 @@ def json_documents(kind: Kind, events: list[Any]) -> list[bytes]:
     try:
         return [dumps(e) for e in events]
     except TypeError:  # a value orjson does not know (bytes, sets...): slow path
-        return [dumps(e, default=encoding_default, option=orjson.OPT_NON_STR_KEYS) for e in events]
+        return [dumps_lenient(e) for e in events]
 
 
 def encode_batch(batch: Batch, codec: str) -> bytes:
@@ -59,13 +70,13 @@ def encode_batch(batch: Batch, codec: str) -> bytes:
     try:
         return b"".join([dumps(e, option=_NL) for e in events])
     except TypeError:  # a value orjson does not know (bytes, sets...): slow path
-        return b"".join([dumps(e, default=encoding_default, option=_NL | orjson.OPT_NON_STR_KEYS) for e in events])
+        return b"".join([dumps_lenient(e, _NL) for e in events])
 
 
 def _message_text(event: dict[str, Any]) -> bytes:
     message = event.get("message")
     if message is None:
-        return orjson.dumps(event, default=encoding_default, option=_NL | orjson.OPT_NON_STR_KEYS)
+        return dumps_lenient(event, _NL)
     if isinstance(message, bytes):
         return message + b"\n"
     return str(message).encode("utf-8", "replace") + b"\n"

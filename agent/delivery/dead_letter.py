@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from agent.codecs.encoding import encoding_default
+from agent.codecs.encoding import dumps_lenient
 
 
 class DeadLetterFile:
@@ -23,8 +23,8 @@ class DeadLetterFile:
     def write(self, entries: list[tuple[Any, str, Any]]) -> None:
         """``entries``: (event, reason, the peer's error) triples."""
         now = time.time()
-        lines = [orjson.dumps({"time": now, "sink": self.sink_id, "reason": reason, "error": error, "event": event},
-                              default=encoding_default, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        lines = [dumps_lenient({"time": now, "sink": self.sink_id, "reason": reason, "error": error, "event": event},
+                               orjson.OPT_APPEND_NEWLINE)
                  for event, reason, error in entries]
         self._fh.write(b"".join(lines))
         self._fh.flush()

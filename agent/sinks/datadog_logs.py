@@ -51,7 +51,7 @@ from typing import Any, Literal
 import orjson
 from msgspec import field
 
-from agent.codecs.encoding import encoding_default
+from agent.codecs.encoding import dumps_lenient
 from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize
 from agent.core.batch import Kind
@@ -66,7 +66,6 @@ MAX_ENTRIES = 1000  # per request
 MAX_PAYLOAD = 5_000_000  # bytes per request, uncompressed
 MAX_ENTRY = 1_000_000  # bytes of one entry's JSON
 DIRECTIVES = ("dd_service", "dd_source", "dd_tags")
-_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 # -- config --------------------------------------------------------------------------------------
@@ -155,7 +154,7 @@ def _as_message(value: Any) -> str:
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    return orjson.dumps(value, default=encoding_default, option=_DUMPS_OPTIONS).decode()
+    return dumps_lenient(value).decode()
 
 
 class EntryBuilder:
@@ -180,7 +179,7 @@ class EntryBuilder:
         entry = LogEntry((k, v) for k, v in event.items() if k not in DIRECTIVES)
         message = event.get("message")
         entry["message"] = (_as_message(message) if message is not None
-                            else orjson.dumps(entry, default=encoding_default, option=_DUMPS_OPTIONS).decode())
+                            else dumps_lenient(entry).decode())
         reserved = {
             "service": _text(event.get("dd_service")) or _text(event.get("service")) or self.service,
             "ddsource": _text(event.get("dd_source")) or _text(event.get("ddsource")) or self.ddsource,
@@ -206,7 +205,7 @@ class EntryBuilder:
 
 
 def dumps_entry(entry: dict[str, Any]) -> bytes:
-    return orjson.dumps(entry, default=encoding_default, option=_DUMPS_OPTIONS)
+    return dumps_lenient(entry)
 
 
 def fit_entry(entry: LogEntry, limit: int = MAX_ENTRY) -> tuple[LogEntry, bool]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from agent.codecs.encoding import encoding_default, json_documents
+from agent.codecs.encoding import dumps_lenient, json_documents
 from agent.core.batch import Kind
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -235,7 +235,7 @@ def _events_body(events: list[dict[str, Any]], actions: list[bytes], now: str) -
         try:
             document = dumps(event, option=newline)
         except TypeError:  # a value orjson does not know (bytes, sets...)
-            document = dumps(event, default=encoding_default, option=orjson.OPT_NON_STR_KEYS | newline)
+            document = dumps_lenient(event, newline)
         if spliced is None:
             append(document)
         else:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import orjson
 
 from agent.codecs.encoding import encode_batch
@@ -34,3 +37,22 @@ def test_metrics_encode_as_json_and_text() -> None:
     batch = Batch([sample], Kind.METRICS, 64)
     assert orjson.loads(encode_batch(batch, "json"))["labels"] == {"job": "node"}
     assert encode_batch(batch, "text") == b'up{job="node"} 1.0 1700000000000\n'
+
+
+def test_values_no_encoder_knows_still_encode_everywhere(tmp_path: Path) -> None:
+    """An integer past 64 bits (orjson refuses it), bytes, a set and a non-text key: encoded, never raised."""
+    from agent.delivery.dead_letter import DeadLetterFile
+    from agent.sinks.datadog_logs import dumps_entry
+    from agent.sinks.elasticsearch.encoder import bulk_body
+
+    event = {"message": "m", "big": 2**70, "raw": b"\xff", "tags": {"a"}, 7: "seven", "time": "2026-01-01T00:00:00Z"}
+    expected = {"message": "m", "big": 2**70, "raw": "\ufffd", "tags": "{'a'}", "7": "seven"}
+    line = encode_batch(Batch([dict(event)], Kind.LOGS, 10), "json")
+    assert line.endswith(b"\n") and json.loads(line).items() >= expected.items()
+    body = bulk_body(Kind.LOGS, [dict(event)], "i", op="index", id_mode="none", routing=None, type_name=None)
+    assert json.loads(body.splitlines()[1]).items() >= {**expected, "@timestamp": "2026-01-01T00:00:00Z"}.items()
+    assert json.loads(dumps_entry(dict(event)))["big"] == 2**70
+    letters = DeadLetterFile(str(tmp_path / "dead.ndjson"), "es")
+    letters.write([(dict(event), "mapping", {"type": "x"})])
+    letters.close()
+    assert json.loads((tmp_path / "dead.ndjson").read_bytes())["event"]["big"] == 2**70
