@@ -1,4 +1,5 @@
-"""What the Datadog sinks share: posting to an intake with the API key, and holding data on a refused key.
+"""What the Datadog sinks share: their config keys, posting to an intake with the API key, holding data
+on a refused key, and the start-up check of the key.
 
 A 401 or 403 from an intake becomes :class:`ApiKeyRefused`, a retryable
 error whose backoff is the sink's ``request.retry_max_backoff``: the request
@@ -9,13 +10,34 @@ refusal is counted (``forbidden``) and logged as an error.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable
+from typing import Any, Literal
 
+from agent.config.registry import BuildContext
+from agent.core.component import SinkContext
 from agent.core.errors import HealthcheckError, RetryableError
-from agent.delivery.driver import PayloadTooLarge
+from agent.delivery.batcher import Request
+from agent.delivery.config import HttpSinkConfig
+from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
 from agent.delivery.http import HttpClient, Response, raise_for_status
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.sinks.datadog")
+
+
+class DatadogConfig(HttpSinkConfig, kw_only=True):
+    """The keys both Datadog sinks take: the API key, the site or explicit endpoints, the hostname."""
+
+    api_key: str
+    site: str = "datadoghq.com"
+    endpoint: str | None = None
+    validate_endpoint: str | None = None
+    hostname: str | None = None
+    compression: Literal["none", "gzip", "zstd"] = "gzip"
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ValueError("api_key must not be empty")
 
 
 class ApiKeyRefused(RetryableError):
@@ -64,3 +86,39 @@ async def validate_api_key(client: HttpClient, base_url: str, key: str) -> None:
         raise HealthcheckError(f"GET {url}: the API key was refused (HTTP {response.status})")
     if response.status != 200:
         raise HealthcheckError(f"GET {url}: HTTP {response.status}")
+
+
+class DatadogSink:
+    """The part of a Datadog sink that is not about its payload: the key, where to post, and delivery.
+
+    A subclass provides ``encode`` and ``send`` (posting with :meth:`post`) for the shared HTTP driver.
+    """
+
+    partition_key: Callable[[Any], Hashable] | None = None  # one partition
+
+    def __init__(self, config: DatadogConfig, ctx: BuildContext, url: str, validate_url: str) -> None:
+        self.config = config
+        self.stats = ctx.stats
+        self.url = url
+        self.validate_url = validate_url.rstrip("/")
+        self.key = config.api_key
+        self.refusals = KeyRefusals(ctx.component_id, ctx.stats, float(config.request.retry_max_backoff))
+        self.driver = HttpDriver(self, config, ctx.component_id, ctx.stats)
+
+    def encode(self, request: Request) -> bytes:
+        raise NotImplementedError  # the payload: each sink's own
+
+    async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
+        raise NotImplementedError
+
+    async def post(self, client: HttpClient, data: bytes, headers: dict[str, str], events: int) -> Response:
+        return await post(client, self.url, self.key, data, headers, self.refusals, events)
+
+    async def healthcheck(self) -> None:
+        await self.driver.healthcheck()
+
+    async def check(self, client: HttpClient) -> None:
+        await validate_api_key(client, self.validate_url, self.key)
+
+    async def run(self, ctx: SinkContext) -> None:
+        await self.driver.run(ctx)

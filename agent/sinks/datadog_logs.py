@@ -45,8 +45,7 @@ entries again without converting (or counting) twice.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from msgspec import field
@@ -55,12 +54,11 @@ from agent.codecs.encoding import dumps_lenient
 from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize
 from agent.core.batch import Kind
-from agent.core.component import SinkContext
 from agent.delivery.batcher import Request
-from agent.delivery.config import BatchConfig, HttpSinkConfig
-from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
+from agent.delivery.config import BatchConfig
+from agent.delivery.driver import Outcome, PayloadTooLarge
 from agent.delivery.http import HttpClient, compress
-from agent.sinks.datadog_api import KeyRefusals, post, validate_api_key
+from agent.sinks.datadog_api import DatadogConfig, DatadogSink
 
 MAX_ENTRIES = 1000  # per request
 MAX_PAYLOAD = 5_000_000  # bytes per request, uncompressed
@@ -89,7 +87,7 @@ class DatadogLogsBatchConfig(BatchConfig, kw_only=True):
             raise ValueError(f"max_bytes must be at most {MAX_PAYLOAD} (Datadog's 5 MB limit per request)")
 
 
-class DatadogLogsConfig(HttpSinkConfig, tag="datadog_logs", kw_only=True):
+class DatadogLogsConfig(DatadogConfig, tag="datadog_logs", kw_only=True):
     """Send logs to Datadog's logs intake; ``endpoint`` defaults to ``https://http-intake.logs.<site>``.
 
     ``service``, ``ddsource``, ``ddtags`` and ``hostname`` are defaults for
@@ -97,22 +95,15 @@ class DatadogLogsConfig(HttpSinkConfig, tag="datadog_logs", kw_only=True):
     ``https://api.<site>``) is where the start-up check validates the key.
     """
 
-    api_key: str
-    site: str = "datadoghq.com"
-    endpoint: str | None = None
-    validate_endpoint: str | None = None
     service: str | None = None
     ddsource: str | None = None
     ddtags: str | None = None
-    hostname: str | None = None
-    compression: Literal["none", "gzip", "zstd"] = "gzip"
     batch: DatadogLogsBatchConfig = field(default_factory=DatadogLogsBatchConfig)
 
     def __post_init__(self) -> None:
         if self.compression == "zstd":
             raise ValueError("compression zstd is not accepted by the Datadog logs intake: use gzip or none")
-        if not self.api_key:
-            raise ValueError("api_key must not be empty")
+        super().__post_init__()
 
 
 # -- entries -------------------------------------------------------------------------------------
@@ -245,20 +236,13 @@ def logs_body(entries: list[Any]) -> bytes:
 
 
 @register("sink", "datadog_logs", DatadogLogsConfig, "Sends logs to Datadog's logs intake (v2).")
-class DatadogLogsSink:
+class DatadogLogsSink(DatadogSink):
     """Batches of log entries POSTed to ``/api/v2/logs``; a refused API key holds the data (see the module)."""
 
-    partition_key: Callable[[Any], Hashable] | None = None  # one partition
-
     def __init__(self, config: DatadogLogsConfig, ctx: BuildContext) -> None:
-        self.config = config
-        self.stats = ctx.stats
-        self.url = (config.endpoint or f"https://http-intake.logs.{config.site}").rstrip("/") + "/api/v2/logs"
-        self.validate_url = (config.validate_endpoint or f"https://api.{config.site}").rstrip("/")
+        url = (config.endpoint or f"https://http-intake.logs.{config.site}").rstrip("/") + "/api/v2/logs"
+        super().__init__(config, ctx, url, config.validate_endpoint or f"https://api.{config.site}")
         self.builder = EntryBuilder(config.service, config.ddsource, config.ddtags, config.hostname)
-        self.key = config.api_key
-        self.refusals = KeyRefusals(ctx.component_id, ctx.stats, float(config.request.retry_max_backoff))
-        self.driver = HttpDriver(self, config, ctx.component_id, ctx.stats)
 
     def convert(self, request: Request) -> list[Any]:
         """The request's events as entries, converting (and counting truncations) only the first time."""
@@ -288,14 +272,5 @@ class DatadogLogsSink:
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
         data, headers = compress(body, self.config.compression)
-        await post(client, self.url, self.key, data, headers, self.refusals, len(request.events))
+        await self.post(client, data, headers, len(request.events))
         return Outcome()
-
-    async def healthcheck(self) -> None:
-        await self.driver.healthcheck()
-
-    async def check(self, client: HttpClient) -> None:
-        await validate_api_key(client, self.validate_url, self.key)
-
-    async def run(self, ctx: SinkContext) -> None:
-        await self.driver.run(ctx)

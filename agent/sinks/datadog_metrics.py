@@ -43,22 +43,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import orjson
 import zstandard
 
 from agent.config.registry import BuildContext, register
-from agent.core.component import SinkContext
 from agent.core.metric import Sample
 from agent.delivery.batcher import Request
-from agent.delivery.config import HttpSinkConfig
-from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
+from agent.delivery.driver import Outcome, PayloadTooLarge
 from agent.delivery.http import HttpClient, compress
 from agent.observe.stats import ComponentStats
-from agent.sinks.datadog_api import KeyRefusals, post, validate_api_key
+from agent.sinks.datadog_api import DatadogConfig, DatadogSink
 
 log = logging.getLogger("agent.sinks.datadog")
 
@@ -70,7 +67,7 @@ PRUNE_EVERY = 10_000  # samples between two sweeps of the counter state
 _CUMULATIVE_SUFFIXES = ("_bucket", "_count", "_sum")
 
 
-class DatadogMetricsConfig(HttpSinkConfig, tag="datadog_metrics", kw_only=True):
+class DatadogMetricsConfig(DatadogConfig, tag="datadog_metrics", kw_only=True):
     """Send metrics to Datadog's series API v2; ``endpoint`` defaults to ``https://api.<site>``.
 
     ``validate_endpoint`` (default: the endpoint) is where the start-up check
@@ -78,17 +75,7 @@ class DatadogMetricsConfig(HttpSinkConfig, tag="datadog_metrics", kw_only=True):
     """
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
-    api_key: str
-    site: str = "datadoghq.com"
-    endpoint: str | None = None
-    validate_endpoint: str | None = None
     default_namespace: str | None = None
-    hostname: str | None = None
-    compression: Literal["none", "gzip", "zstd"] = "gzip"
-
-    def __post_init__(self) -> None:
-        if not self.api_key:
-            raise ValueError("api_key must not be empty")
 
 
 class Series(dict[str, Any]):
@@ -193,21 +180,13 @@ def series_body(entries: list[Any]) -> bytes:
 
 
 @register("sink", "datadog_metrics", DatadogMetricsConfig, "Sends metrics to Datadog's series API (v2).")
-class DatadogMetricsSink:
+class DatadogMetricsSink(DatadogSink):
     """Batches of samples as series POSTed to ``/api/v2/series``; counters become deltas (see the module)."""
 
-    partition_key: Callable[[Any], Hashable] | None = None  # one partition
-
     def __init__(self, config: DatadogMetricsConfig, ctx: BuildContext) -> None:
-        self.config = config
-        self.stats = ctx.stats
         base = (config.endpoint or f"https://api.{config.site}").rstrip("/")
-        self.url = f"{base}/api/v2/series"
-        self.validate_url = (config.validate_endpoint or base).rstrip("/")
+        super().__init__(config, ctx, f"{base}/api/v2/series", config.validate_endpoint or base)
         self.builder = SeriesBuilder(config.default_namespace, config.hostname, ctx.stats)
-        self.key = config.api_key
-        self.refusals = KeyRefusals(ctx.component_id, ctx.stats, float(config.request.retry_max_backoff))
-        self.driver = HttpDriver(self, config, ctx.component_id, ctx.stats)
 
     def convert(self, request: Request) -> list[Any]:
         """The request's series entries, converting its samples (and moving counter state) only the first time."""
@@ -236,7 +215,7 @@ class DatadogMetricsSink:
         data, headers = self._compress(body)
         if len(data) > MAX_SENT:
             raise PayloadTooLarge()
-        response = await post(client, self.url, self.key, data, headers, self.refusals, len(request.events))
+        response = await self.post(client, data, headers, len(request.events))
         self._note_intake_errors(response.body)
         return Outcome()
 
@@ -251,11 +230,4 @@ class DatadogMetricsSink:
             log.warning("Datadog accepted the series with warnings",
                         extra={"component_id": self.driver.component_id, "errors": errors[:5]})
 
-    async def healthcheck(self) -> None:
-        await self.driver.healthcheck()
 
-    async def check(self, client: HttpClient) -> None:
-        await validate_api_key(client, self.validate_url, self.key)
-
-    async def run(self, ctx: SinkContext) -> None:
-        await self.driver.run(ctx)
