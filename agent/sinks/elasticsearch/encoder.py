@@ -236,31 +236,25 @@ def _events_body(events: list[dict[str, Any]], actions: list[bytes], now: str) -
             document = dumps(event, option=newline)
         except TypeError:  # a value orjson does not know (bytes, sets...)
             document = dumps_lenient(event, newline)
-        if spliced is None:
-            append(document)
-        else:
-            append(b'{"@timestamp":' + spliced + (b"," + document[1:] if document != b"{}\n" else b"}\n"))
+        append(document if spliced is None else _stamped(spliced, document))
     return b"".join(parts)
 
 
 def _documents_body(documents: list[bytes], plain: bytes, now: bytes) -> bytes:
     """Bodies of JSON documents already encoded (raw lines, metrics): ``@timestamp`` spliced in front."""
-    parts: list[Any] = []
+    parts: list[bytes] = []
     append = parts.append
     for document in documents:
         append(plain)
-        if b'"@timestamp"' in document:
-            append(document)
-        else:
-            append(b'{"@timestamp":')
-            append(now)
-            if document == b"{}":
-                append(b"}")
-            else:
-                append(b",")
-                append(memoryview(document)[1:])
+        append(document if b'"@timestamp"' in document else _stamped(now, document))
         append(b"\n")
     return b"".join(parts)
+
+
+def _stamped(stamp: bytes, document: bytes) -> bytes:
+    """``document`` (a JSON object, newline-terminated or not) with ``"@timestamp": stamp`` first."""
+    rest = document[1:]
+    return b'{"@timestamp":' + stamp + (rest if rest[:1] == b"}" else b"," + rest)
 
 
 def _meta(index: str, routing: Any, type_name: str | None, doc_id: Any = None) -> dict[str, Any]:
