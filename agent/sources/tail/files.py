@@ -24,6 +24,11 @@ def kubernetes_fields(path: str) -> dict[str, str] | None:
     return match.groupdict() if match else None
 
 
+def file_key(st: os.stat_result) -> str:
+    """``dev:inode``: what names a file, whatever path leads to it."""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def fingerprint(fd: int, length: int) -> str:
     """Digest of the first ``length`` bytes of the open file."""
     return hashlib.blake2b(os.pread(fd, length, 0), digest_size=8).hexdigest() if length else ""
@@ -66,7 +71,7 @@ class TailedFile:
         try:
             st = os.fstat(fd)
             fp_len = min(st.st_size, FINGERPRINT_BYTES)
-            return cls(f"{st.st_dev}:{st.st_ino}", path, group, fd, fp_len, fingerprint(fd, fp_len), 0,
+            return cls(file_key(st), path, group, fd, fp_len, fingerprint(fd, fp_len), 0,
                        LineSplitter(max_line_bytes))
         except BaseException:
             os.close(fd)

@@ -21,6 +21,7 @@ import fnmatch
 import glob
 import logging
 import os
+import stat
 import time
 from collections import deque
 from functools import partial
@@ -37,7 +38,7 @@ from agent.core.component import SourceContext
 from agent.core.errors import BuildError
 from agent.observe.stats import ComponentStats
 from agent.sources.tail.checkpoint import CheckpointStore, Entry
-from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, kubernetes_fields
+from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, file_key, kubernetes_fields
 from agent.sources.tail.wakeup import Wakeup
 
 log = logging.getLogger("agent.sources.tail")
@@ -132,9 +133,8 @@ class TailSource:
                     st = os.stat(path)
                 except OSError:
                     continue
-                if not os.path.isfile(path):
-                    continue
-                found.setdefault(f"{st.st_dev}:{st.st_ino}", (path, pattern))
+                if stat.S_ISREG(st.st_mode):
+                    found.setdefault(file_key(st), (path, pattern))
         now = time.monotonic()
         for key, tailed in self.files.items():
             if key in found:
@@ -393,10 +393,9 @@ class TailSource:
 def _key_of(path: str) -> str | None:
     """``dev:inode`` of what ``path`` leads to now, or None."""
     try:
-        st = os.stat(path)
+        return file_key(os.stat(path))
     except OSError:
         return None
-    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _open_if(path: str, key: str) -> int:
@@ -405,8 +404,7 @@ def _open_if(path: str, key: str) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return -1
-    st = os.fstat(fd)
-    if f"{st.st_dev}:{st.st_ino}" != key:
+    if file_key(os.fstat(fd)) != key:
         os.close(fd)
         return -1
     return fd
