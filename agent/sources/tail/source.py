@@ -380,11 +380,15 @@ class TailSource:
         excess = self._open_count() - self.config.max_open_files + len(self.waiting)
         if excess <= 0:
             return
-        open_files = [f for f in self.files.values()
-                      if f.fd >= 0 and f.rotated_at is None and _key_of(f.path) == f.key]  # not renamed since
-        idle = [f for f in open_files if f.eof and not f.splitter.pending]
-        busy = sorted((f for f in open_files if not (f.eof and not f.splitter.pending)
-                       and now - f.opened_at >= DESCRIPTOR_SLICE), key=lambda f: f.opened_at)
+        idle: list[TailedFile] = []
+        busy: list[TailedFile] = []
+        for f in self.files.values():
+            if f.fd >= 0 and f.rotated_at is None and _key_of(f.path) == f.key:  # open, not renamed since
+                if f.eof and not f.splitter.pending:
+                    idle.append(f)
+                elif now - f.opened_at >= DESCRIPTOR_SLICE:
+                    busy.append(f)
+        busy.sort(key=lambda f: f.opened_at)
         for tailed in (idle + busy)[:excess]:
             tailed.close()
             self.waiting.append(tailed)
