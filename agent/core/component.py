@@ -8,6 +8,11 @@ A function transform is a plain synchronous function over a batch. It may
 return the same batch, a new one carrying the same acks, or None when it
 dropped every event (it then finalizes the acks itself and counts the drop).
 
+Any component may define ``async def start(self) -> None``: the topology calls
+it for every component before any of them runs (consumers first), so a port
+already in use or an unusable path ends start-up with one clear line (raise
+:class:`~agent.core.errors.StartupError`) instead of a traceback mid-run.
+
 A sink reads its inbox until ``get()`` returns None and finalizes every batch
 it took exactly once.
 """

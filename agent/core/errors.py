@@ -4,6 +4,7 @@
       ConfigError       bad config: file, line, key path; exit 78
       BuildError        a component could not be built from a valid config; exit 78
       HealthcheckError  a peer is not reachable at start-up; warned, not fatal for `run`
+      StartupError      a component could not start (a port in use, an unusable path); one line, exit 1
       DeliveryError     raised while delivering a batch; only sink loops catch it
         RetryableError    try again after a backoff
         PermanentError    the peer refused the data for good
@@ -60,6 +61,10 @@ class BuildError(AgentError):
 
 class HealthcheckError(AgentError):
     """A sink's peer did not answer its start-up check."""
+
+
+class StartupError(AgentError):
+    """A component could not start: the message names it, the address or file, and what to do."""
 
 
 class DeliveryError(AgentError):
