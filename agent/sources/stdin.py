@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from agent.codecs.lines import LineSplitter
@@ -33,7 +35,7 @@ class StdinSource:
         self.stream = stream
 
     async def run(self, ctx: SourceContext) -> None:
-        stream = self.stream or sys.stdin.buffer
+        stream: BinaryIO | int = self.stream if self.stream is not None else sys.stdin.fileno()
         splitter = LineSplitter(self.config.max_line_bytes)
         chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)  # bounded: the reader thread waits
         loop = asyncio.get_running_loop()
@@ -62,9 +64,19 @@ class StdinSource:
             stop.cancel()
 
 
-def _pump(stream: BinaryIO, size: int, chunks: asyncio.Queue[bytes], loop: asyncio.AbstractEventLoop) -> None:
-    """Thread body: read chunks and hand them to the loop, waiting while the queue is full."""
-    read = getattr(stream, "read1", stream.read)
+def _pump(stream: BinaryIO | int, size: int, chunks: asyncio.Queue[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    """Thread body: read chunks and hand them to the loop, waiting while the queue is full.
+
+    Standard input is read from its file descriptor, not through ``sys.stdin.buffer``:
+    a daemon thread blocked inside a BufferedReader holds that reader's lock, and the
+    interpreter aborts at exit when it finds the lock taken.
+    """
+    read: Callable[[int], bytes]
+    if isinstance(stream, int):
+        fd = stream
+        read = lambda n: os.read(fd, n)  # noqa: E731
+    else:
+        read = getattr(stream, "read1", stream.read)
     while True:
         try:
             chunk = read(size)

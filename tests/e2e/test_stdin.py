@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -24,3 +26,39 @@ sinks:
     assert written[:50_000] == lines[:50_000]  # bytes pass through untouched, invalid UTF-8 included
     assert written[50_000] == b"z" * 1024
     assert written[-1] == b"last line without newline"
+
+
+def test_sigterm_while_stdin_stays_open_exits_cleanly(tmp_path: Path, free_port: int) -> None:
+    """The reader thread blocked on an open pipe must not abort the interpreter at exit (was exit -6)."""
+    out = tmp_path / "out.log"
+    config = tmp_path / "p.yaml"
+    config.write_text(f"""
+data_dir: {tmp_path}/data
+api: {{enabled: false}}
+sources:
+  in: {{type: stdin}}
+sinks:
+  out: {{type: file, inputs: [in], encoding: text, path: "{out}"}}
+""")
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "wb") as stderr_file:
+        proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(config)], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=stderr_file)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"first\nsecond\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 20
+        while not (out.exists() and out.read_bytes().count(b"\n") == 2):
+            assert time.monotonic() < deadline, "lines never reached the file"
+            assert proc.poll() is None, stderr_path.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # stdin is still open: the reader thread is blocked in read()
+        assert proc.wait(20) == 0, stderr_path.read_text()
+        assert "Fatal Python error" not in stderr_path.read_text()
+        assert out.read_bytes() == b"first\nsecond\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdin.close()
