@@ -93,3 +93,43 @@ class Feed:
             ctx.stats.received_events += len(batch.events)
             await ctx.out.send(batch)
         await acks.wait_idle()
+
+
+class CrashConfig(SinkConfig, tag="test_crash"):
+    """A sink that raises on chosen batches (numbered from 1 across restarts), or in ``start()``."""
+
+    input_types: ClassVar[frozenset[str]] = frozenset({"logs", "metrics"})
+    crash_on: list[int] = []
+    fail_start: int = 0  # how many start() calls raise OSError before one succeeds
+
+
+@register("sink", "test_crash", CrashConfig, "Test sink: crashes on chosen batches.")
+class CrashSink:
+    """Delivers batches unless this one is to crash; what it delivered survives restarts."""
+
+    delivered: ClassVar[dict[str, list[object]]] = {}
+    taken: ClassVar[dict[str, int]] = {}
+    starts: ClassVar[dict[str, int]] = {}
+    input_types = CrashConfig.input_types
+
+    def __init__(self, config: CrashConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.id = ctx.component_id
+        CrashSink.delivered.setdefault(self.id, [])
+
+    async def healthcheck(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        CrashSink.starts[self.id] = CrashSink.starts.get(self.id, 0) + 1
+        if CrashSink.starts[self.id] <= self.config.fail_start:
+            raise OSError(98, "Address already in use")
+
+    async def run(self, ctx: SinkContext) -> None:
+        while (batch := await ctx.inbox.get()) is not None:
+            CrashSink.taken[self.id] = number = CrashSink.taken.get(self.id, 0) + 1
+            if number in self.config.crash_on:
+                raise RuntimeError(f"boom on batch {number}")
+            CrashSink.delivered[self.id].extend(batch.events)
+            ctx.stats.sent_events += len(batch.events)
+            batch.finalize(AckStatus.DELIVERED)

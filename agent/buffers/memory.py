@@ -52,6 +52,8 @@ class MemoryBuffer:
         self._getter: asyncio.Future[None] | None = None
         self._space = asyncio.Event()
         self._interrupt = asyncio.Event()
+        self.track_in_hand = False  # sinks: remember batches taken and not yet finalized
+        self._in_hand: list[Batch] = []
 
     def _has_room(self, batch: Batch) -> bool:
         if not self._queue:
@@ -104,8 +106,20 @@ class MemoryBuffer:
         batch = self._queue.popleft()
         self._events -= len(batch.events)
         self._bytes -= batch.byte_size
+        if self.track_in_hand:
+            if self._in_hand:
+                self._in_hand = [held for held in self._in_hand if not held.done]
+            self._in_hand.append(batch)
         self._wake_putter()
         return batch
+
+    def take_back_in_hand(self) -> int:
+        """Requeue, in order, the batches a reader took and never finalized (it crashed); returns their events."""
+        held = [batch for batch in self._in_hand if not batch.done]
+        self._in_hand = []
+        for batch in reversed(held):
+            self.requeue(batch)
+        return sum(len(batch.events) for batch in held)
 
     def _wake_putter(self) -> None:
         self._space.set()

@@ -41,13 +41,14 @@ class Batch:
     fan-out may share one list between consumers that do not mutate.
     """
 
-    __slots__ = ("acks", "byte_size", "events", "kind")
+    __slots__ = ("acks", "byte_size", "done", "events", "kind")
 
     def __init__(self, events: list[Any], kind: Kind, byte_size: int, acks: list[Ack] | None = None) -> None:
         self.events = events
         self.kind = kind
         self.byte_size = byte_size
         self.acks: list[Ack] = acks if acks is not None else []
+        self.done = False  # finalized by its holder
 
     def __len__(self) -> int:
         return len(self.events)
@@ -55,6 +56,7 @@ class Batch:
     def finalize(self, status: AckStatus) -> None:
         """Release every ack once; the batch is finished for its holder."""
         acks, self.acks = self.acks, []
+        self.done = True
         for ack in acks:
             ack.release(status)
 

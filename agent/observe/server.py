@@ -56,7 +56,13 @@ class ApiServer:
         return out
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "uptime_s": round(time.time() - self.started, 3)})
+        """Liveness: 200 while the process serves; ``degraded`` names components that crashed lately."""
+        body: dict[str, Any] = {"status": "ok", "uptime_s": round(time.time() - self.started, 3)}
+        degraded = self.agent.topology.degraded()
+        if degraded:
+            body["status"] = "degraded"
+            body["degraded"] = degraded
+        return web.json_response(body)
 
     async def ready(self, request: web.Request) -> web.Response:
         if self.agent.topology.ready.is_set():

@@ -2,8 +2,14 @@
 
 Every transform and sink owns one bounded input buffer (its inbox); every
 source and transform owns a :class:`Fanout` to its consumers' inboxes. All
-component tasks live in one TaskGroup, so a component that crashes stops the
-agent (exit 1) instead of limping on.
+component tasks live in one TaskGroup, each under a supervisor: a component
+that raises is logged, counted (``component_crashed``), rebuilt from its config
+and restarted with backoff, keeping its inbox and the batches it had taken but
+not finished; meanwhile ``/health`` names it as degraded. Only a fault in the
+topology itself ends the agent.
+
+Start: every component's optional ``start()`` (binding a port, say) runs before
+any component does, so a start-up failure is one line and exit 1.
 
 Stop: sources are told to stop; each transform or sink's inbox is closed once
 all of its inputs have finished, so it drains what is queued and returns.
@@ -11,7 +17,9 @@ Whatever is still running at ``shutdown_timeout`` is cancelled, named in the
 log, and its queued events are counted as discarded (and not acknowledged, so
 sources replay them after a restart).
 
-Reload: components whose config changed (wiring aside) are replaced; the
+Reload: refused once a stop has begun (the drain would never close inboxes
+added after it started); a stop that arrives during a reload waits for it.
+Components whose config changed (wiring aside) are replaced; the
 rest keep running. A replaced transform or sink keeps its inbox: the old
 instance is interrupted after the batch in hand, the new one reads on from
 the same queue, so nothing in flight is lost.
@@ -21,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +40,15 @@ from agent.config.pipeline import ComponentDecl, Pipeline
 from agent.config.registry import BuildContext, lookup
 from agent.core.ack import AckStatus
 from agent.core.component import SinkContext, SourceContext
-from agent.core.errors import EXIT_FAILURE, EXIT_OK, BuildError
+from agent.core.errors import EXIT_FAILURE, EXIT_OK, AgentError, BuildError, StartupError
+from agent.core.retry import Backoff
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.topology.fanout import Fanout
 
 log = logging.getLogger("agent.topology")
+
+RESTART_BACKOFF = (0.5, 30.0)  # first and longest wait before a crashed component is restarted
+DEGRADED_FOR = 300.0  # seconds a component counts as degraded after its last crash
 
 
 @dataclass(slots=True)
@@ -48,6 +62,10 @@ class Node:
     output: Fanout | None = None
     task: asyncio.Task[None] | None = None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    crashes: int = 0
+    last_crash: float = 0.0  # time.time() of the last crash
+    last_error: str = ""
+    restarting: bool = False  # waiting out its restart backoff
 
     @property
     def id(self) -> str:
@@ -67,6 +85,19 @@ def build_component(decl: ComponentDecl, data_dir: Path, stats: ComponentStats) 
         return ctype.build(decl.config, ctx)
     except BuildError as exc:
         raise BuildError(f"{decl.file}: {decl.kind} \"{decl.id}\": {exc}") from None
+
+
+async def start_component(decl: ComponentDecl, component: Any) -> None:
+    """Run the component's optional ``start()``; any failure becomes a one-line StartupError."""
+    start = getattr(component, "start", None)
+    if start is None:
+        return
+    try:
+        await start()
+    except StartupError:
+        raise
+    except Exception as exc:
+        raise StartupError(f'{decl.kind} "{decl.id}" could not start: {exc}') from None
 
 
 class Topology:
@@ -114,20 +145,85 @@ class Topology:
 
     # -- running --------------------------------------------------------------------------
 
-    def _start(self, node: Node) -> None:
+    def _start(self, node: Node, started: bool = False) -> None:
+        """Run ``node`` under its supervisor; ``started``: its ``start()`` has already run."""
         assert self._tg is not None
         if node.kind == "source":
             node.shutdown = asyncio.Event()
-            wants_acks = True
-            ctx = SourceContext(node.id, node.output, node.shutdown, self.data_dir, node.stats, wants_acks)  # type: ignore[arg-type]
-            coro = node.component.run(ctx)
-        elif node.kind == "transform":
-            coro = self._run_transform(node)
-        else:
-            coro = node.component.run(SinkContext(node.id, node.inbox, node.stats))  # type: ignore[arg-type]
-        node.task = self._tg.create_task(coro, name=node.id)
+        elif node.kind == "sink":
+            assert node.inbox is not None
+            node.inbox.track_in_hand = True
+        node.task = self._tg.create_task(self._supervise(node, started), name=node.id)
         if node.kind == "source":
             node.task.add_done_callback(self._source_finished)
+
+    def _run_component(self, node: Node) -> Coroutine[Any, Any, None]:
+        if node.kind == "source":
+            wants_acks = True
+            ctx = SourceContext(node.id, node.output, node.shutdown, self.data_dir, node.stats, wants_acks)  # type: ignore[arg-type]
+            return node.component.run(ctx)  # type: ignore[no-any-return]
+        if node.kind == "transform":
+            return self._run_transform(node)
+        return node.component.run(SinkContext(node.id, node.inbox, node.stats))  # type: ignore[arg-type,no-any-return]
+
+    async def _supervise(self, node: Node, started: bool) -> None:
+        """Run one component until it returns; after an unexpected exception, rebuild and restart it."""
+        backoff = Backoff(*RESTART_BACKOFF)
+        while True:
+            try:
+                if node.crashes:
+                    node.component = build_component(node.decl, self.data_dir, node.stats)
+                if not started:
+                    await start_component(node.decl, node.component)
+                await self._run_component(node)
+                return
+            except Exception as exc:  # contained: one component's fault never ends the agent
+                wait = backoff.next()
+                self._crashed(node, exc, wait)
+            started = False
+            node.restarting = True
+            try:
+                if not await self._restart_wait(node, wait):
+                    return
+            finally:
+                node.restarting = False
+
+    def _crashed(self, node: Node, exc: Exception, wait: float) -> None:
+        node.crashes += 1
+        node.last_crash = time.time()
+        node.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        node.stats.error("component_crashed", "running")
+        recovered = node.inbox.take_back_in_hand() if node.inbox is not None else 0
+        log.error("component crashed; restarting it", exc_info=exc, extra={
+            "component_id": node.id, "component_kind": node.kind, "crashes": node.crashes,
+            "restart_in_s": round(wait, 3), "requeued_events": recovered})
+
+    @staticmethod
+    async def _restart_wait(node: Node, wait: float) -> bool:
+        """Sleep out the backoff; False if the component was told to stop meanwhile (source) or replaced."""
+        waiter: Coroutine[Any, Any, Any]
+        if node.kind == "source":
+            waiter = node.shutdown.wait()
+        else:
+            assert node.inbox is not None
+            waiter = node.inbox.wait_interrupted()
+        stop = asyncio.ensure_future(waiter)
+        try:
+            await asyncio.wait([stop], timeout=wait)
+        finally:
+            stop.cancel()
+        if node.kind == "source":
+            return not node.shutdown.is_set()
+        assert node.inbox is not None
+        return not node.inbox.interrupted
+
+    def degraded(self) -> list[dict[str, Any]]:
+        """Components that crashed in the last DEGRADED_FOR seconds or are waiting to restart."""
+        now = time.time()
+        return [{"id": n.id, "kind": n.kind, "type": n.decl.type, "crashes": n.crashes,
+                 "restarting": n.restarting, "last_error": n.last_error,
+                 "last_crash_s_ago": round(now - n.last_crash, 1)}
+                for n in self.nodes.values() if n.restarting or (n.crashes and now - n.last_crash < DEGRADED_FOR)]
 
     def _source_finished(self, _task: asyncio.Task[None] | None) -> None:
         if self._swapping or self._stop.is_set():
@@ -162,10 +258,12 @@ class Topology:
         for cid in self.pipeline.graph.order:
             self.nodes[cid] = self._make_node(self.pipeline.components[cid])
         self._wire()
+        for cid in reversed(self.pipeline.graph.order):  # consumers first; StartupError ends start-up
+            await start_component(self.nodes[cid].decl, self.nodes[cid].component)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for cid in reversed(self.pipeline.graph.order):  # consumers first
-                self._start(self.nodes[cid])
+                self._start(self.nodes[cid], started=True)
             self.ready.set()
             await self._stop.wait()
             await self._drain()
@@ -182,11 +280,11 @@ class Topology:
 
     async def _drain(self) -> None:
         timeout = float(self.pipeline.root.shutdown_timeout)
-        for node in self.nodes.values():
-            if node.kind == "source":
-                node.shutdown.set()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), self._lock:  # a reload under way finishes first
+                for node in self.nodes.values():
+                    if node.kind == "source":
+                        node.shutdown.set()
                 await asyncio.gather(*(self._close_when_inputs_done(n) for n in self.nodes.values()
                                        if n.kind != "source"))
                 for node in self.nodes.values():
@@ -222,7 +320,11 @@ class Topology:
 
     async def reload(self, new: Pipeline) -> list[str]:
         """Swap to ``new``, restarting only changed components; returns the ids restarted, added or removed."""
+        if self._stop.is_set():
+            raise AgentError("the agent is stopping: reload ignored")
         async with self._lock:
+            if self._stop.is_set():
+                raise AgentError("the agent is stopping: reload ignored")
             self._swapping += 1
             try:
                 return await self._reload(new)

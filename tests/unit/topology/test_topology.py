@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from components import GateSink
+from components import CrashSink, GateSink, feed
 from helpers import pipeline, wait_for
 
-from agent.core.errors import BuildError
+from agent.core.batch import Batch, Kind
+from agent.core.errors import AgentError, BuildError, StartupError
 from agent.observe.stats import StatsRegistry
 from agent.topology.running import Topology
 
@@ -221,3 +222,75 @@ sinks:
     await wait_for(lambda: out.exists() and len(out.read_bytes().splitlines()) > 100)
     topo.request_stop()
     assert await asyncio.wait_for(run, 5) == 0
+
+
+def feed_of(batches: int, size: int) -> str:
+    return feed([Batch([{"n": b * size + i} for i in range(size)], Kind.LOGS, size * 10) for b in range(batches)])
+
+
+async def test_a_crashing_sink_is_restarted_with_its_batches_and_the_agent_keeps_running(tmp_path: Path) -> None:
+    name = feed_of(10, 100)
+    topo = Topology(pipeline(f"""
+sources:
+  in: {{type: test_feed, name: {name}}}
+sinks:
+  flaky: {{type: test_crash, inputs: [in], crash_on: [2, 3]}}
+  steady: {{type: blackhole, inputs: [in]}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await wait_for(lambda: topo.nodes.get("flaky") is not None and topo.nodes["flaky"].crashes == 2, 10)
+    assert [d["id"] for d in topo.degraded()] == ["flaky"]
+    assert await asyncio.wait_for(run, 15) == 0
+    # the batch in hand at each crash went back to the inbox: every event once, in order
+    assert CrashSink.delivered["flaky"] == [{"n": n} for n in range(1000)]
+    assert stats(topo, "in").gauges["committed_events"] == 1000
+    assert stats(topo, "flaky").errors[("component_crashed", "running")] == 2
+
+
+async def test_a_start_failure_is_one_startup_error_naming_the_component(tmp_path: Path) -> None:
+    topo = Topology(pipeline("""
+sources:
+  gen: {type: generate, rate: 10}
+sinks:
+  port: {type: test_crash, inputs: [gen], fail_start: 1}
+""", tmp_path), StatsRegistry())
+    with pytest.raises(StartupError, match=r'sink "port" could not start: .*Address already in use'):
+        await asyncio.wait_for(topo.run(), 5)
+
+
+async def test_a_component_added_by_reload_whose_start_fails_is_retried(tmp_path: Path) -> None:
+    CrashSink.starts.pop("later", None)
+    text = """
+sources:
+  gen: {type: generate, rate: 2000, batch_size: 50}
+sinks:
+  first: {type: blackhole, inputs: [gen]}
+"""
+    topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    await topo.reload(pipeline(text + "  later: {type: test_crash, inputs: [gen], fail_start: 1}\n", tmp_path))
+    await wait_for(lambda: len(CrashSink.delivered.get("later", [])) > 100, 10)
+    assert topo.nodes["later"].crashes == 1 and CrashSink.starts["later"] == 2
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 5) == 0
+
+
+async def test_a_reload_during_the_drain_is_refused_and_the_drain_ends(tmp_path: Path) -> None:
+    text = """
+sources:
+  gen: {type: generate, count: 2000, batch_size: 100}
+sinks:
+  slow: {type: test_gate, inputs: [gen]}
+"""
+    topo = Topology(pipeline(text, tmp_path, "3s"), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await wait_for(lambda: topo.nodes.get("gen") is not None and stats(topo, "gen").sent_events >= 100)
+    topo.request_stop()  # the drain waits for the gated sink
+    await asyncio.sleep(0.05)
+    added = text + "  added: {type: blackhole, inputs: [gen]}\n"
+    with pytest.raises(AgentError, match="stopping"):
+        await topo.reload(pipeline(added, tmp_path))
+    GateSink.instances["slow"].gate.set()
+    assert await asyncio.wait_for(run, 10) == 0  # not the shutdown_timeout exit: every inbox was closed
+    assert "added" not in topo.nodes
