@@ -9,6 +9,7 @@ structs, rewriting msgspec's ``ValidationError`` into a ``ConfigError`` such as
 from __future__ import annotations
 
 import ast
+import difflib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -109,11 +110,20 @@ class LineIndex:
         return None
 
 
-def parse_document(text: str, *, file: str) -> tuple[Any, LineIndex]:
-    """Parse YAML or JSON into plain data and a ``LineIndex``; an empty document gives ``{}``."""
+def parse_document(text: str, *, file: str, errors: list[ConfigError] | None = None) -> tuple[Any, LineIndex]:
+    """Parse YAML or JSON into plain data and a ``LineIndex``; an empty document gives ``{}``.
+
+    A key given twice in one mapping (YAML would silently keep the last) is an error naming both
+    lines: appended to ``errors`` when given (the document is still returned), else raised.
+    """
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        duplicates = list(_duplicate_keys(node, (), file, set())) if node is not None else []
+        if duplicates and errors is None:
+            raise duplicates[0]
+        if errors is not None:
+            errors.extend(duplicates)
         data = loader.construct_document(node) if node is not None else None
         lines = dict(_node_lines(loader, node, (), set())) if node is not None else {}
     except yaml.YAMLError as exc:
@@ -144,6 +154,36 @@ def _node_lines(
     for key, key_node, value_node in children:
         yield (*path, key), key_node.start_mark.line + 1
         yield from _node_lines(loader, value_node, (*path, key), active)
+    active.discard(id(node))
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(node: yaml.Node, path: KeyPath, file: str, active: set[int]) -> Iterator[ConfigError]:
+    """A ``ConfigError`` for every scalar key repeated in a mapping, at the repeat's line.
+
+    Runs on the composed tree, before merge keys (``<<``) are flattened: overriding a merged key
+    is not a duplicate.
+    """
+    if id(node) in active:  # an alias to one of its own ancestors
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG else None
+            child = (*path, name) if name is not None else path
+            line = key.start_mark.line + 1
+            if name is not None and (key.tag, name) in first:
+                yield ConfigError(f'"{name}" is defined twice, at lines {first[key.tag, name]} and {line} '
+                                  "(YAML would keep only the last)", file=file, line=line, key=key_path_str(child))
+            elif name is not None:
+                first[key.tag, name] = line
+            yield from _duplicate_keys(value, child, file, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*path, index), file, active)
     active.discard(id(node))
 
 
@@ -217,7 +257,7 @@ def _config_error(
         message = f"invalid key{shown}: {_rewrite(message)}"
     elif unknown := _UNKNOWN.fullmatch(message):
         line_path = (*path, unknown["name"])
-        message = f'unknown key "{unknown["name"]}"'
+        message = f'unknown key "{unknown["name"]}"{did_you_mean(unknown["name"], _keys(type_, data, path))}'
     elif missing := _MISSING.fullmatch(message):
         message = f'missing required key "{missing["name"]}"'
     elif invalid := _INVALID.fullmatch(message):
@@ -329,6 +369,12 @@ def _literal(text: str) -> Any:
         return text
 
 
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """``; did you mean "rate"?`` when ``name`` looks like a misspelling of one of ``known``, else ``""``."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
 def _show(value: Any) -> str:
     """Render a config value for a message: strings in double quotes."""
     return f'"{value}"' if isinstance(value, str) else repr(value)
@@ -345,11 +391,24 @@ def _kind(value: Any) -> str:
 
 def _choices(type_: type, data: Any, path: Sequence[PathKey]) -> list[Any]:
     """The values allowed at ``path`` (a Literal, an Enum or a tagged union's tag)."""
+    types, _ = _types_at(type_, data, path)
+    return [value for member in types for value in _literal_values(member)]
+
+
+def _keys(type_: type, data: Any, path: Sequence[PathKey]) -> list[str]:
+    """The keys a mapping at ``path`` may have (the fields of the struct expected there)."""
+    types, data = _types_at(type_, data, path)
+    return [field.encode_name for member in types if isinstance(member, mi.StructType)
+            if _tag_matches(member, data) for field in member.fields]
+
+
+def _types_at(type_: type, data: Any, path: Sequence[PathKey]) -> tuple[list[mi.Type], Any]:
+    """The types allowed at ``path`` and the data found there."""
     types = _members(mi.type_info(type_))
     for key in path:
         types = [child for parent in types for child in _members(*_child(parent, key, data))]
         data = _lookup(data, [key])
-    return [value for member in types for value in _literal_values(member)]
+    return types, data
 
 
 def _members(*types: mi.Type) -> list[mi.Type]:
@@ -383,12 +442,18 @@ def _struct_child(parent: mi.StructType, key: PathKey, data: Any) -> list[mi.Typ
 
     A tagged struct whose tag differs from the one in ``data`` is the wrong union member: no types.
     """
-    if parent.tag_field is not None:
-        if key == parent.tag_field:
-            return [mi.LiteralType(values=(parent.tag,))]
-        if isinstance(data, dict) and data.get(parent.tag_field, parent.tag) != parent.tag:
-            return []
+    if parent.tag_field is not None and key == parent.tag_field:
+        return [mi.LiteralType(values=(parent.tag,))]
+    if not _tag_matches(parent, data):
+        return []
     return [field.type for field in parent.fields if field.encode_name == key]
+
+
+def _tag_matches(struct: mi.StructType, data: Any) -> bool:
+    """False when ``data`` names another member of a tagged union than ``struct``."""
+    if struct.tag_field is None or not isinstance(data, dict):
+        return True
+    return bool(data.get(struct.tag_field, struct.tag) == struct.tag)
 
 
 def _literal_values(type_: mi.Type) -> list[Any]:

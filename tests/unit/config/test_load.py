@@ -112,11 +112,12 @@ def test_bad_literal_lists_the_choices() -> None:
 
 def test_unknown_key_points_at_the_key() -> None:
     text = pipeline(max_bytes="1MiB\n      max_byte: 2MiB")
-    assert load_error(text) == 'pipeline.yaml:15: sinks.es.batch: unknown key "max_byte"'
+    assert load_error(text) == 'pipeline.yaml:15: sinks.es.batch: unknown key "max_byte"; did you mean "max_bytes"?'
 
 
 def test_unknown_top_level_key() -> None:
-    assert load_error("workers: 1\nworker: 2\n") == 'pipeline.yaml:2: unknown key "worker"'
+    assert load_error("workers: 1\nworker: 2\n") == 'pipeline.yaml:2: unknown key "worker"; did you mean "workers"?'
+    assert load_error("workers: 1\nzzz: 2\n") == 'pipeline.yaml:2: unknown key "zzz"'  # nothing close
 
 
 def test_missing_key_points_at_the_parent() -> None:
@@ -260,6 +261,31 @@ def test_merge_keys_and_anchors() -> None:
     data, lines = parse_document(text, file="p.yaml")
     assert data["batches"] == [{"max_events": 5, "timeout": "2s"}]
     assert lines.line_for(("batches", 0, "timeout")) == 5
+
+
+def test_a_duplicate_key_names_both_lines() -> None:
+    text = "sinks:\n  es: {endpoint: a, endpoint: b}\n  events:\n    brokers: []\n  es:\n    endpoint: c\n"
+    errors: list[ConfigError] = []
+    data, _ = parse_document(text, file="p.yaml", errors=errors)
+    assert [str(e) for e in errors] == [
+        'p.yaml:2: sinks.es.endpoint: "endpoint" is defined twice, at lines 2 and 2 (YAML would keep only the last)',
+        'p.yaml:5: sinks.es: "es" is defined twice, at lines 2 and 5 (YAML would keep only the last)',
+    ]
+    assert data["sinks"]["es"] == {"endpoint": "c"}  # still parsed, so that other errors are found too
+    with pytest.raises(ConfigError, match=r'p\.yaml:2: sinks\.es\.endpoint: "endpoint" is defined twice'):
+        parse_document(text, file="p.yaml")
+
+
+def test_overriding_a_merged_key_is_not_a_duplicate() -> None:
+    text = "base: &base {max_events: 5, timeout: 1s}\nbatch:\n  <<: *base\n  timeout: 2s\n"
+    assert parse_document(text, file="p.yaml")[0]["batch"] == {"max_events": 5, "timeout": "2s"}
+    with pytest.raises(ConfigError, match="lines 1 and 1"):
+        parse_document("- {a: 1, b: 2, a: 3}\n", file="p.yaml")
+
+
+def test_an_unknown_key_in_a_tagged_union_suggests_a_field_of_that_member() -> None:
+    text = pipeline().replace("brokers: [kafka-0:9092]", "brokers: [kafka-0:9092]\n    ack: 1")
+    assert load_error(text) == 'pipeline.yaml:10: sinks.events: unknown key "ack"; did you mean "acks"?'
 
 
 # -- interpolate --------------------------------------------------------------------------------------
