@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.config.load import did_you_mean
 from agent.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -21,8 +22,14 @@ class Graph:
     output_types: dict[str, str]
 
 
-def check_graph(components: dict[str, ComponentDecl]) -> tuple[Graph, list[ConfigError], list[str]]:
-    """Check wiring; returns the graph, errors and warnings."""
+def check_graph(components: dict[str, ComponentDecl],
+                declared: dict[str, str] | None = None) -> tuple[Graph, list[ConfigError], list[str]]:
+    """Check wiring; returns the graph, errors and warnings.
+
+    ``declared`` maps every component id in the files to its kind, including those whose config is
+    invalid (and so missing from ``components``): an input naming one of them is not "unknown".
+    """
+    declared = declared if declared is not None else {cid: decl.kind for cid, decl in components.items()}
     errors: list[ConfigError] = []
     inputs: dict[str, list[str]] = {}
     consumers: dict[str, list[str]] = {cid: [] for cid in components}
@@ -34,13 +41,14 @@ def check_graph(components: dict[str, ComponentDecl]) -> tuple[Graph, list[Confi
             errors.append(decl.error("needs at least one input", "inputs"))
         for index, upstream in enumerate(decl.inputs):
             target = components.get(upstream)
-            if target is None:
-                errors.append(decl.error(f'unknown input "{upstream}"', "inputs", index))
-            elif target.kind == "sink":
+            if upstream not in declared:
+                hint = did_you_mean(upstream, sorted(declared))
+                errors.append(decl.error(f'unknown input "{upstream}"{hint}', "inputs", index))
+            elif declared[upstream] == "sink":
                 errors.append(decl.error(f'input "{upstream}" is a sink, which has no output', "inputs", index))
             elif upstream in inputs[cid]:
                 errors.append(decl.error(f'input "{upstream}" is listed twice', "inputs", index))
-            else:
+            elif target is not None:  # else declared but invalid: its own error is reported
                 inputs[cid].append(upstream)
                 consumers[upstream].append(cid)
     order, cycle = _topological_order(inputs)

@@ -7,6 +7,7 @@ name, with unknown keys rejected.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import ClassVar, Literal
 
 import msgspec
@@ -15,10 +16,25 @@ from agent.config.units import ByteSize, Duration
 
 
 class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The HTTP API and /metrics listener."""
+    """The HTTP API and /metrics listener.
+
+    ``auth_token`` guards /api/v1/* (components, tap, reload): with a token set, they want
+    ``Authorization: Bearer <token>``; without one they answer only on a loopback address.
+    """
 
     enabled: bool = True
     address: str = "127.0.0.1:2020"
+    auth_token: str | None = None
+
+    def is_loopback(self) -> bool:
+        """Whether ``address`` only accepts connections from this host."""
+        host = self.address.rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name, or "" for every interface
+            return False
 
 
 class BufferConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

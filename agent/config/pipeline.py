@@ -54,38 +54,67 @@ class ComponentDecl:
 
 @dataclass(slots=True)
 class Pipeline:
-    """A fully checked pipeline: root settings, components and their graph."""
+    """A checked pipeline: root settings, components and their graph.
+
+    ``secrets`` holds every value that came from ``${...}`` and the API token: errors and logs
+    must not show them.
+    """
 
     root: RootConfig
     components: dict[str, ComponentDecl]
     graph: Graph
     files: list[str]
     warnings: list[str] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set, repr=False)
 
 
 def load_files(paths: list[str]) -> Pipeline:
     """Read, merge and check pipeline files (later files override root keys; ids must be unique)."""
-    documents = []
-    for path in paths:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigErrors([ConfigError(f"cannot read config: {exc.strerror}", file=path)]) from None
-        documents.append((text, path))
-    return load_texts(documents)
+    return _raise_errors(*check_files(paths))
 
 
 def load_texts(documents: list[tuple[str, str]]) -> Pipeline:
     """Check pipeline documents given as (text, file name) pairs."""
+    return _raise_errors(*check_texts(documents))
+
+
+def _raise_errors(pipeline: Pipeline, errors: list[ConfigError]) -> Pipeline:
+    if errors:
+        raise ConfigErrors(errors)
+    return pipeline
+
+
+def check_files(paths: list[str]) -> tuple[Pipeline, list[ConfigError]]:
+    """Like :func:`check_texts` for files; one that cannot be read or is not UTF-8 is an error too."""
+    documents, errors = [], []
+    for path in paths:
+        try:
+            raw = Path(path).read_bytes()
+            documents.append((raw.decode("utf-8"), path))
+        except OSError as exc:
+            errors.append(ConfigError(f"cannot read config: {exc.strerror}", file=path))
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            errors.append(ConfigError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded "
+                                      "(save the file as UTF-8)", file=path, line=line))
+    pipeline, more = check_texts(documents, files=paths)
+    return pipeline, errors + more
+
+
+def check_texts(documents: list[tuple[str, str]], *,
+                files: list[str] | None = None) -> tuple[Pipeline, list[ConfigError]]:
+    """Check documents without stopping at the first problem: a pipeline of what is valid, and every
+    error found (root keys, each component, the graph among the valid ones), redacted and sorted by
+    file and line."""
     errors: list[ConfigError] = []
     root_data: dict[str, Any] = {}
     raw_components: list[tuple[str, str, Any, str, load.LineIndex]] = []
-    first_file: dict[str, str] = {}
+    first_seen: dict[str, tuple[str, load.LineIndex, tuple[str, str]]] = {}
     substituted: set[str] = set()
     for text, file in documents:
         try:
             data, lines = load.parse_document(load.interpolate(text, file=file, substituted=substituted),
-                                              file=file)
+                                              file=file, errors=errors)
         except ConfigError as exc:
             errors.append(exc)
             continue
@@ -98,33 +127,64 @@ def load_texts(documents: list[tuple[str, str]]) -> Pipeline:
                 continue
             for cid, body in section.items():
                 cid = str(cid)
-                if cid in first_file:
-                    errors.append(_error(f'component id "{cid}" is already used in {first_file[cid]}',
+                if cid in first_seen:
+                    first_file, first_lines, first_path = first_seen[cid]
+                    errors.append(_error(f'component id "{cid}" is already used at '
+                                         f'{first_file}:{first_lines.line_for(first_path)}',
                                          file, lines, (SECTION[kind], cid)))
                     continue
-                first_file[cid] = file
+                first_seen[cid] = (file, lines, (SECTION[kind], cid))
                 raw_components.append((kind, cid, body, file, lines))
         try:
             load.convert(data, RootConfig, file=file, lines=lines)
+            root_data.update(data)
         except ConfigError as exc:
             errors.append(exc)
-        root_data.update(data)
-    root = msgspec.convert(root_data, RootConfig, dec_hook=units.dec_hook) if not errors else RootConfig()
+    root = _root(root_data)
     components = {}
     for kind, cid, body, file, lines in raw_components:
         try:
             components[cid] = _component(kind, cid, body, file, lines)
         except ConfigError as exc:
             errors.append(exc)
-    if not raw_components and not errors:
-        errors.append(ConfigError("no sources, transforms or sinks are defined", file=documents[0][1]))
-    if not errors:
-        graph, errors, warnings = check_graph(components)
+    names = files if files is not None else [f for _, f in documents]
+    if not raw_components and not errors and len(documents) == len(names):
+        errors.append(ConfigError("no sources, transforms or sinks are defined", file=names[0]))
+    declared = {cid: kind for kind, cid, *_ in raw_components}
+    graph, graph_errors, warnings = check_graph(components, declared)
+    errors += graph_errors
+    if root.api.auth_token:
+        substituted.add(root.api.auth_token)
     if errors:
-        for error in errors:
-            error.redact(substituted)
-        raise ConfigErrors(errors)
-    return Pipeline(root, components, graph, [f for _, f in documents], warnings)
+        warnings = []  # "no consumers" may only mean that the consumer is invalid
+    warnings += _api_warnings(root)
+    redact_and_sort(errors, substituted, names)
+    return Pipeline(root, components, graph, names, warnings, substituted), errors
+
+
+def redact_and_sort(errors: list[ConfigError], secrets: set[str], files: list[str]) -> None:
+    """Hide ``secrets`` in ``errors`` and order them by file (in the order given) and line."""
+    for error in errors:
+        error.redact(secrets)
+    order = {file: index for index, file in enumerate(files)}
+    errors.sort(key=lambda e: (order.get(e.file or "", len(order)), e.line or 0))
+
+
+def _root(data: dict[str, Any]) -> RootConfig:
+    """The merged root settings; the defaults when they do not check (their errors are reported)."""
+    try:
+        return msgspec.convert(data, RootConfig, dec_hook=units.dec_hook)
+    except msgspec.ValidationError:
+        return RootConfig()
+
+
+def _api_warnings(root: RootConfig) -> list[str]:
+    api = root.api
+    if not api.enabled or api.auth_token or api.is_loopback():
+        return []
+    return [f"api.address {api.address} is not a loopback address and api.auth_token is not set: "
+            "/api/v1/components, /api/v1/tap and /api/v1/reload answer 403 until it is set "
+            "(/health, /ready and /metrics stay open)"]
 
 
 def _error(message: str, file: str, lines: load.LineIndex, path: tuple[str | int, ...]) -> ConfigError:
@@ -140,7 +200,9 @@ def _component(kind: str, cid: str, body: Any, file: str, lines: load.LineIndex)
         raise _error('missing required key "type"', file, lines, path)
     ctype = lookup(kind, str(type_name))
     if ctype is None:
-        known = ", ".join(t.name for t in types_of(kind))
-        raise _error(f'unknown {kind} type "{type_name}" (known: {known})', file, lines, (*path, "type"))
+        known = [t.name for t in types_of(kind)]
+        hint = load.did_you_mean(str(type_name), known)
+        raise _error(f'unknown {kind} type "{type_name}"{hint} (known: {", ".join(known)})',
+                     file, lines, (*path, "type"))
     config = load.convert(body, ctype.config, file=file, lines=lines, prefix=path)
     return ComponentDecl(kind, cid, ctype.name, config, file, lines)
