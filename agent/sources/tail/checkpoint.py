@@ -1,28 +1,43 @@
-"""Where each tailed file has been read to, safe across SIGKILL.
+"""Where each tailed file has been read to: safe across SIGKILL, and never trusted blindly.
 
-Storage: a snapshot (``checkpoints.json``, rewritten atomically by write to a
-temporary file and rename) plus an append-only commit log
-(``checkpoints.<generation>.log``, one JSON line per commit). A commit is one
-small ``write`` to an O_APPEND descriptor, done in the same step of the event
-loop as the sink's acknowledgement, so a SIGKILL can only land before or after
-it: on restart a file is re-read from its last acknowledged offset, and
-nothing acknowledged is lost. Each line is a complete entry, so replay is
-"last line per file wins"; a torn last line (a crash of the machine mid-write)
-is ignored. When the log grows past ``compact_bytes`` the entries are written
-into a new snapshot that names the next generation, then the old log is
-deleted; a crash between the two steps only leaves a stale log that is never
-replayed. Entries of files not seen for ``grace`` seconds are dropped at
-compaction. No fsync: the page cache survives the process; a power loss may
+Storage, by generation ``N``: a snapshot ``snapshot.N`` (the entries as the generation began: a line
+with the CRC32 of the rest, then JSON) and a commit log ``commits.N.log`` (one line per commit,
+``<CRC32 hex> <JSON entry>``). A commit is one small ``write`` to an O_APPEND descriptor, done in the
+same step of the event loop as the sink's acknowledgement, so a SIGKILL can only land before or after
+it: on restart a file is re-read from its last acknowledged offset, and nothing acknowledged is lost.
+Replay is "last valid record per file wins"; a torn last line (a crash of the machine mid-write) is
+dropped. When the log grows past ``compact_bytes`` the entries are written into the next generation's
+snapshot (fsynced, renamed into place, read back and verified) and a new log begins; only then are
+files older than the previous generation deleted. Entries of files not seen for ``grace`` seconds are
+dropped at compaction. Commits are not fsynced: the page cache survives the process; a power loss may
 cost the last few seconds of commits (re-read, not lost).
+
+Loading takes the newest snapshot that passes its checksum and validation, replays every log from
+its generation on (a record that fails its checksum is skipped, the others kept), and writes the
+result as a new generation. A corrupt file is renamed to ``<name>.corrupt``, logged and reported
+(``checkpoint_corrupt``); since the previous generation is kept until the next one is verified, a
+corrupt snapshot falls back to the one before it plus the logs since, never to nothing.
+
+Files of the earlier format (``checkpoints.json`` and ``checkpoints.N.log``, without checksums) are
+validated by decoding, loaded the same way, and removed once a newer generation is verified.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
+
+log = logging.getLogger("agent.sources.tail")
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Entry(msgspec.Struct, array_like=True):
@@ -30,71 +45,245 @@ class Entry(msgspec.Struct, array_like=True):
 
     key: str  # "dev:inode"
     path: str
-    fp_len: int  # how many leading bytes the fingerprint covers
+    fp_len: NonNegative  # how many leading bytes the fingerprint covers
     fp: str  # hex digest of those bytes
-    offset: int
+    offset: NonNegative
     seen: float  # last time the file was present (unix seconds)
 
 
 class Snapshot(msgspec.Struct):
-    generation: int
+    """Every entry as a generation began."""
+
+    generation: NonNegative
     entries: list[Entry]
 
 
 _encode_entry = msgspec.json.Encoder().encode
 _decode_entry = msgspec.json.Decoder(Entry).decode
+_decode_snapshot = msgspec.json.Decoder(Snapshot).decode
+_INVALID = (msgspec.DecodeError, msgspec.ValidationError)
+_FILES = re.compile(r"(?:snapshot\.(\d+)|commits\.(\d+)\.log|checkpoints\.(\d+)\.log)")
+LEGACY_SNAPSHOT = "checkpoints.json"
+
+
+def _record(entry: Entry) -> bytes:
+    body = _encode_entry(entry)
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def _checked(head: bytes, body: bytes) -> bool:
+    """Whether ``head`` is the 8-digit hex CRC32 of ``body``."""
+    try:
+        return len(head) == 8 and int(head, 16) == zlib.crc32(body)
+    except ValueError:
+        return False
+
+
+def _parse_record(line: bytes, legacy: bool) -> Entry | None:
+    """The entry of one log line, or None if it fails its checksum or does not decode."""
+    if not legacy and (line[8:9] != b" " or not _checked(line[:8], line[9:])):
+        return None
+    try:
+        return _decode_entry(line if legacy else line[9:])
+    except _INVALID:
+        return None
+
+
+def _snapshot_bytes(snapshot: Snapshot) -> bytes:
+    body = msgspec.json.encode(snapshot)
+    return b"%08x\n" % zlib.crc32(body) + body
+
+
+def _parse_snapshot(data: bytes, generation: int) -> dict[str, Entry] | None:
+    """The entries of a ``snapshot.N`` file's bytes, or None if it is not a valid snapshot of ``generation``."""
+    head, newline, body = data.partition(b"\n")
+    if not newline or not _checked(head, body):
+        return None
+    try:
+        snapshot = _decode_snapshot(body)
+    except _INVALID:
+        return None
+    return {e.key: e for e in snapshot.entries} if snapshot.generation == generation else None
 
 
 class CheckpointStore:
-    """Committed offsets by file key, persisted under ``directory``."""
+    """Committed offsets by file key, persisted under ``directory``; see the module docstring.
 
-    def __init__(self, directory: Path, grace: float = 3600.0, compact_bytes: int = 1 << 20) -> None:
+    ``report`` is called with an error type (``checkpoint_corrupt``, ``checkpoint_write_failed``)
+    for each state file found corrupt and each write that failed; ``corrupt`` counts the former.
+    """
+
+    def __init__(self, directory: Path, grace: float = 3600.0, compact_bytes: int = 1 << 20,
+                 report: Callable[[str], None] | None = None) -> None:
         self.directory = directory
         self.grace = grace
         self.compact_bytes = compact_bytes
         self.entries: dict[str, Entry] = {}
         self.generation = 0
+        self.corrupt = 0
+        self._report = report
         self._log_fd = -1
         self._log_bytes = 0
+        self._compact_at = compact_bytes
+        self._legacy_generation = -1  # of a valid checkpoints.json, while it is kept
+        self._failed = False  # the last commit's write failed: start a clean log before the next
 
-    @property
-    def _snapshot_path(self) -> Path:
-        return self.directory / "checkpoints.json"
+    def _snapshot_path(self, generation: int) -> Path:
+        return self.directory / f"snapshot.{generation}"
 
     def _log_path(self, generation: int) -> Path:
-        return self.directory / f"checkpoints.{generation}.log"
+        return self.directory / f"commits.{generation}.log"
+
+    # -- loading ---------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read the snapshot and replay its log; remove logs of other generations."""
+        """Take the newest valid state (see the module docstring) and start a new generation from it."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        try:
-            snapshot = msgspec.json.decode(self._snapshot_path.read_bytes(), type=Snapshot)
-            self.generation = snapshot.generation
-            self.entries = {e.key: e for e in snapshot.entries}
-        except FileNotFoundError:
-            pass
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            broken = self._snapshot_path.with_suffix(".broken")
-            os.replace(self._snapshot_path, broken)  # keep it for a human; start from the log
-        log_path = self._log_path(self.generation)
-        if log_path.exists():
-            for line in log_path.read_bytes().splitlines():
-                try:
-                    entry = _decode_entry(line)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue  # a torn last line
-                self.entries[entry.key] = entry
-        for stale in self.directory.glob("checkpoints.*.log"):
-            if stale != log_path:
-                stale.unlink(missing_ok=True)
-        self._open_log()
+        for stale in self.directory.glob("snapshot.*.tmp"):  # a compaction a crash interrupted
+            stale.unlink(missing_ok=True)
+        snapshots, logs = self._listing()
+        base, newest = -1, max([*snapshots, *(g for g, _ in logs.values()), 0])
+        legacy = self._load_legacy_snapshot()
+        if legacy is not None:
+            snapshots.setdefault(legacy[0], self.directory / LEGACY_SNAPSHOT)
+        for generation in sorted(snapshots, reverse=True):
+            path = snapshots[generation]
+            if legacy is not None and path.name == LEGACY_SNAPSHOT:
+                base, self.entries = generation, legacy[1]
+                break
+            entries = _parse_snapshot(self._read(path), generation)
+            if entries is not None:
+                base, self.entries = generation, entries
+                break
+            self._quarantine(path, "snapshot fails its checksum")
+        in_order = sorted(logs.items(), key=lambda item: (item[1][0], not item[1][1]))  # an earlier format first
+        corrupt_logs = [path for path, (generation, legacy_log) in in_order
+                        if generation >= base and not self._replay(path, legacy_log)]
+        self.generation = max(newest, base)
+        if self._advance(self.entries, keep_from=max(base, 0)):
+            for path in corrupt_logs:  # their valid records are in the new snapshot now
+                self._quarantine(path, "commit log has records that fail their checksum", count=False)
+        else:  # the directory takes no new generation: append to the newest log, on a line of its own
+            self._open_log(self.generation, ensure_newline=True)
 
-    def _open_log(self) -> None:
+    def _listing(self) -> tuple[dict[int, Path], dict[Path, tuple[int, bool]]]:
+        """Snapshots by generation, and logs with their generation and whether they are of the earlier format."""
+        snapshots: dict[int, Path] = {}
+        logs: dict[Path, tuple[int, bool]] = {}
+        for path in self.directory.iterdir():
+            match = _FILES.fullmatch(path.name)
+            if match is None:
+                continue
+            snapshot, log_generation, legacy_generation = match.groups()
+            if snapshot is not None:
+                snapshots[int(snapshot)] = path
+            elif log_generation is not None:
+                logs[path] = (int(log_generation), False)
+            else:
+                logs[path] = (int(legacy_generation), True)
+        return snapshots, logs
+
+    def _load_legacy_snapshot(self) -> tuple[int, dict[str, Entry]] | None:
+        path = self.directory / LEGACY_SNAPSHOT
+        if not path.exists():
+            return None
+        try:
+            snapshot = _decode_snapshot(self._read(path))
+        except _INVALID:
+            self._quarantine(path, "snapshot does not decode")
+            return None
+        self._legacy_generation = snapshot.generation
+        return snapshot.generation, {e.key: e for e in snapshot.entries}
+
+    def _read(self, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            log.warning("cannot read checkpoint file", extra={"path": str(path), "error": exc.strerror})
+            return b""
+
+    def _replay(self, path: Path, legacy: bool) -> bool:
+        """Apply a log's valid records; False if a complete record of it was corrupt."""
+        lines = self._read(path).split(b"\n")
+        if lines.pop():
+            log.info("a torn last commit (a crash mid-write) is dropped", extra={"path": str(path)})
+        entries = self.entries
+        bad = 0
+        for line in lines:
+            entry = _parse_record(line, legacy)
+            if entry is None:
+                bad += 1
+            else:
+                entries[entry.key] = entry
+        if bad:
+            self._corrupt(path, f"{bad} commit records fail their checksum; the others are kept")
+        return not bad
+
+    def _corrupt(self, path: Path, reason: str) -> None:
+        self.corrupt += 1
+        log.error("corrupt checkpoint file", extra={"path": str(path), "reason": reason})
+        if self._report is not None:
+            self._report("checkpoint_corrupt")
+
+    def _quarantine(self, path: Path, reason: str, count: bool = True) -> None:
+        """Rename a corrupt file aside (for a human), so that it is never read again."""
+        if count:
+            self._corrupt(path, reason)
+        try:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        except OSError as exc:
+            log.warning("cannot move a corrupt checkpoint file aside", extra={"path": str(path),
+                                                                              "error": exc.strerror})
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _advance(self, entries: dict[str, Entry], keep_from: int) -> bool:
+        """Write ``entries`` as the next generation and start its log; then delete files older than ``keep_from``."""
+        generation = self.generation + 1
+        path = self._snapshot_path(generation)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with tmp.open("wb") as f:
+                f.write(_snapshot_bytes(Snapshot(generation, list(entries.values()))))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_directory(self.directory)
+            verified = _parse_snapshot(path.read_bytes(), generation) == entries
+            if verified:
+                self._open_log(generation)
+                self.generation, self.entries = generation, entries
+        except OSError as exc:
+            log.error("cannot write a checkpoint snapshot", extra={"path": str(path), "error": exc.strerror})
+            verified = False
+        if not verified:
+            for leftover in (tmp, path):
+                leftover.unlink(missing_ok=True)
+            if self._report is not None:
+                self._report("checkpoint_write_failed")
+            return False
+        self._remove_before(keep_from)
+        return True
+
+    def _remove_before(self, generation: int) -> None:
+        snapshots, logs = self._listing()
+        old = [path for g, path in snapshots.items() if g < generation]
+        old += [path for path, (g, _) in logs.items() if g < generation]
+        if 0 <= self._legacy_generation < generation:
+            old.append(self.directory / LEGACY_SNAPSHOT)
+            self._legacy_generation = -1
+        for path in old:
+            path.unlink(missing_ok=True)
+
+    def _open_log(self, generation: int, ensure_newline: bool = False) -> None:
+        fd = os.open(self._log_path(generation), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         if self._log_fd >= 0:
             os.close(self._log_fd)
-        path = self._log_path(self.generation)
-        self._log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._log_fd = fd
         self._log_bytes = os.fstat(self._log_fd).st_size
+        self._compact_at = self.compact_bytes
+        if ensure_newline and self._log_bytes and os.pread(self._log_fd, 1, self._log_bytes - 1) != b"\n":
+            self._log_bytes += os.write(self._log_fd, b"\n")  # a torn last line stays a line of its own
 
     def get(self, key: str) -> Entry | None:
         return self.entries.get(key)
@@ -104,11 +293,23 @@ class CheckpointStore:
         if self._log_fd < 0:
             return
         self.entries[entry.key] = entry
-        data = _encode_entry(entry) + b"\n"
-        os.write(self._log_fd, data)
-        self._log_bytes += len(data)
-        if self._log_bytes >= self.compact_bytes:
-            self.compact()
+        if self._failed:  # the log may end in a torn record: the entry goes into a new generation instead
+            self._failed = not self.compact()
+            return
+        data = _record(entry)
+        try:
+            written = os.write(self._log_fd, data)
+        except OSError as exc:
+            log.error("cannot write a checkpoint", extra={"error": exc.strerror})
+            written = -1
+        if written != len(data):
+            self._failed = True
+            if self._report is not None:
+                self._report("checkpoint_write_failed")
+            return
+        self._log_bytes += written
+        if self._log_bytes >= self._compact_at and not self.compact():
+            self._compact_at = self._log_bytes + self.compact_bytes  # try again later, not at every commit
 
     def touch(self, keys: list[str], now: float | None = None) -> None:
         """Mark files as present (their entries survive compaction)."""
@@ -118,21 +319,24 @@ class CheckpointStore:
             if entry is not None:
                 entry.seen = now
 
-    def compact(self, now: float | None = None) -> None:
-        """Write a new snapshot without entries unseen for ``grace`` seconds, then start a new log."""
+    def compact(self, now: float | None = None) -> bool:
+        """Start a new generation without entries unseen for ``grace`` seconds; False if it could not be written."""
         now = time.time() if now is None else now
-        self.entries = {k: e for k, e in self.entries.items() if now - e.seen <= self.grace}
-        old = self.generation
-        self.generation += 1
-        tmp = self._snapshot_path.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.json.encode(Snapshot(self.generation, list(self.entries.values()))))
-        os.replace(tmp, self._snapshot_path)
-        self._open_log()
-        self._log_path(old).unlink(missing_ok=True)
+        entries = {k: e for k, e in self.entries.items() if now - e.seen <= self.grace}
+        return self._advance(entries, keep_from=self.generation)
 
-    def close(self) -> None:
-        """Compact (a short snapshot for the next start) and close the log."""
+    def close(self, compact: bool = True) -> None:
+        """Compact (a short snapshot for the next start) unless told not to, and close the log."""
         if self._log_fd >= 0:
-            self.compact()
+            if compact:
+                self.compact()
             os.close(self._log_fd)
             self._log_fd = -1
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
