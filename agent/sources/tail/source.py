@@ -89,7 +89,8 @@ class TailSource:
     async def run(self, ctx: SourceContext) -> None:
         self.stats.gauges.update(files_open=self._open_count, files_waiting=lambda: len(self.waiting),
                                  checkpoint_lag_bytes=self._checkpoint_lag)
-        self.store = CheckpointStore(ctx.data_dir / "tail" / ctx.id, grace=self.config.checkpoint_grace)
+        self.store = CheckpointStore(ctx.data_dir / "tail" / ctx.id, grace=self.config.checkpoint_grace,
+                                     report=partial(self.stats.error, stage="receiving"))
         self.store.load()
         wakeup = Wakeup(self.config.inotify)
         next_scan = next_housekeeping = 0.0

@@ -166,6 +166,25 @@ async def test_restart_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     assert messages() == [f"line {i}" for i in range(1000, 1500)]
 
 
+async def test_a_corrupt_checkpoint_snapshot_is_counted_and_reading_resumes_where_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i}\n" for i in range(100)))
+    text = tail_config(tmp_path, str(path), format="raw", read_from="end")
+    async with running(text.replace("read_from: \"end\"", "read_from: \"beginning\""), tmp_path):
+        await until(lambda: len(events()) == 100)
+    state = tmp_path / "data" / "tail" / "files"
+    snapshot = max(state.glob("snapshot.*[0-9]"), key=lambda p: int(p.name.split(".")[1]))
+    snapshot.write_bytes(snapshot.read_bytes()[:-3])  # a torn or bit-rotten snapshot
+    with path.open("a") as f:
+        f.write("".join(f"line {i}\n" for i in range(100, 150)))
+    async with running(text, tmp_path) as topo:  # read_from: end must not skip what came since
+        await until(lambda: len(events()) == 50)
+        await asyncio.sleep(0.2)
+        errors = topo.nodes["files"].stats.errors
+    assert messages() == [f"line {i}" for i in range(100, 150)]
+    assert errors[("checkpoint_corrupt", "receiving")] == 1
+
+
 class Writer(threading.Thread):
     """Appends numbered lines to a file until stopped; can rotate it by rename or copytruncate."""
 
