@@ -11,6 +11,18 @@ REJECTED when some events were refused for good (they went to the dead
 letter, or were dropped and counted), and ERRORED when retries ran out
 (``retry_max_duration``) or the agent was stopped at its deadline: then the
 source does not move past them and reads them again after a restart.
+
+Faults stay in their request: an unexpected exception from a sink's ``send``
+(a peer's odd answer) is a retryable error of that request, logged with the
+component id and counted; one from ``encode`` is the data's: the request is
+split until the event that cannot be encoded is alone, and that event goes to
+the dead letter (``encode_failed``). An outcome that names events the request
+does not have is not trusted: the whole request is sent again. Nothing a
+single request does ends :meth:`HttpDriver.run`.
+
+A request split in two (413, or an encode failure) keeps both halves on the
+task's list of parts until each is finished, so a reload hands back every
+part still held.
 """
 
 from __future__ import annotations
@@ -25,13 +37,13 @@ from typing import Any, Protocol
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
 from agent.core.component import SinkContext
-from agent.core.errors import HealthcheckError, PermanentError, RetryableError
+from agent.core.errors import DeliveryError, HealthcheckError, PermanentError, RetryableError
 from agent.core.retry import Backoff
 from agent.delivery.batcher import Batcher, Request
 from agent.delivery.concurrency import Limiter
 from agent.delivery.config import HttpSinkConfig
 from agent.delivery.dead_letter import DeadLetterFile
-from agent.delivery.http import HttpClient, ThrottledError
+from agent.delivery.http import HttpClient, InvalidResponse
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.delivery")
@@ -39,6 +51,10 @@ log = logging.getLogger("agent.delivery")
 
 class PayloadTooLarge(Exception):
     """The encoded events exceed what the peer accepts in one request: the driver splits them."""
+
+
+class EncodeFailed(Exception):
+    """The sink's ``encode`` raised: some event in the request cannot be encoded."""
 
 
 @dataclass(slots=True)
@@ -160,21 +176,31 @@ class HttpDriver:
             task.cancel()
 
     async def _deliver(self, request: Request) -> None:
+        parts = [request]  # the parts not finished yet; the first is the one being sent
         try:
-            await self._deliver_until_done(request)
+            while parts:
+                halves = await self._deliver_until_done(parts[0])
+                parts[:1] = halves  # no await in between: a split's halves are never out of reach
         except asyncio.CancelledError:
-            if self._handing_back is not None:  # not lost: the next instance sends it (maybe again)
-                self._handing_back.inbox.requeue(Batch(request.events, request.kind, request.byte_size,
-                                                       request.acks))
-            else:
-                self.stats.discard("shutdown_timeout", len(request.events))
-                request.finalize(AckStatus.ERRORED)
+            for part in parts:
+                if self._handing_back is not None:  # not lost: the next instance sends it (maybe again)
+                    self._handing_back.inbox.requeue(Batch(part.events, part.kind, part.byte_size, part.acks))
+                else:
+                    self.stats.discard("shutdown_timeout", len(part.events))
+                    part.finalize(AckStatus.ERRORED)
             raise
+        except Exception:  # a fault of the driver's own, not of the request: keep the sink running
+            self.stats.error("internal", "sending")
+            log.exception("delivery failed unexpectedly; the source will read these events again after a restart",
+                          extra={"component_id": self.component_id})
+            for part in parts:
+                part.finalize(AckStatus.ERRORED)
         finally:
             self.limiter.release()
             self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
 
-    async def _deliver_until_done(self, request: Request) -> None:
+    async def _deliver_until_done(self, request: Request) -> list[Request]:
+        """Send ``request`` until it is finished (returns []) or has to be split (returns its two halves)."""
         request_config = self.config.request
         backoff = Backoff(request_config.retry_initial_backoff, request_config.retry_max_backoff)
         rejected_any = False
@@ -182,14 +208,18 @@ class HttpDriver:
             try:
                 outcome = await self._attempt(request)
             except PayloadTooLarge:
-                await self._split(request)
-                return
+                return self._split(request, "too_large", "a single event is larger than the peer accepts")
+            except EncodeFailed as exc:
+                self.stats.error("encode_failed", "encoding")
+                log.error("events could not be encoded; isolating the event at fault", extra={
+                    "component_id": self.component_id, "events": len(request.events), "error": str(exc.__cause__)})
+                return self._split(request, "encode_failed", repr(exc.__cause__))
             except PermanentError as exc:
                 self._reject(request, [(i, "rejected", str(exc)) for i in range(len(request.events))])
                 request.finalize(AckStatus.REJECTED)
-                return
+                return []
             except RetryableError as exc:
-                self.stats.error("throttled" if isinstance(exc, ThrottledError) else "request_failed", "sending")
+                self.stats.error(getattr(exc, "error_type", "request_failed"), "sending")
                 wait, reason = backoff.next(exc.retry_after), str(exc)
             else:
                 if outcome.rejected:
@@ -199,12 +229,12 @@ class HttpDriver:
                 self.stats.sent_events += delivered
                 if not outcome.retry:
                     request.finalize(AckStatus.REJECTED if rejected_any else AckStatus.DELIVERED)
-                    return
+                    return []
                 request.events = [request.events[i] for i in outcome.retry]
                 self.stats.error("partial_failure", "sending")
                 wait, reason = backoff.next(outcome.retry_after), f"{len(outcome.retry)} events to retry"
             if not self._may_retry(request, wait):
-                return
+                return []
             self.stats.retries += 1
             log.warning("delivery failed; retrying", extra={
                 "component_id": self.component_id, "error": reason, "events": len(request.events),
@@ -212,20 +242,30 @@ class HttpDriver:
             await asyncio.sleep(wait)
 
     async def _attempt(self, request: Request) -> Outcome:
-        body = self.sink.encode(request)
+        """One exchange; any exception but PayloadTooLarge, EncodeFailed and the delivery errors is retryable."""
+        try:
+            body = self.sink.encode(request)
+        except PayloadTooLarge:
+            raise
+        except Exception as exc:
+            raise EncodeFailed() from exc
         started = time.perf_counter()
         throttled = False
         try:
             outcome = await self.sink.send(self.client, request, body)
-        except ThrottledError:
-            throttled = True
+        except (PayloadTooLarge, DeliveryError) as exc:
+            throttled = getattr(exc, "error_type", None) == "throttled"
             raise
+        except Exception as exc:  # a peer's odd answer the sink did not expect: this request's error only
+            log.error("unexpected error sending a request", exc_info=True,
+                      extra={"component_id": self.component_id, "events": len(request.events)})
+            raise InvalidResponse(f"{type(exc).__name__}: {exc}", "unexpected_error") from None
         finally:
             latency = time.perf_counter() - started
             self.stats.observe_request(latency)
             self.limiter.observe(latency, throttled)
         self.stats.sent_bytes += len(body)
-        return outcome
+        return _checked(outcome, len(request.events))
 
     def _may_retry(self, request: Request, wait: float) -> bool:
         limit = self.config.request.retry_max_duration
@@ -237,27 +277,40 @@ class HttpDriver:
         request.finalize(AckStatus.ERRORED)
         return False
 
-    async def _split(self, request: Request) -> None:
+    def _split(self, request: Request, reason: str, error: str) -> list[Request]:
+        """The two halves of ``request`` (the first is ``request`` itself); a single event is rejected instead."""
         if len(request.events) == 1:
-            self._reject(request, [(0, "too_large", "a single event is larger than the peer accepts")])
+            self._reject(request, [(0, reason, error)])
             request.finalize(AckStatus.REJECTED)
-            return
+            return []
         half = len(request.events) // 2
         for ack in request.acks:
             ack.retain()
         second = Request(request.kind, request.key, request.events[half:], list(request.acks),
                          request.byte_size // 2)
         request.events = request.events[:half]
-        await self._deliver_until_done(request)
-        await self._deliver_until_done(second)
+        request.byte_size -= second.byte_size
+        return [request, second]
 
     def _reject(self, request: Request, rejected: list[tuple[int, str, Any]]) -> None:
         """Dead-letter (or drop, counted) events the peer refused for good."""
         self.stats.discard("rejected", len(rejected))
         reasons = sorted({reason for _, reason, _ in rejected})
         self.stats.error("rejected", "sending", len(rejected))
-        if self.dead_letter is not None:
-            self.dead_letter.write([(request.events[i], reason, error) for i, reason, error in rejected])
+        if self.dead_letter is not None and not self.dead_letter.write(
+                [(request.events[i], reason, error) for i, reason, error in rejected]):
+            self.stats.error("dead_letter_failed", "sending", len(rejected))
         log.error("events rejected by the peer", extra={
             "component_id": self.component_id, "events": len(rejected), "reasons": reasons,
             "dead_letter": self.dead_letter.path if self.dead_letter else None})
+
+
+def _checked(outcome: Outcome, events: int) -> Outcome:
+    """``outcome``, unless it names events the request does not have (or one twice): then the request is retried."""
+    if not outcome.retry and not outcome.rejected:
+        return outcome
+    named = [*outcome.retry, *(i for i, _, _ in outcome.rejected)]
+    if len(set(named)) != len(named) or not all(0 <= i < events for i in named):
+        raise InvalidResponse(f"the peer's answer names events the request of {events} does not have",
+                              "item_count_mismatch")
+    return outcome

@@ -5,10 +5,17 @@
     408, 5xx (not 501)       RetryableError
     other 4xx, 501           PermanentError
     refused, reset, timeout  RetryableError
+
+An error body is read only up to :data:`ERROR_BODY_LIMIT` bytes (a peer that
+answers a 10 MB page is neither buffered nor logged whole), a success body up
+to :data:`BODY_LIMIT`. Compression of a body larger than
+:data:`INLINE_COMPRESSION` runs in a worker thread (zlib and zstandard
+release the GIL), so a 5 MiB request does not stall the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import io
@@ -26,10 +33,23 @@ from agent.delivery.config import AuthConfig, TlsConfig
 
 USER_AGENT = f"agent/{__version__}"
 LARGE_BODY = 1024 * 1024
+INLINE_COMPRESSION = 256 * 1024  # bodies up to this are compressed in the loop (a thread hop costs more)
+ERROR_BODY_LIMIT = 64 * 1024  # what is read of a non-2xx answer's body
+BODY_LIMIT = 64 * 1024 * 1024  # what is read of a 2xx answer's body
 
 
 class ThrottledError(RetryableError):
     """The peer asked us to slow down (429 or 503)."""
+
+    error_type = "throttled"
+
+
+class InvalidResponse(RetryableError):
+    """A 2xx answer the sink cannot trust (not JSON, cut short, the wrong shape): the whole request is retried."""
+
+    def __init__(self, message: str, error_type: str = "invalid_response") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 @dataclass(slots=True)
@@ -73,6 +93,13 @@ def compress(body: bytes, compression: str) -> tuple[bytes, dict[str, str]]:
     if compression == "zstd":
         return zstandard.ZstdCompressor(level=3).compress(body), {"Content-Encoding": "zstd"}
     return body, {}
+
+
+async def compress_async(body: bytes, compression: str) -> tuple[bytes, dict[str, str]]:
+    """:func:`compress`, in a worker thread when the body is large enough to stall the loop."""
+    if compression == "none" or len(body) <= INLINE_COMPRESSION:
+        return compress(body, compression)
+    return await asyncio.to_thread(compress, body, compression)
 
 
 def retry_after(headers: dict[str, str]) -> float | None:
@@ -129,8 +156,11 @@ class HttpClient:
             data = io.BytesIO(body)  # aiohttp warns that a large bytes body may block the loop
         try:
             async with self._open().request(method, url, data=data, headers=headers) as response:
-                data = await response.read()
-                return Response(response.status, {k.lower(): v for k, v in response.headers.items()}, data)
+                limit = BODY_LIMIT if 200 <= response.status < 300 else ERROR_BODY_LIMIT
+                received, complete = await _read_capped(response, limit)
+                if not complete and limit == BODY_LIMIT:
+                    raise InvalidResponse(f"{method} {url}: a response body over {BODY_LIMIT} bytes")
+                return Response(response.status, {k.lower(): v for k, v in response.headers.items()}, received)
         except TimeoutError:
             raise RetryableError(f"{method} {url}: timed out") from None
         except aiohttp.ClientError as exc:
@@ -139,3 +169,16 @@ class HttpClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, and whether that was all of it (if not, the connection is closed)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            response.close()  # the rest is never read: this connection cannot be reused
+            return b"".join(parts)[:limit], False
+    return b"".join(parts), True
