@@ -20,8 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a pipeline config without running it")
     validate.add_argument("-c", "--config", action="append", required=True, metavar="FILE")
     validate.add_argument("--deny-warnings", action="store_true", help="treat warnings as errors")
-    validate.add_argument("--no-environment", action="store_true",
-                          help="skip everything that touches the network (healthchecks)")
+    validate.add_argument("--check-peers", action="store_true",
+                          help="also contact every sink's peer (healthchecks); by default nothing is contacted")
+    validate.add_argument("--no-environment", action="store_true", help=argparse.SUPPRESS)  # the default now
 
     sub.add_parser("schema", help="print the JSON Schema of the config")
 
@@ -65,7 +66,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from agent.validate import validate
 
-        return validate(args.config, deny_warnings=args.deny_warnings, healthchecks=not args.no_environment)
+        return validate(args.config, deny_warnings=args.deny_warnings, check_peers=args.check_peers)
     if args.command == "schema":
         from agent.config.schema import config_schema
 

@@ -92,13 +92,57 @@ def test_a_missing_environment_variable_is_an_error(tmp_path: Path) -> None:
     assert 'pipeline.yaml:1: environment variable "AGENT_TEST_UNSET_VAR" is not set' in result.stderr
 
 
-def test_a_failing_healthcheck_warns_but_validates(tmp_path: Path, free_port: int) -> None:
+def test_peers_are_contacted_only_with_check_peers(tmp_path: Path, free_port: int) -> None:
     text = GOOD.replace("out: {type: blackhole, inputs: [parsed]}",
                         f'out: {{type: socket, inputs: [parsed], address: "127.0.0.1:{free_port}"}}')
-    result = validate(tmp_path, text)
+    result = validate(tmp_path, text, "--check-peers")
     assert result.returncode == 0
     assert 'sink "out" healthcheck failed' in result.stderr
-    assert validate(tmp_path, text, "--no-environment").stderr == ""
+    assert validate(tmp_path, text).stderr == ""
+    assert validate(tmp_path, text, "--no-environment").stderr == ""  # still accepted; the default now
+
+
+def test_validate_creates_nothing_the_config_names(tmp_path: Path) -> None:
+    text = f"""\
+data_dir: {tmp_path}/data
+sources:
+  logs: {{type: tail, include: ["{tmp_path}/logs/*.log"]}}
+sinks:
+  files: {{type: file, inputs: [logs], path: "{tmp_path}/out/%Y/app.log.gz", compression: gzip}}
+  es:
+    type: elasticsearch
+    inputs: [logs]
+    endpoints: [http://127.0.0.1:9]
+    dead_letter: {{path: {tmp_path}/dead/rejected.ndjson}}
+"""
+    result = validate(tmp_path, text, "--deny-warnings")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline.yaml"]
+
+
+def test_every_error_is_reported_in_one_pass_sorted_with_suggestions(tmp_path: Path) -> None:
+    text = """\
+sources:
+  gen: {type: generate, format: docker, rat: 5}
+  gen: {type: generate, format: json}
+transforms:
+  parsed: {type: parse, inputs: [gen, again]}
+  again: {type: parse, inputs: [parsed]}
+sinks:
+  out: {type: file, inputs: [parsed], path: ""}
+  other: {type: blackhol, inputs: [parsd]}
+"""
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    config = f"error: {tmp_path}/pipeline.yaml"
+    assert result.stderr.splitlines() == [
+        f'{config}:3: sources.gen: "gen" is defined twice, at lines 2 and 3 (YAML would keep only the last)',
+        f"{config}:5: transforms.parsed.inputs: inputs form a cycle: parsed -> again -> parsed",
+        f"{config}:8: sinks.out: path must not be empty",
+        f'{config}:9: sinks.other.type: unknown sink type "blackhol"; did you mean "blackhole"? (known: '
+        + result.stderr.splitlines()[-1].partition("(known: ")[2],
+    ]
 
 
 def test_schema_describes_components_and_units(tmp_path: Path) -> None:
