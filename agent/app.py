@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import logging
 import os
 import signal
 from importlib import resources
+from pathlib import Path
 
 from agent.config.pipeline import Pipeline, load_files, load_texts
-from agent.core.errors import EXIT_FAILURE, AgentError, ConfigErrors
+from agent.core.errors import EXIT_FAILURE, AgentError, ConfigErrors, StartupError
 from agent.observe.stats import StatsRegistry
 from agent.topology.running import Topology
 
@@ -39,6 +42,34 @@ def load_pipeline(paths: list[str]) -> Pipeline:
     if paths:
         return load_files(paths)
     return load_texts([(default_pipeline_text(), "<default pipeline>")])
+
+
+def lock_data_dir(data_dir: str) -> int:
+    """Take ``data_dir/lock`` (flock, exclusive) for this process, holding its pid; returns the descriptor.
+
+    Two agents on one data_dir would read the same files from the same checkpoints and deliver
+    everything twice: the second one stops here with the holder's pid. The lock goes with the
+    process, however it ends.
+    """
+    path = Path(data_dir) / "lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StartupError(f"cannot use data_dir {data_dir}: {exc.strerror}; "
+                           "set data_dir to a directory this user can write") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StartupError(f"cannot lock data_dir {data_dir}: {exc.strerror}") from None
+        raise StartupError(f"data_dir {data_dir} is in use by another agent (pid {holder}); "
+                           "stop it, or give each agent its own data_dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Agent:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agent import __version__
-from agent.core.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, BuildError, ConfigErrors
+from agent.core.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, BuildError, ConfigErrors, StartupError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,8 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BaseExceptionGroup as group:  # start-up failures of several components at once
+        startup, rest = group.split(StartupError)
+        if startup is None or rest is not None:
+            raise
+        for leaf in _leaves(startup):
+            print(f"error: {leaf}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+
+
+def _leaves(group: BaseExceptionGroup[StartupError]) -> list[BaseException]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -90,11 +105,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(paths: list[str]) -> int:
     import uvloop
 
-    from agent.app import Agent, load_pipeline
+    from agent.app import Agent, load_pipeline, lock_data_dir
     from agent.observe.logging import setup_logging
     from agent.runtime import tune_gc
 
     pipeline = load_pipeline(paths)
+    lock_data_dir(pipeline.root.data_dir)  # held until the process ends
     setup_logging(pipeline.root.log_level)
     agent = Agent(paths, pipeline)
     tune_gc()

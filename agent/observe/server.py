@@ -7,6 +7,7 @@ never leave the process through the API.
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agent.core.errors import StartupError
 from agent.observe.metrics import AgentCollector, build_registry
 from agent.observe.tap import Taps
 from agent.sources.socket import split_address
@@ -41,9 +43,18 @@ class ApiServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
     async def start(self, address: str) -> None:
+        """Listen on ``address``; a port in use or an address not on this host is a StartupError."""
         host, port = split_address(address)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+        try:
+            await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"api.address {address} is in use (is Fluent Bit or another agent running?); "
+                                   "set api.address to a free port") from None
+            raise StartupError(f"api.address {address}: cannot listen: {exc.strerror or exc}; "
+                               "set api.address") from None
 
     async def stop(self) -> None:
         await self._runner.cleanup()
