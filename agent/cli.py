@@ -28,12 +28,12 @@ def _parser() -> argparse.ArgumentParser:
 
     tap = sub.add_parser("tap", help="stream a sample of what a component emits")
     tap.add_argument("component")
-    tap.add_argument("--api", default="127.0.0.1:2020")
+    _api_arguments(tap)
     tap.add_argument("--limit", type=int, default=100)
     tap.add_argument("--seconds", type=float, default=30.0)
 
     top = sub.add_parser("top", help="live per-component throughput and buffer use")
-    top.add_argument("--api", default="127.0.0.1:2020")
+    _api_arguments(top)
     top.add_argument("--interval", type=float, default=1.0)
 
     bench = sub.add_parser("bench", help="built-in throughput scenarios, no outside services")
@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="one JSON object per scenario on stdout")
     bench.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _api_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
+                        help="read api.address and api.auth_token from the agent's config")
+    parser.add_argument("--api", help="the agent's API address (default: from -c, else 127.0.0.1:2020)")
+    parser.add_argument("--token", help="the API's bearer token (default: api.auth_token from -c)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,13 +95,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(config_schema() + "\n")
         return EXIT_OK
     if args.command == "tap":
-        from agent.client import tap
+        from agent.client import Api, tap
 
-        return tap(args.api, args.component, args.limit, args.seconds)
+        return tap(Api.of(args.config, args.api, args.token), args.component, args.limit, args.seconds)
     if args.command == "top":
-        from agent.client import top
+        from agent.client import Api, top
 
-        return top(args.api, args.interval)
+        return top(Api.of(args.config, args.api, args.token), args.interval)
     if args.command == "bench":
         from agent.bench import main as bench_main
 

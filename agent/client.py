@@ -6,27 +6,63 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from agent.core.errors import EXIT_FAILURE, EXIT_OK
 
+DEFAULT_API = "127.0.0.1:2020"
+_EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
 
-def _url(api: str, path: str) -> str:
-    return f"http://{api}{path}" if "://" not in api else f"{api}{path}"
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """Where a running agent's API is, and the bearer token it wants (if any)."""
+
+    address: str = DEFAULT_API
+    token: str | None = None
+
+    @classmethod
+    def of(cls, configs: list[str], address: str | None = None, token: str | None = None) -> Api:
+        """From the agent's config files (``-c``); ``address`` and ``token`` given explicitly win."""
+        if configs:
+            from agent.config.pipeline import load_files
+
+            api = load_files(configs).root.api
+            host, _, port = api.address.rpartition(":")
+            address = address or f"{_EVERY_INTERFACE.get(host, host)}:{port}"
+            token = token or api.auth_token
+        return cls(address or DEFAULT_API, token)
+
+    def __str__(self) -> str:
+        return self.address  # never the token
+
+    def request(self, path: str) -> urllib.request.Request:
+        url = f"http://{self.address}{path}" if "://" not in self.address else f"{self.address}{path}"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return urllib.request.Request(url, headers=headers)
 
 
-def tap(api: str, component: str, limit: int, seconds: float) -> int:
-    """Print sampled events of ``component`` as NDJSON until ``limit`` or ``seconds``."""
-    url = _url(api, f"/api/v1/tap/{component}?limit={limit}&seconds={seconds}")
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    """The agent's own explanation of an error answer, else the HTTP reason."""
     try:
-        with urllib.request.urlopen(url, timeout=seconds + 5) as response:
+        return str(orjson.loads(exc.read()).get("error", exc.reason))
+    except (orjson.JSONDecodeError, AttributeError, OSError):
+        return f"HTTP {exc.code} {exc.reason}"
+
+
+def tap(api: Api, component: str, limit: int, seconds: float) -> int:
+    """Print sampled events of ``component`` as NDJSON until ``limit`` or ``seconds``."""
+    request = api.request(f"/api/v1/tap/{component}?limit={limit}&seconds={seconds}")
+    try:
+        with urllib.request.urlopen(request, timeout=seconds + 5) as response:
             for line in response:
                 sys.stdout.write(line.decode())
                 sys.stdout.flush()
     except urllib.error.HTTPError as exc:
-        print(f"error: {orjson.loads(exc.read()).get('error', exc.reason)}", file=sys.stderr)
+        print(f"error: {_refusal(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except (urllib.error.URLError, OSError) as exc:
         print(f"error: cannot reach the agent API at {api}: {exc}", file=sys.stderr)
@@ -34,8 +70,8 @@ def tap(api: str, component: str, limit: int, seconds: float) -> int:
     return EXIT_OK
 
 
-def fetch_components(api: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(_url(api, "/api/v1/components"), timeout=5) as response:
+def fetch_components(api: Api) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(api.request("/api/v1/components"), timeout=5) as response:
         return list(orjson.loads(response.read())["components"])
 
 
@@ -54,7 +90,7 @@ def rates(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]], el
     return rows
 
 
-def render_table(rows: list[dict[str, Any]], api: str) -> Any:
+def render_table(rows: list[dict[str, Any]], api: object) -> Any:
     from rich.table import Table
 
     table = Table(title=f"agent top - {api}", expand=True)
@@ -74,12 +110,15 @@ def render_table(rows: list[dict[str, Any]], api: str) -> Any:
     return table
 
 
-def top(api: str, interval: float) -> int:
+def top(api: Api, interval: float) -> int:
     """Redraw a per-component table every ``interval`` seconds until interrupted."""
     from rich.live import Live
 
     try:
         previous = {c["id"]: c for c in fetch_components(api)}
+    except urllib.error.HTTPError as exc:
+        print(f"error: {_refusal(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except (urllib.error.URLError, OSError) as exc:
         print(f"error: cannot reach the agent API at {api}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

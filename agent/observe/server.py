@@ -1,13 +1,16 @@
 """The HTTP API: probes, /metrics, component stats, taps and reload.
 
 Nothing here echoes config values, so secrets interpolated into a config
-never leave the process through the API.
+never leave the process through the API. /health, /ready and /metrics are
+open; /api/v1/* (log contents, stats, reload) want ``api.auth_token`` as a
+bearer token when one is set, and answer only on a loopback address when not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,7 @@ class ApiServer:
         self.agent = agent
         self.registry = build_registry(AgentCollector(agent.stats, self._buffers, agent.reloads))
         self.started = time.time()
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard])
         app.add_routes([
             web.get("/health", self.health),
             web.get("/ready", self.ready),
@@ -55,6 +58,24 @@ class ApiServer:
                                    "set api.address to a free port") from None
             raise StartupError(f"api.address {address}: cannot listen: {exc.strerror or exc}; "
                                "set api.address") from None
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Bearer-token check for /api/v1/*; the probes and /metrics are always open."""
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        api = self.agent.pipeline.root.api
+        if api.auth_token:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {api.auth_token}".encode()):
+                return web.json_response({"error": "this API wants the bearer token set in api.auth_token "
+                                                   "(agent tap/top: -c CONFIG or --token)"}, status=401,
+                                         headers={"WWW-Authenticate": "Bearer"})
+        elif not api.is_loopback():
+            return web.json_response({"error": f"api.address {api.address} is not loopback: set api.auth_token "
+                                               "to use /api/v1/* (/health, /ready and /metrics stay open)"},
+                                     status=403)
+        return await handler(request)
 
     async def stop(self) -> None:
         await self._runner.cleanup()
