@@ -5,15 +5,15 @@ turns them into events, reassembling the records the runtime split into several 
 pieces whose ``log`` lacks the final ``\\n``, and CRI's ``P`` lines. A malformed line is never lost:
 it becomes ``{**extra, "message": <the line>, "parse_error": <reason>}`` and counts in ``errors``.
 Every event carries ``offset``: where its first line starts in the file (a stable identity, used for
-Elasticsearch ``_id`` s and by multiline grouping).
+Elasticsearch ``_id`` s and by multiline grouping), taken from the ``starts`` the line splitter gives, so
+that lines it cut short do not shift the offsets after them. An event built from a line it cut, or from
+a message cut at ``max_message_bytes``, is marked ``"truncated": True``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from itertools import accumulate, count
-from operator import add
 from typing import Any, Protocol
 
 import orjson
@@ -37,18 +37,21 @@ class LineDecoder(Protocol):
     errors: int
     truncated: int
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
-        """Append the events completed by ``lines`` to ``out``, each with its ``offset``; return the safe offset."""
+    def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
+        """Append the events completed by ``lines`` to ``out``, each with its ``offset``; return the safe offset.
+
+        ``starts`` is where each line starts in the file, then where the line after the last one starts.
+        """
+        ...
+
+    def decode_cut(self, lines: list[bytes], starts: list[int], cut: list[int], out: list[dict]) -> int:
+        """``decode`` where the lines at the indexes ``cut`` were cut short: their events are marked
+        ``"truncated": True`` (a record one of them is part of included)."""
         ...
 
     def flush(self, out: list[dict]) -> None:
         """Append the records still held, marked ``"partial": True``, and forget them."""
         ...
-
-
-def _starts(lines: list[bytes], start_offset: int) -> list[int]:
-    """The file offset of each line, then of the end of the last (each line is followed by its newline)."""
-    return list(map(add, accumulate(map(len, lines), initial=start_offset), count()))
 
 
 def _cut_utf8(data: bytes, size: int) -> bytes:
@@ -63,7 +66,7 @@ def _cut_utf8(data: bytes, size: int) -> bytes:
 class _Record:
     """A record being reassembled from several lines of one stream."""
 
-    __slots__ = ("attrs", "pieces", "size", "start", "time", "truncated")
+    __slots__ = ("attrs", "full", "pieces", "size", "start", "time", "truncated")
 
     def __init__(self, start: int, time: Any, attrs: Any) -> None:
         self.start = start  # file offset of its first line
@@ -71,13 +74,14 @@ class _Record:
         self.attrs = attrs
         self.pieces: list[Any] = []
         self.size = 0  # bytes kept in pieces
-        self.truncated = False
+        self.full = False  # cut at max_message_bytes: further pieces are dropped
+        self.truncated = False  # some of it is missing: the event says so
 
 
 class _Reassembler:
     """What the Docker and CRI decoders share: per-stream partial records bounded by ``max_message_bytes``."""
 
-    __slots__ = ("_extra", "_free", "_held", "errors", "max_message_bytes", "truncated")
+    __slots__ = ("_cut", "_extra", "_free", "_held", "errors", "max_message_bytes", "truncated")
 
     def __init__(self, extra: dict[str, Any], max_message_bytes: int) -> None:
         self._extra = extra
@@ -86,6 +90,26 @@ class _Reassembler:
         self.max_message_bytes = max_message_bytes
         self.errors = 0
         self.truncated = 0
+        self._cut = False  # the line being decoded was cut short by the line splitter
+
+    def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
+        raise NotImplementedError
+
+    def _line(self, line: bytes, pos: int, out: list[dict]) -> None:
+        raise NotImplementedError
+
+    def decode_cut(self, lines: list[bytes], starts: list[int], cut: list[int], out: list[dict]) -> int:
+        """As ``LineDecoder.decode_cut``: the runs between cut lines decode as usual, a cut line on the slow path."""
+        begin = 0
+        for index in cut:
+            self.decode(lines[begin:index], starts[begin:index + 1], out)
+            self._cut = True
+            try:
+                self._line(lines[index], starts[index], out)
+            finally:
+                self._cut = False
+            begin = index + 1
+        return self.decode(lines[begin:], starts[begin:], out)
 
     def _safe_offset(self, end: int) -> int:
         """The start of the earliest record still held, else ``end`` (where the lines just decoded end)."""
@@ -94,12 +118,12 @@ class _Reassembler:
 
     def _keep(self, record: _Record, piece: bytes) -> None:
         """Add ``piece`` (UTF-8) to ``record`` unless that grows it past ``max_message_bytes``; then cut and mark it."""
-        if record.truncated:
+        if record.full:
             return
         room = self.max_message_bytes - record.size
         if len(piece) > room:
             piece = _cut_utf8(piece, room)
-            record.truncated = True
+            record.full = record.truncated = True
             self.truncated += 1
         record.pieces.append(piece)
         record.size += len(piece)
@@ -110,9 +134,13 @@ class _Reassembler:
         if record is None:
             if last:
                 out.append(self._event(piece.decode("utf-8", "replace"), stream, time, attrs, pos))
+                if self._cut:
+                    out[-1]["truncated"] = True
                 return
             record = self._held[stream] = _Record(pos, time, attrs)
             self._free.discard(stream)
+        if self._cut:
+            record.truncated = True
         self._keep(record, piece)
         if last:
             del self._held[stream]
@@ -123,6 +151,8 @@ class _Reassembler:
     def _error(self, line: bytes, reason: str, pos: int, out: list[dict]) -> None:
         self.errors += 1
         out.append({**self._extra, "message": line.decode("utf-8", "replace"), "parse_error": reason, "offset": pos})
+        if self._cut:
+            out[-1]["truncated"] = True
 
     def _event(self, message: str, stream: Any, time: Any, attrs: Any, offset: int) -> dict:
         event = {**self._extra, "message": message}
@@ -168,13 +198,12 @@ class DockerDecoder(_Reassembler):
 
     __slots__ = ()
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+    def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
         """Append the events ``lines`` complete to ``out``, each with its ``offset``; return the safe offset."""
         loads = orjson.loads
         extra = self._extra
         free = self._free
         append = out.append
-        starts = _starts(lines, start_offset)
         for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             try:
                 rec = loads(line)
@@ -231,13 +260,12 @@ class CriDecoder(_Reassembler):
 
     __slots__ = ()
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+    def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
         """Append the events ``lines`` complete to ``out``, each with its ``offset``; return the safe offset."""
         extra = self._extra
         held = self._held
         streams = _STREAMS
         append = out.append
-        starts = _starts(lines, start_offset)
         for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             try:
                 time, stream, tags, content = line.split(b" ", 3)
@@ -277,17 +305,24 @@ class RawDecoder:
         self.errors = 0
         self.truncated = 0
 
-    def decode(self, lines: list[bytes], start_offset: int, out: list[dict]) -> int:
+    def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
         """Append one event per line to ``out``, each with its ``offset``; return the end offset."""
         copy = self._extra.copy
         append = out.append
-        starts = _starts(lines, start_offset)
         for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             event = copy()  # as in DockerDecoder
             event["message"] = line.decode("utf-8", "replace")
             event["offset"] = pos
             append(event)
         return starts[-1]
+
+    def decode_cut(self, lines: list[bytes], starts: list[int], cut: list[int], out: list[dict]) -> int:
+        """``decode``, then the events of the lines at the indexes ``cut`` marked ``"truncated": True``."""
+        first = len(out)
+        safe = self.decode(lines, starts, out)
+        for index in cut:
+            out[first + index]["truncated"] = True
+        return safe
 
     def flush(self, out: list[dict]) -> None:
         """Nothing is ever held."""

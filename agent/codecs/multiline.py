@@ -102,7 +102,7 @@ def _utf8_cut(text: str, size: int) -> str:
 class _Group:
     """The lines held for one stream; ``lines`` stays None while the group is its first event alone."""
 
-    __slots__ = ("event", "last", "lines", "size", "start", "truncated")
+    __slots__ = ("cut", "event", "last", "lines", "size", "start", "truncated")
 
     def __init__(self, event: dict, start: int, now: float) -> None:
         self.event = event
@@ -110,7 +110,8 @@ class _Group:
         self.last = now  # when the last line joined
         self.lines: list[str] | None = None
         self.size = 0  # UTF-8 bytes of the joined message, once lines is set
-        self.truncated = False
+        self.truncated = False  # full at max_lines or max_bytes: further lines are dropped
+        self.cut = False  # a line that joined was itself cut short (marked "truncated" by the decoder)
 
 
 class Multiline:
@@ -152,7 +153,7 @@ class Multiline:
                 if group is None:
                     groups[stream] = _Group(event, event["offset"], now)
                 else:
-                    join(group, message, now)
+                    join(group, event, now)
             elif after:
                 if group is None:
                     groups[stream] = _Group(event, event["offset"], now)
@@ -165,14 +166,17 @@ class Multiline:
                 append(event)
             else:
                 del groups[stream]
-                join(group, message, now)
+                join(group, event, now)
                 append(finish(group))
 
-    def _join(self, group: _Group, message: str, now: float) -> None:
-        """Add a line to ``group``, or cut and mark it once it is full."""
+    def _join(self, group: _Group, event: dict, now: float) -> None:
+        """Add an event's line to ``group``, or cut and mark it once it is full."""
         group.last = now
+        if "truncated" in event:  # the line itself was cut short
+            group.cut = True
         if group.truncated:
             return
+        message = event["message"]
         lines = group.lines
         if lines is None:
             first = group.event["message"]
@@ -198,10 +202,10 @@ class Multiline:
         event = group.event
         if group.lines is not None:
             event["message"] = "\n".join(group.lines)
-            if group.truncated:
+            if group.truncated or group.cut:
                 event["truncated"] = True
             group.lines = None
-            group.truncated = False
+            group.truncated = group.cut = False
         return event
 
     def safe_offset(self, decoder_safe_offset: int) -> int:

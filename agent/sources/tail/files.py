@@ -38,8 +38,8 @@ def fingerprint(fd: int, length: int) -> str:
 class TailedFile:
     """A file being read: where it is, what has been read, what is held, what is committed.
 
-    ``read_offset`` is how far the file has been read; ``line_start`` where the
-    next complete line begins (bytes in between wait in the splitter).
+    ``read_offset`` is how far the file has been read (the splitter keeps the
+    bytes of an unterminated line, and where each line starts).
     ``acks`` turns sink acknowledgements into ``committed``, the offset a
     restart resumes from.
     """
@@ -56,7 +56,6 @@ class TailedFile:
     multiline: Multiline | None = None
     acks: OrderedAcks[int] = field(default_factory=OrderedAcks)
     committed: int = 0
-    line_start: int = 0
     format: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     decoder_safe: int = 0  # offset below which the decoder holds nothing
@@ -90,7 +89,7 @@ class TailedFile:
                 self.fp = fingerprint(self.fd, self.fp_len)
 
     def seek(self, offset: int) -> None:
-        self.read_offset = self.line_start = self.committed = self.decoder_safe = offset
+        self.read_offset = self.committed = self.decoder_safe = self.splitter.offset = offset
 
     def read(self, size: int) -> bytes:
         data = os.pread(self.fd, size, self.read_offset)

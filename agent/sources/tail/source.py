@@ -255,15 +255,13 @@ class TailSource:
             splitter.truncated = 0
         if tailed.fp_len < FINGERPRINT_BYTES:
             tailed.refresh_fingerprint()
-        start, end = tailed.line_start, tailed.read_offset - splitter.pending
-        tailed.line_start = end
         if not lines:
             return [], self._safe_offset(tailed)
         self.stats.count("read_lines", len(lines), group=tailed.group)
-        return self._decode_lines(tailed, lines, start, end)
+        return self._decode_lines(tailed, lines)
 
-    def _decode_lines(self, tailed: TailedFile, lines: list[bytes], start: int,
-                      end: int) -> tuple[list[dict[str, Any]], int]:
+    def _decode_lines(self, tailed: TailedFile, lines: list[bytes]) -> tuple[list[dict[str, Any]], int]:
+        """Decode what the splitter just returned (its ``starts`` and ``cut`` describe ``lines``)."""
         decoder = tailed.decoder
         if decoder is None:
             tailed.format = self.config.format if self.config.format != "auto" else detect_format(lines[0])
@@ -272,9 +270,12 @@ class TailSource:
                 tailed.multiline = Multiline(self.config.multiline)
         events: list[dict[str, Any]] = []
         errors, truncated = decoder.errors, decoder.truncated
-        safe = decoder.decode(lines, start, events)
-        if safe == start + sum(map(len, lines)) + len(lines):
-            safe = end  # holding nothing: on disk, truncated lines were longer than what the splitter kept
+        splitter = tailed.splitter
+        starts = splitter.starts(lines)
+        if splitter.cut:
+            safe = decoder.decode_cut(lines, starts, splitter.cut, events)
+        else:
+            safe = decoder.decode(lines, starts, events)
         tailed.decoder_safe = safe
         if decoder.errors != errors:
             self.stats.error("parse_failed", "receiving", decoder.errors - errors)
@@ -342,7 +343,7 @@ class TailSource:
         events: list[dict[str, Any]] = []
         tail_lines = tailed.splitter.flush()
         if tail_lines:
-            events, _ = self._decode_lines(tailed, tail_lines, tailed.line_start, tailed.read_offset)
+            events, _ = self._decode_lines(tailed, tail_lines)
         if tailed.decoder is not None:
             held: list[dict[str, Any]] = []
             tailed.decoder.flush(held)
@@ -351,7 +352,7 @@ class TailSource:
                 tailed.multiline.flush(events)
             else:
                 events.extend(held)
-        tailed.line_start = tailed.decoder_safe = tailed.read_offset
+        tailed.decoder_safe = tailed.read_offset
         await self._emit(ctx, tailed, events, tailed.read_offset, 0)
 
     async def _finish(self, ctx: SourceContext, tailed: TailedFile) -> None:
@@ -364,7 +365,7 @@ class TailSource:
         await self._flush_held(ctx, tailed)
         tailed.fp_len, tailed.fp = 0, ""
         tailed.refresh_fingerprint()
-        tailed.read_offset = tailed.line_start = tailed.decoder_safe = 0
+        tailed.read_offset = tailed.decoder_safe = tailed.splitter.offset = 0
 
     def _forget_finished(self) -> None:
         for key, tailed in list(self.files.items()):

@@ -35,7 +35,7 @@ def starts(lines: list[bytes], start: int = 0) -> list[int]:
 def decode(decoder: LineDecoder, lines: list[bytes], start: int = 0) -> tuple[list[dict], list[int], int]:
     """The events (without their ``offset``), the offsets, and the safe offset."""
     out: list[dict] = []
-    safe = decoder.decode(lines, start, out)
+    safe = decoder.decode(lines, starts(lines, start), out)
     return out, take_offsets(out), safe
 
 
@@ -136,10 +136,10 @@ def test_docker_safe_offset_stays_at_a_held_partial_until_it_completes() -> None
     offs = starts(lines, 1000)
     decoder = DockerDecoder(EXTRA, 1 << 20)
     out: list[dict] = []
-    assert decoder.decode(lines[:2], offs[0], out) == offs[1]
+    assert decoder.decode(lines[:2], offs[0:3], out) == offs[1]
     assert [e["message"] for e in out] == ["a"]
-    assert decoder.decode(lines[2:3], offs[2], out) == offs[1]
-    assert decoder.decode(lines[3:], offs[3], out) == offs[5]
+    assert decoder.decode(lines[2:3], offs[2:4], out) == offs[1]
+    assert decoder.decode(lines[3:], offs[3:], out) == offs[5]
     assert [e["message"] for e in out] == ["a", "b1b2b3", "c"]
 
 
@@ -216,11 +216,11 @@ def test_docker_huge_message_is_cut_at_max_message_bytes_with_bounded_memory() -
     offset = 0
     for piece in pieces:
         line = docker(piece)
-        decoder.decode([line], offset, out)
+        decoder.decode([line], starts([line], offset), out)
         offset += len(line) + 1
         held = decoder._held.get("stdout")
         assert held is None or (held.size <= limit and sum(map(len, held.pieces)) <= limit)
-    decoder.decode([docker("next\n")], offset, out)
+    decoder.decode([docker("next\n")], starts([docker("next\n")], offset), out)
     assert [(len(e["message"]), e.get("truncated")) for e in out] == [(limit, True), (4, None)]
     assert decoder.truncated == 1
 
@@ -244,7 +244,7 @@ def test_docker_flush_emits_held_partials_in_file_order() -> None:
         {**EXTRA, "message": "err", "stream": "stderr", "time": "t2", "partial": True},
     ]
     assert offsets == [0, starts(lines)[1]]
-    assert decoder.decode([], 500, out) == 500
+    assert decoder.decode([], [500], out) == 500
 
 
 # CRI
@@ -334,9 +334,9 @@ def test_cri_huge_message_is_cut_at_max_message_bytes() -> None:
     decoder = CriDecoder(EXTRA, limit)
     out: list[dict] = []
     for _ in range(100):
-        decoder.decode([cri(b"y" * PIECE, tags="P")], 0, out)
+        decoder.decode([cri(b"y" * PIECE, tags="P")], [0, 0], out)
         assert decoder._held["stdout"].size <= limit
-    decoder.decode([cri(b"end"), cri(b"next")], 0, out)
+    decoder.decode([cri(b"end"), cri(b"next")], [0, 0, 0], out)
     assert [(len(e["message"]), e.get("truncated")) for e in out] == [(limit, True), (4, None)]
     assert decoder.truncated == 1
 
@@ -361,7 +361,7 @@ def test_raw_lines() -> None:
     assert out == [{**EXTRA, "message": "one"}, {**EXTRA, "message": ""}, {**EXTRA, "message": "café \ufffd"}]
     assert offsets == starts(lines, 10)[:-1]
     assert safe == starts(lines, 10)[-1]
-    assert decoder.decode([], 10, out) == 10
+    assert decoder.decode([], [10], out) == 10
     decoder.flush(out)
     assert len(out) == 3
 
@@ -407,7 +407,7 @@ def check_any_chunking(data: st.DataObject, make: Callable[[], LineDecoder], rec
     decoder = make()
     out: list[dict] = []
     for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True):
-        safe = decoder.decode(lines[a:b], offs[a], out)
+        safe = decoder.decode(lines[a:b], offs[a:b + 1], out)
         assert safe in offs[:b + 1]
         emitted = Counter(e["stream"] for e in out)
         pending = [i for i, (stream, _, _) in enumerate(records)
@@ -415,7 +415,7 @@ def check_any_chunking(data: st.DataObject, make: Callable[[], LineDecoder], rec
         for i in pending:  # never checkpoint past a record not yet emitted
             assert safe <= offs[first_line[i]]
         again: list[dict] = []  # and re-reading from the safe offset produces each of them again
-        make().decode(lines[offs.index(safe):], safe, again)
+        make().decode(lines[offs.index(safe):], offs[offs.index(safe):], again)
         assert not Counter(expected[i] for i in pending) - Counter(e["message"] for e in again)
     decoder.flush(out)
     for stream in STREAMS:
@@ -456,9 +456,35 @@ def test_cri_any_split_and_chunking_yields_the_messages(records: list[tuple[str,
 def test_decode_never_raises_on_arbitrary_lines(fmt: str, lines: list[bytes], limit: int) -> None:
     decoder = DECODERS[fmt](EXTRA, limit)
     out: list[dict] = []
-    safe = decoder.decode(lines, 0, out)
+    safe = decoder.decode(lines, starts(lines), out)
     assert 0 <= safe <= starts(lines)[-1]
     decoder.flush(out)
     assert len(take_offsets(out)) == len(out) <= len(lines)
     assert all(isinstance(e["message"], str) for e in out)
     orjson.dumps(out)  # every event is serialisable
+
+
+def cut_decode(decoder: LineDecoder, lines: list[bytes], cut: list[int], limit: int) -> list[dict]:
+    """Decode ``lines`` as the line splitter hands them over when the lines at ``cut`` were longer than ``limit``."""
+    offs = starts(lines)
+    out: list[dict] = []
+    assert decoder.decode_cut([line[:limit] if i in cut else line for i, line in enumerate(lines)], offs, cut,
+                              out) == offs[-1]
+    return out
+
+
+@pytest.mark.parametrize("fmt", sorted(DECODERS))
+def test_an_event_of_a_line_the_splitter_cut_says_truncated(fmt: str) -> None:
+    make = {"docker": lambda m: docker(m + "\n"), "cri": lambda m: cri(m.encode()), "raw": lambda m: m.encode()}[fmt]
+    lines = [make("short"), make("a long line " + "x" * 100), make("after"), make("y" * 100)]
+    out = cut_decode(DECODERS[fmt](EXTRA, 1 << 20), lines, [1, 3], 40)
+    assert [e.get("truncated", False) for e in out] == [False, True, False, True]
+    assert [e["offset"] for e in out] == starts(lines)[:-1]
+    assert out[2]["message"] == "after"
+
+
+def test_a_cri_record_with_a_cut_piece_says_truncated_and_keeps_its_other_pieces() -> None:
+    lines = [cri(b"one ", tags="P"), cri(b"z" * 100, tags="P"), cri(b"three"), cri(b"next")]
+    out = cut_decode(CriDecoder(EXTRA, 1 << 20), lines, [1], 60)
+    assert [(e["message"][:4], e["message"][-5:], e.get("truncated", False)) for e in out] == [
+        ("one ", "three", True), ("next", "next", False)]

@@ -45,3 +45,34 @@ def test_a_huge_line_without_newline_never_grows_the_partial_past_the_bound() ->
     out += splitter.feed(b"tail\nnext\n")
     assert out == [b"a" * 1024, b"next"]
     assert splitter.truncated == 1
+
+
+@given(st.lists(st.binary(max_size=60).filter(lambda b: b"\n" not in b), max_size=20),
+       st.lists(st.integers(0, 1300), max_size=12), st.integers(1, 40), st.integers(0, 10_000))
+def test_starts_are_where_each_line_begins_in_the_stream_even_after_cut_lines(
+        lines_in: list[bytes], cuts: list[int], limit: int, origin: int) -> None:
+    data = b"".join(line + b"\n" for line in lines_in)
+    where = [origin + sum(len(line) + 1 for line in lines_in[:i]) for i in range(len(lines_in) + 1)]
+    splitter = LineSplitter(limit, offset=origin)
+    got: list[tuple[bytes, int, bool]] = []
+    start = 0
+    for cut in [*sorted({c for c in cuts if c <= len(data)}), len(data)]:
+        lines = splitter.feed(data[start:cut])
+        start = cut
+        starts = splitter.starts(lines)
+        assert len(starts) == len(lines) + 1
+        got += [(line, pos, i in splitter.cut) for i, (line, pos) in enumerate(zip(lines, starts, strict=False))]
+        # where reading may resume: a line start, never past a line not returned whole, never inside one
+        assert starts[-1] in where and (not got or starts[-1] >= got[-1][1])
+    assert got == [(line[:limit], pos, len(line) > limit) for line, pos in zip(lines_in, where, strict=False)]
+    assert splitter.offset == origin + len(data)
+
+
+def test_a_line_cut_while_its_rest_is_still_unread_resumes_at_its_start() -> None:
+    splitter = LineSplitter(4, offset=100)
+    assert splitter.feed(b"ab\nlong line") == [b"ab", b"long"]
+    assert splitter.starts([b"ab", b"long"]) == [100, 103, 103]  # a restart re-reads the cut line, not its middle
+    assert splitter.cut == [1]
+    assert splitter.feed(b" goes on") == [] and splitter.starts([]) == [103]
+    assert splitter.feed(b"\nnext\n") == [b"next"] and splitter.starts([b"next"]) == [121, 126]
+    assert splitter.cut == []

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from agent.codecs.container import DockerDecoder
+from agent.codecs.lines import line_starts
 from agent.codecs.multiline import Multiline, MultilineConfig
 from agent.config.units import dec_hook
 
@@ -268,7 +269,7 @@ def test_after_docker_reassembly() -> None:
     logs[3:4] = [logs[3][:10], logs[3][10:]]  # a line split in two pieces
     lines = [orjson.dumps({"log": log, "stream": "stdout", "time": f"t{i}"}) for i, log in enumerate(logs)]
     events: list[dict] = []
-    safe = decoder.decode(lines, 0, events)
+    safe = decoder.decode(lines, line_starts(lines, 0), events)
     out: list[dict] = []
     multiline.feed(events, out, 0.0)
     java = JAVA.splitlines()
@@ -297,3 +298,13 @@ def test_config_defaults_and_units() -> None:
     assert (cfg.negate, cfg.match, cfg.timeout, cfg.max_lines, cfg.max_bytes) == (True, "after", 0.25, 500, 1024)
     assert MultilineConfig(preset="go").timeout == 1.0
     assert msgspec.to_builtins(cfg)["max_bytes"] == 1024
+
+
+def test_a_group_with_a_line_the_splitter_cut_says_truncated() -> None:
+    multiline = Multiline(config(preset="java"))
+    events = [{"message": m, "offset": i} for i, m in enumerate(["ERROR failed", "\tat a.B(B.java:1)", "\tat c.D(", "next"])]
+    events[2]["truncated"] = True
+    out: list[dict] = []
+    multiline.feed(events, out, 0.0)
+    multiline.flush(out)
+    assert [(e["message"].count("\n"), e.get("truncated", False)) for e in out] == [(2, True), (0, False)]

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import pytest
 from components import GateSink
 from helpers import pipeline, wait_for
 
@@ -130,6 +131,22 @@ async def test_a_10mb_line_is_truncated_flagged_and_reading_goes_on(tmp_path: Pa
     assert messages()[0] == "before" and messages()[2] == "after"
     assert len(messages()[1]) == 65536
     assert truncations == 1
+
+
+@pytest.mark.parametrize("fmt", ["docker", "cri", "raw"])
+async def test_offsets_after_a_cut_line_are_where_the_lines_start_and_the_cut_one_says_truncated(
+        tmp_path: Path, fmt: str) -> None:
+    make = {"docker": docker_line, "raw": lambda m: m.encode() + b"\n",
+            "cri": lambda m: f"2026-11-22T17:00:00.000000001Z stdout F {m}\n".encode()}[fmt]
+    lines = [make(m) for m in ("first", "long " + "x" * 3000, "after", "long " + "y" * 3000, "last")]
+    path = tmp_path / "app.log"
+    path.write_bytes(b"".join(lines))
+    text = tail_config(tmp_path, str(path), format=fmt, max_line_bytes="1KiB", read_bytes="2KiB")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 5)
+    assert [e["offset"] for e in events()] == [sum(map(len, lines[:i])) for i in range(5)]
+    assert [e.get("truncated", False) for e in events()] == [False, True, False, True, False]
+    assert [messages()[i] for i in (0, 2, 4)] == ["first", "after", "last"]
 
 
 async def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
