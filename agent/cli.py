@@ -113,12 +113,13 @@ def _run(paths: list[str]) -> int:
     import uvloop
 
     from agent.app import Agent, load_pipeline, lock_data_dir
-    from agent.observe.logging import setup_logging
+    from agent.observe.logging import hide_secrets, setup_logging
     from agent.runtime import tune_gc
 
     pipeline = load_pipeline(paths)
     lock_data_dir(pipeline.root.data_dir)  # held until the process ends
     setup_logging(pipeline.root.log_level)
+    hide_secrets({pipeline.root.api.auth_token} if pipeline.root.api.auth_token else set())
     agent = Agent(paths, pipeline)
     tune_gc()
     return uvloop.run(agent.run())

@@ -19,7 +19,11 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object per line."""
+    """Formats a record as one JSON object per line; a secret in its text becomes ``<redacted>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()  # JSON-escaped, as they appear in a line
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -32,7 +36,10 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             out["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        line = orjson.dumps(out, default=str).decode()
+        for secret in self.secrets:  # as it reads inside a JSON string
+            line = line.replace(secret, "<redacted>")
+        return line
 
 
 class RateLimitFilter(logging.Filter):
@@ -65,10 +72,18 @@ class RateLimitFilter(logging.Filter):
         return False
 
 
+_formatter = JsonFormatter()
+
+
+def hide_secrets(values: set[str]) -> None:
+    """Redact ``values`` (the API token) from every log line from now on."""
+    _formatter.secrets |= {orjson.dumps(value).decode()[1:-1] for value in values if len(value) >= 4}
+
+
 def setup_logging(level: str = "info") -> None:
     """Route the root logger to stderr as JSON lines with rate limiting."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(_formatter)
     handler.addFilter(RateLimitFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
