@@ -34,6 +34,11 @@ def fingerprint(fd: int, length: int) -> str:
     return hashlib.blake2b(os.pread(fd, length, 0), digest_size=8).hexdigest() if length else ""
 
 
+def starts_with(fd: int, fp_len: int, fp: str) -> bool:
+    """Whether the fingerprint ``fp`` of ``fp_len`` leading bytes was taken from the open file's first bytes."""
+    return fp_len <= os.fstat(fd).st_size and fingerprint(fd, fp_len) == fp
+
+
 @dataclass(slots=True)
 class TailedFile:
     """A file being read: where it is, what has been read, what is held, what is committed.
@@ -78,7 +83,7 @@ class TailedFile:
 
     def matches(self, fp_len: int, fp: str) -> bool:
         """Whether a stored fingerprint was taken from this file's first bytes."""
-        return fp_len <= os.fstat(self.fd).st_size and fingerprint(self.fd, fp_len) == fp
+        return starts_with(self.fd, fp_len, fp)
 
     def refresh_fingerprint(self) -> None:
         """Extend the fingerprint while the file is shorter than FINGERPRINT_BYTES."""

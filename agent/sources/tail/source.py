@@ -38,7 +38,7 @@ from agent.core.component import SourceContext
 from agent.core.errors import BuildError
 from agent.observe.stats import ComponentStats
 from agent.sources.tail.checkpoint import CheckpointStore, Entry
-from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, file_key, kubernetes_fields
+from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, file_key, kubernetes_fields, starts_with
 from agent.sources.tail.wakeup import Wakeup
 
 log = logging.getLogger("agent.sources.tail")
@@ -208,11 +208,15 @@ class TailSource:
             tailed.seek(0)
 
     def _unpark(self, tailed: TailedFile) -> bool:
-        """Reopen a parked file by its path or, renamed while parked, under its new name in the same directory."""
-        fd = _open_if(tailed.path, tailed.key)
+        """Reopen a parked file by its path or, renamed while parked, under its new name in the same directory.
+
+        As for open files, a file is the same only if its dev:inode and its fingerprint match: a new file
+        that reuses the inode of one deleted while parked is a new file, read from its start.
+        """
+        fd = _open_if(tailed.path, tailed)
         if fd < 0:
             renamed = _renamed(tailed.path, tailed.key)
-            fd = _open_if(renamed, tailed.key) if renamed is not None else -1
+            fd = _open_if(renamed, tailed) if renamed is not None else -1
             if fd < 0:
                 tailed.finished = True  # deleted while parked: what it still had is out of reach
                 self.stats.error("rotated_while_parked", "receiving")
@@ -404,13 +408,13 @@ def _key_of(path: str) -> str | None:
         return None
 
 
-def _open_if(path: str, key: str) -> int:
-    """A descriptor on ``path`` if it is still the file ``key`` names, else -1."""
+def _open_if(path: str, tailed: TailedFile) -> int:
+    """A descriptor on ``path`` if it is still the file ``tailed`` (dev:inode and fingerprint), else -1."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return -1
-    if file_key(os.fstat(fd)) != key:
+    if file_key(os.fstat(fd)) != tailed.key or not starts_with(fd, tailed.fp_len, tailed.fp):
         os.close(fd)
         return -1
     return fd

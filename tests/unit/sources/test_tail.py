@@ -479,3 +479,45 @@ async def test_a_busy_file_renamed_while_parked_is_found_and_read_to_its_end(tmp
     got = [e["message"] for e in ctx.out.events if e["message"].startswith(f"{letter} line")]
     assert got == [f"{letter} line {i:05d}" for i in range(1000)]  # every line of the renamed file, once
     assert ("rotated_while_parked", "receiving") not in stats.errors
+
+
+def reuse_inode(path: Path, inode: int) -> None:
+    """Create ``path`` anew on the inode a just deleted file had (the filesystem hands it to the next file)."""
+    for attempt in range(50):
+        candidate = path.with_name(f"probe{attempt}")
+        candidate.write_bytes(b"")
+        if candidate.stat().st_ino == inode:
+            candidate.rename(path)
+            return
+        candidate.unlink()
+    pytest.skip("this filesystem does not hand a freed inode to the next file")
+
+
+async def test_a_new_file_on_the_inode_of_one_deleted_while_parked_is_read_from_its_start(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.log").write_bytes(b"".join(b"%s line %05d\n" % (name.encode(), i) for i in range(1000)))
+    config = msgspec.convert({"type": "tail", "include": [str(tmp_path / "*.log")], "format": "raw",
+                              "read_from": "beginning", "max_open_files": 1, "read_bytes": 1024}, TailConfig)
+    stats = StatsRegistry().get("files", "source", "tail")
+    source = TailSource(config, BuildContext("files", tmp_path, tmp_path, stats))
+    source.store = CheckpointStore(tmp_path / "checkpoints")
+    source.store.load()
+    ctx = SimpleNamespace(out=_Output(), shutdown=asyncio.Event())
+    source._scan(True, _NoWakeup())  # type: ignore[arg-type]
+    await source._read_round(ctx)  # type: ignore[arg-type]  # 1 KiB of the open file
+    first = next(f for f in source.files.values() if f.fd >= 0)
+    await source._housekeeping(ctx, time.monotonic() + 2 * DESCRIPTOR_SLICE)  # type: ignore[arg-type]
+    assert first.fd < 0 and first in source.waiting  # parked mid-file
+    path = Path(first.path)
+    inode = path.stat().st_ino
+    path.unlink()
+    reuse_inode(path, inode)
+    path.write_bytes(b"".join(b"new line %05d\n" % i for i in range(300)))
+    for _ in range(100):  # bounded: each round reads 1 KiB of each open file
+        source._scan(False, _NoWakeup())  # type: ignore[arg-type]
+        await source._read_round(ctx)  # type: ignore[arg-type]
+        await source._housekeeping(ctx, time.monotonic() + 100)  # type: ignore[arg-type]
+    source.store.close()
+    got = [e["message"] for e in ctx.out.events if not e["message"].startswith(("a line", "b line"))]
+    assert got == [f"new line {i:05d}" for i in range(300)]  # from its start, not from where the old one stopped
+    assert stats.errors[("rotated_while_parked", "receiving")] == 1  # what the deleted file still had is lost
