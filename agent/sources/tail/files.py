@@ -68,6 +68,7 @@ class TailedFile:
     eof: bool = False
     opened_at: float = 0.0  # monotonic time it last got a descriptor (opened, or unparked)
     finished: bool = False  # read to its end after rotation; forgotten once its acks are in
+    directory: str = ""  # where inotify watches for it (its directory, links resolved)
 
     @classmethod
     def open(cls, path: str, group: str, max_line_bytes: int) -> TailedFile:

@@ -79,7 +79,8 @@ class TailSource:
             raise BuildError("max_open_files must be at least 1")
         self.config = config
         self.files: dict[str, TailedFile] = {}  # by key, open or parked
-        self.waiting: deque[tuple[str, str, bool] | TailedFile] = deque()  # new (path, group, at start-up), parked
+        # new (path, group, at start-up, watched directory), and parked
+        self.waiting: deque[tuple[str, str, bool, str] | TailedFile] = deque()
         self.stats: ComponentStats = ctx.stats
         self.store: CheckpointStore | None = None
         self._round = 0
@@ -147,9 +148,12 @@ class TailSource:
         waiting_paths = {item[0] for item in self.waiting if isinstance(item, tuple)}
         for key, (path, group) in found.items():
             if key not in self.files and path not in waiting_paths:
-                self.waiting.append((path, group, first_scan))
-                wakeup.watch(os.path.dirname(os.path.realpath(path)))
+                directory = os.path.dirname(os.path.realpath(path))
+                self.waiting.append((path, group, first_scan, directory))
+                wakeup.watch(directory)
         self._open_waiting()
+        wakeup.retain({f.directory for f in self.files.values()}
+                      | {item[3] for item in self.waiting if isinstance(item, tuple)})
         assert self.store is not None
         self.store.touch(list(found), time.time())
 
@@ -167,7 +171,7 @@ class TailSource:
     def _open_count(self) -> int:
         return sum(1 for f in self.files.values() if f.fd >= 0)
 
-    def _open_new(self, path: str, group: str, at_startup: bool) -> bool:
+    def _open_new(self, path: str, group: str, at_startup: bool, directory: str) -> bool:
         try:
             tailed = TailedFile.open(path, group, self.config.max_line_bytes)
         except OSError as exc:
@@ -179,6 +183,7 @@ class TailSource:
             tailed.close()
             return False
         tailed.opened_at = time.monotonic()
+        tailed.directory = directory
         tailed.extra = self._fields_for(path, int(tailed.key.rsplit(":", 1)[1]))
         tailed.acks = OrderedAcks(partial(self._commit, tailed))
         self._position(tailed, at_startup)

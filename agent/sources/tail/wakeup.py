@@ -17,13 +17,15 @@ class Wakeup:
 
     def __init__(self, use_inotify: bool) -> None:
         self._event = asyncio.Event()
-        self._watched: set[str] = set()
+        self._watched: dict[str, int] = {}  # directory -> inotify watch descriptor (-1: polled only)
         self._inotify = None
+        self._ignored = 0  # the IN_IGNORED flag: the kernel dropped a watch
         if not use_inotify:
             return
         try:
-            from inotify_simple import INotify
+            from inotify_simple import INotify, flags
 
+            self._ignored = flags.IGNORED
             self._inotify = INotify(nonblocking=True)
             asyncio.get_running_loop().add_reader(self._inotify.fileno(), self._on_readable)
         except (ImportError, OSError) as exc:
@@ -37,18 +39,31 @@ class Wakeup:
 
         mask = flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE | flags.CLOSE_WRITE
         try:
-            self._inotify.add_watch(directory, mask)
-            self._watched.add(directory)
+            self._watched[directory] = self._inotify.add_watch(directory, mask)
         except OSError as exc:  # ENOSPC: the watch limit; polling still covers this directory
             log.warning("cannot watch directory; polling it", extra={"directory": directory, "error": str(exc)})
-            self._watched.add(directory)
+            self._watched[directory] = -1
+
+    def retain(self, directories: set[str]) -> None:
+        """Stop watching every directory not in ``directories`` (none of its files is tailed any more)."""
+        gone = {self._watched.pop(directory) for directory in list(self._watched) if directory not in directories}
+        if self._inotify is None:
+            return
+        for wd in gone - {-1} - set(self._watched.values()):  # two names of one directory share a watch
+            try:
+                self._inotify.rm_watch(wd)
+            except OSError:  # the directory was deleted: the kernel dropped its watch already
+                pass
 
     def _on_readable(self) -> None:
         assert self._inotify is not None
         try:
-            self._inotify.read(timeout=0)
+            events = self._inotify.read(timeout=0)
         except BlockingIOError:
-            pass
+            events = []
+        ignored = {event.wd for event in events if event.mask & self._ignored}
+        if ignored:  # the kernel dropped these watches (the directory was deleted): forget them too
+            self._watched = {d: wd for d, wd in self._watched.items() if wd not in ignored}
         self._event.set()
 
     async def wait(self, seconds: float, stop: asyncio.Event) -> None:

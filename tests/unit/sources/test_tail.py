@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from agent.core.batch import Batch
 from agent.observe.stats import StatsRegistry
 from agent.sources.tail.checkpoint import CheckpointStore
 from agent.sources.tail.source import DESCRIPTOR_SLICE, TailConfig, TailSource
+from agent.sources.tail.wakeup import Wakeup
 from agent.topology.running import Topology
 
 CONTAINER_ID = "4f" * 32
@@ -452,6 +454,9 @@ class _NoWakeup:
     def watch(self, path: str) -> None:
         pass
 
+    def retain(self, directories: set[str]) -> None:
+        pass
+
 
 async def test_a_busy_file_renamed_while_parked_is_found_and_read_to_its_end(tmp_path: Path) -> None:
     for name in ("a", "b"):
@@ -521,3 +526,42 @@ async def test_a_new_file_on_the_inode_of_one_deleted_while_parked_is_read_from_
     got = [e["message"] for e in ctx.out.events if not e["message"].startswith(("a line", "b line"))]
     assert got == [f"new line {i:05d}" for i in range(300)]  # from its start, not from where the old one stopped
     assert stats.errors[("rotated_while_parked", "receiving")] == 1  # what the deleted file still had is lost
+
+
+def kernel_watches(wakeup: Wakeup) -> int:
+    """How many watches the kernel holds for the wakeup's inotify descriptor."""
+    fd = wakeup._inotify.fileno()  # type: ignore[union-attr]
+    return Path(f"/proc/self/fdinfo/{fd}").read_text().count("inotify wd:")
+
+
+async def test_directory_watches_end_with_the_files_in_them(tmp_path: Path) -> None:
+    pods = [tmp_path / "pods" / f"pod{n}" for n in range(5)]
+    for pod in pods:
+        pod.mkdir(parents=True)
+        (pod / "0.log").write_bytes(b"a line\n")
+    config = msgspec.convert({"type": "tail", "include": [str(tmp_path / "pods" / "*" / "*.log")], "format": "raw",
+                              "read_from": "beginning"}, TailConfig)
+    stats = StatsRegistry().get("files", "source", "tail")
+    source = TailSource(config, BuildContext("files", tmp_path, tmp_path, stats))
+    source.store = CheckpointStore(tmp_path / "checkpoints")
+    source.store.load()
+    ctx = SimpleNamespace(out=_Output(), shutdown=asyncio.Event())
+    wakeup = Wakeup(True)
+    try:
+        source._scan(True, wakeup)
+        assert kernel_watches(wakeup) == 5
+        (pods[1] / "0.log").unlink()  # pods that ended: their files go, some of their directories too
+        (pods[2] / "0.log").rename(pods[2] / "0.log.gz")
+        for pod in pods[3:]:
+            shutil.rmtree(pod)
+        for _ in range(5):  # bounded: the files are read to their end, finished and forgotten
+            source._scan(False, wakeup)
+            await source._read_round(ctx)  # type: ignore[arg-type]
+            await source._housekeeping(ctx, time.monotonic() + 100)  # type: ignore[arg-type]
+            await asyncio.sleep(0.01)  # inotify events are read by the loop
+        source._scan(False, wakeup)
+        assert kernel_watches(wakeup) == 1
+        assert list(wakeup._watched) == [str(pods[0])]
+    finally:
+        wakeup.close()
+        source.store.close()
