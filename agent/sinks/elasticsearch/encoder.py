@@ -17,110 +17,23 @@ import hashlib
 import re
 import time
 import zlib
-from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from agent.codecs.encoding import dumps_lenient, json_documents
+from agent.codecs.template import EventTemplate, lookup
 from agent.core.batch import Kind
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.@-]+)\s*\}\}")
 
 
-@lru_cache(maxsize=4096)
-def _hour(prefix: str) -> datetime | None:
-    """The UTC hour of an RFC 3339 timestamp's first 13 characters (cached: one parse per hour seen)."""
-    try:
-        return datetime.strptime(prefix, "%Y-%m-%dT%H").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _time_value(event: Any) -> Any:
-    if type(event) is dict:
-        value = event.get("@timestamp")
-        if value is None:
-            value = event.get("time")
-            if value is None:
-                value = event.get("timestamp")
-        return value
-    return None
-
-
-def event_time(event: Any) -> datetime:
-    """The event's time to the hour (what index names use), or now."""
-    value = _time_value(event)
-    if isinstance(value, str) and len(value) >= 13:
-        hour = _hour(value[:13])
-        if hour is not None:
-            return hour
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
-    return datetime.now(UTC)
-
-
-def lookup(event: Any, dotted: str) -> Any:
-    value = event
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-class IndexTemplate:
+class IndexTemplate(EventTemplate):
     """Renders ``index`` for one event; strftime results are cached by the hour of the event's time."""
 
     def __init__(self, template: str) -> None:
-        self.template = template
-        self.fields = _FIELD.findall(template)
-        self.timed = "%" in template
-        self._by_hour: dict[tuple[str, str], str] = {}
-
-    @property
-    def static(self) -> bool:
-        return not self.fields and not self.timed
-
-    def partition_key(self) -> Callable[[Any], str]:
-        """The function the batcher calls per event: :meth:`render`, with a shortcut for time-only templates."""
-        if self.fields or not self.timed:
-            return self.render
-        by_prefix: dict[str, str] = {}
-        render = self.render
-
-        def key(event: Any) -> str:
-            value = _time_value(event)
-            if type(value) is str:
-                name = by_prefix.get(value[:13])
-                if name is None:
-                    if len(by_prefix) >= 4096:
-                        by_prefix.clear()
-                    name = by_prefix[value[:13]] = render(event)
-                return name
-            return render(event)
-
-        return key
-
-    def render(self, event: Any) -> str:
-        name = self.template
-        if self.fields:
-            name = _FIELD.sub(lambda m: _index_safe(lookup(event, m.group(1))), name)
-        if self.timed:
-            value = _time_value(event)
-            if type(value) is not str or len(value) < 13:
-                return event_time(event).strftime(name)
-            key = (name, value[:13])
-            rendered = self._by_hour.get(key)
-            if rendered is None:
-                if len(self._by_hour) >= 4096:
-                    self._by_hour.clear()
-                rendered = self._by_hour[key] = event_time(event).strftime(name)
-            return rendered
-        return name
+        super().__init__(template, _index_safe)
 
 
 def _index_safe(value: Any) -> str:
