@@ -1,11 +1,19 @@
 """Sink `file`: NDJSON or text files, path templated by time and event fields, optionally compressed.
 
-Each batch is written and flushed to the OS before it is acknowledged, so a
-crash of the agent loses nothing acknowledged. Compressed streams are
-sync-flushed per batch for the same reason; after a crash a file may lack its
-trailer but every acknowledged batch is decodable. A file that grows past
-``max_bytes`` is closed and renamed ``<path>.1``, ``<path>.2``... (the highest
-number is the newest) and a new one started.
+Each batch is written to the OS before it is acknowledged, so a crash of the
+agent loses nothing acknowledged. Compressed, each batch is one complete gzip
+member or zstd frame, so a file always ends cleanly between batches. A write
+that fails (a full disk) is undone: every file the batch touched is cut back to
+where it ended before, and the batch is written again, whole, when retried.
+A file that grows past ``max_bytes`` is closed and renamed ``<path>.1``,
+``<path>.2``... (the highest number is the newest) and a new one started.
+
+Strftime codes in ``path`` are rendered from the event's time (as the
+``elasticsearch`` sink names indices), falling back to now. Field values are
+made safe for a path: ``/`` and NUL become ``_``, a value that is empty or only
+dots becomes ``_``, long values are cut (counted as ``path_sanitised`` errors).
+At most ``max_open_files`` stay open (the least recently written is closed
+first), and files idle for ``idle_timeout`` are closed.
 
 A compressed file is continued (a new gzip member or zstd frame appended)
 only if every member or frame in it is complete. One that a crash left
@@ -19,17 +27,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import zstandard
 
 from agent.codecs.encoding import encode_batch
+from agent.codecs.template import EventTemplate
 from agent.config.model import SinkConfig
 from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize, Duration
@@ -40,7 +48,8 @@ from agent.sinks.delivery import deliver_each
 
 log = logging.getLogger("agent.sinks.file")
 
-_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.@-]+)\s*\}\}")
+_PATH_UNSAFE = str.maketrans({"/": "_", "\0": "_"})
+_MAX_VALUE_BYTES = 200  # a file name is at most 255 bytes
 
 
 class FileConfig(SinkConfig, tag="file"):
@@ -51,29 +60,29 @@ class FileConfig(SinkConfig, tag="file"):
     compression: Literal["none", "gzip", "zstd"] = "none"
     max_bytes: ByteSize | None = None
     idle_timeout: Duration = Duration(30.0)
+    max_open_files: int = 256
 
 
-class PathTemplate:
-    """Renders a path from the current time and, if it names any, the event's fields."""
+class PathTemplate(EventTemplate):
+    """Renders a path from the event's time (else now) and fields; ``sanitised`` counts values made safe."""
 
     def __init__(self, template: str) -> None:
-        self.template = template
-        self.fields = [name.split(".") for name in _FIELD.findall(template)]
+        super().__init__(template, self._path_safe)
+        self.sanitised = 0
 
-    def render(self, event: Any = None, now: float | None = None) -> str:
-        path = time.strftime(self.template, time.gmtime(now)) if "%" in self.template else self.template
-        if self.fields:
-            path = _FIELD.sub(lambda m: _lookup(event, m.group(1).split(".")), path)
-        return path
-
-
-def _lookup(event: Any, keys: list[str]) -> str:
-    value = event
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
+    def _path_safe(self, value: Any) -> str:
+        """``value`` as one path component that stays in its directory: no ``/``, NUL, ``..`` or empty name."""
+        if value is None:
             return "unknown"
-        value = value[key]
-    return str(value).replace("/", "_")
+        text = str(value)
+        safe = text.translate(_PATH_UNSAFE)
+        if len(safe) > _MAX_VALUE_BYTES // 4 and len(encoded := safe.encode()) > _MAX_VALUE_BYTES:
+            safe = encoded[:_MAX_VALUE_BYTES].decode("utf-8", "ignore")
+        if not safe.strip("."):  # "", ".", "..": a name that is no file of its own
+            safe = "_" * max(1, len(safe))
+        if safe != text:
+            self.sanitised += 1
+        return safe
 
 
 def _compressed_file_is_complete(path: str, compression: str) -> bool:
@@ -130,38 +139,38 @@ def _ends_with_newline(path: str) -> bool:
 
 
 class OpenFile:
-    """One output file with its compressor and the bytes written to it."""
+    """One output file (unbuffered: what :meth:`write` returns from is with the OS) and its size."""
 
     def __init__(self, path: str, compression: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fh = open(path, "ab")
-        self.size = self.fh.tell()
+        self.fh = open(path, "ab", buffering=0)
+        self.size = os.fstat(self.fh.fileno()).st_size
         self.compression = compression
         if self.size and compression == "none" and not _ends_with_newline(path):
-            self.fh.write(b"\n")  # a line torn by a crash stays apart from the next one
-            self.size += 1
+            self.write(b"\n")  # a line torn by a crash stays apart from the next one
         self.last_write = time.monotonic()
-        if compression == "gzip":
-            self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
-        elif compression == "zstd":
-            self._zstd = zstandard.ZstdCompressor(level=3).compressobj()
+        if compression == "zstd":
+            self._zstd = zstandard.ZstdCompressor(level=3)
 
     def write(self, data: bytes) -> None:
+        """Append ``data``, compressed as one complete gzip member or zstd frame; on an error, see :meth:`cut`."""
         if self.compression == "gzip":
-            data = self._gzip.compress(data) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
+            data = zlib.compress(data, 6, 31)
         elif self.compression == "zstd":
-            data = self._zstd.compress(data) + self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-        self.fh.write(data)
-        self.fh.flush()
+            data = self._zstd.compress(data)
+        view = memoryview(data)
+        while view:
+            view = view[self.fh.write(view):]
         self.size += len(data)
         self.last_write = time.monotonic()
 
+    def cut(self, size: int) -> None:
+        """Truncate the file back to ``size`` (where it ended cleanly), closed or not."""
+        os.truncate(self.path, size)
+        self.size = size
+
     def close(self) -> None:
-        if self.compression == "gzip":
-            self.fh.write(self._gzip.flush())
-        elif self.compression == "zstd":
-            self.fh.write(self._zstd.flush())
         self.fh.close()
 
 
@@ -176,7 +185,9 @@ class FileSink:
             raise BuildError("path must not be empty")
         self.config = config
         self.template = PathTemplate(config.path)
-        self.files: dict[str, OpenFile] = {}
+        self.partition_key = self.template.partition_key()
+        self.files: dict[str, OpenFile] = {}  # in the order they were last written to
+        self._writing = False
         self.closed: set[str] = set()  # compressed files this instance finished: no need to check them again
         self.stats = ctx.stats
         self.component_id = ctx.component_id
@@ -185,34 +196,66 @@ class FileSink:
         return None
 
     def _groups(self, batch: Batch) -> dict[str, Batch]:
-        if not self.template.fields or batch.kind is not Kind.LOGS:
+        if self.template.static or batch.kind is not Kind.LOGS:
             return {self.template.render(None): batch}
         parts: dict[str, list[Any]] = defaultdict(list)
+        key = self.partition_key
         for event in batch.events:
-            parts[self.template.render(event)].append(event)
+            parts[key(event)].append(event)
+        if self.template.sanitised:
+            self.stats.error("path_sanitised", "sending", self.template.sanitised)
+            self.template.sanitised = 0
         if len(parts) == 1:
             return {next(iter(parts)): batch}
         share = batch.byte_size // max(1, len(batch.events))
         return {path: Batch(events, batch.kind, share * len(events)) for path, events in parts.items()}
 
     async def _write(self, batch: Batch) -> int:
+        """Write every part of the batch or none: a failure cuts each file touched back to its previous end."""
         written = 0
-        for path, part in self._groups(batch).items():
-            data = encode_batch(part, self.config.encoding)
-            out = self.files.get(path) or await self._open(path)
-            out.write(data)
-            written += len(data)
-            if self.config.max_bytes is not None and out.size >= self.config.max_bytes:
-                self._rotate(out)
+        touched: dict[str, tuple[OpenFile, int]] = {}  # path: (file, its size before this batch)
+        self._writing = True
+        try:
+            for path, part in self._groups(batch).items():
+                data = encode_batch(part, self.config.encoding)
+                out = self.files.pop(path, None) or await self._open(path)
+                self.files[path] = out  # the most recently written last: the first one is closed first
+                touched.setdefault(path, (out, out.size))
+                out.write(data)
+                written += len(data)
+        except BaseException:
+            self._undo(touched.values())
+            raise
+        finally:
+            self._writing = False
+        if self.config.max_bytes is not None:
+            for out, _ in touched.values():
+                if out.size >= self.config.max_bytes and self.files.get(out.path) is out:
+                    self._rotate(out)
         self._close_idle()
         return written
 
+    def _undo(self, touched: Iterable[tuple[OpenFile, int]]) -> None:
+        for out, size in touched:
+            try:
+                out.cut(size)
+            except OSError as exc:  # closed without the "ends cleanly" mark: its next opening checks it
+                self.stats.error("undo_failed", "sending")
+                log.error("cannot cut a file back after a failed write; it may repeat or tear a batch",
+                          extra={"component_id": self.component_id, "path": out.path, "error": exc.strerror})
+                if self.files.get(out.path) is out:
+                    del self.files[out.path]
+                out.close()
+                self.closed.discard(out.path)
+
     async def _open(self, path: str) -> OpenFile:
+        """Open ``path`` (not yet in ``files``), closing the least recently written file if at the bound."""
         compression = self.config.compression
         if compression != "none" and path not in self.closed and _size(path) > 0:
             await self._set_aside_if_torn(path, compression)
-        out = self.files[path] = OpenFile(path, compression)
-        return out
+        while len(self.files) >= max(1, self.config.max_open_files):
+            self._close(next(iter(self.files.values())))
+        return OpenFile(path, compression)
 
     async def _set_aside_if_torn(self, path: str, compression: str) -> None:
         """Move ``path`` aside if a crash left its last member or frame unfinished; if it cannot be read or
@@ -243,15 +286,24 @@ class FileSink:
             self.closed.add(out.path)
 
     def _close_idle(self) -> None:
+        if self._writing:
+            return
         cutoff = time.monotonic() - self.config.idle_timeout
         for out in list(self.files.values()):
             if out.last_write < cutoff:
                 self._close(out)
 
+    async def _close_idle_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._close_idle()
+
     async def run(self, ctx: SinkContext) -> None:
+        closer = asyncio.create_task(self._close_idle_every(max(0.1, self.config.idle_timeout / 2)))
         try:
             await deliver_each(ctx, self._write)
         finally:
+            closer.cancel()
             for out in self.files.values():
                 out.close()
             self.files.clear()

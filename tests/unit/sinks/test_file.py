@@ -1,17 +1,28 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import io
+import time
 import zlib
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import zstandard
-from helpers import pipeline
+from components import feed
+from helpers import pipeline, wait_for
 
-from agent.observe.stats import StatsRegistry
+import agent.sinks.file as file_sink
+from agent.buffers.memory import MemoryBuffer
+from agent.config import units
+from agent.config.registry import BuildContext
+from agent.core.batch import Batch, Kind
+from agent.core.component import SinkContext
+from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.sinks.file import PathTemplate
 from agent.topology.running import Topology
 
@@ -22,11 +33,11 @@ async def run_to_end(text: str, tmp_path: Path) -> Topology:
     return topo
 
 
-def test_path_template_uses_time_and_fields() -> None:
+def test_path_template_uses_the_event_time_and_fields() -> None:
     template = PathTemplate("/logs/%Y/{{ kubernetes.namespace }}-{{app}}.log")
-    path = template.render({"kubernetes": {"namespace": "prod"}, "app": "a/b"}, now=0)
+    path = template.render({"kubernetes": {"namespace": "prod"}, "app": "a/b", "time": "1970-01-01T00:00:00Z"})
     assert path == "/logs/1970/prod-a_b.log"
-    assert template.render({}, now=0) == "/logs/1970/unknown-unknown.log"
+    assert template.render({"timestamp": 0}) == "/logs/1970/unknown-unknown.log"
 
 
 async def test_events_are_split_by_field_template(tmp_path: Path) -> None:
@@ -57,12 +68,7 @@ sources:
 sinks:
   out: {{type: file, inputs: [gen], path: "{out}", compression: {compression}}}
 """, tmp_path)
-    data = out.read_bytes()
-    if compression == "gzip":
-        raw = gzip.decompress(data)
-    else:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    lines = raw.splitlines()
+    lines = decompress_all(out.read_bytes(), compression)  # one member or frame per batch
     assert len(lines) == 5000
     assert orjson.loads(lines[0])["stream"] in ("stdout", "stderr")
 
@@ -178,3 +184,143 @@ sinks:
     stats = topo.nodes["out"].stats
     assert stats.errors[("torn_check_failed", "sending")] == 1 and stats.sent_events == 50
     assert not (tmp_path / "out.gz.1").exists()
+
+
+def logs(events: list[dict[str, Any]]) -> Batch:
+    return Batch(events, Kind.LOGS, 100 * len(events))
+
+
+async def run_feed(batches: list[Batch], sink: str, tmp_path: Path) -> Topology:
+    topo = Topology(pipeline(f"""
+sources:
+  in: {{type: test_feed, name: {feed(batches)}}}
+sinks:
+  out: {{type: file, inputs: [in], {sink}}}
+""", tmp_path), StatsRegistry())
+    assert await asyncio.wait_for(topo.run(), 20) == 0
+    return topo
+
+
+def read_lines(path: Path, compression: str = "none") -> list[dict[str, Any]]:
+    data = path.read_bytes()
+    lines = data.splitlines() if compression == "none" else decompress_all(data, compression)
+    return [orjson.loads(line) for line in lines]
+
+
+async def test_field_values_cannot_take_a_path_out_of_its_directory(tmp_path: Path) -> None:
+    hostile = ["..", ".", "", "../../escaped", "a\0b", "...", "é" * 300]
+    events = [{"service": s, "n": i} for i, s in enumerate([*hostile, "api"])]
+    root = tmp_path / "out" / "logs"
+    topo = await run_feed([logs(events)], f'path: "{root}/{{{{ service }}}}/x.ndjson"', tmp_path)
+    written = [p for p in tmp_path.rglob("*.ndjson")]
+    assert all(p.is_relative_to(root) and p.parent.parent == root for p in written), written
+    got = sorted(e["n"] for p in written for e in read_lines(p))
+    assert got == list(range(len(events)))  # every event once, none lost to a bad name
+    assert all(len(p.parent.name.encode()) <= 200 for p in written)
+    assert (root / "api" / "x.ndjson").exists() and (root / ".._.._escaped").exists()
+    assert topo.nodes["out"].stats.errors[("path_sanitised", "sending")] == len(hostile)
+
+
+async def test_strftime_codes_in_the_path_come_from_the_event_time(tmp_path: Path) -> None:
+    events = [{"n": 0, "time": "2025-06-24T23:59:59.5Z"}, {"n": 1, "timestamp": 1_704_164_400_000},
+              {"n": 2, "@timestamp": "2025-06-24T01:00:00Z"}, {"n": 3}]
+    before = time.strftime("%Y-%m-%d", time.gmtime())
+    await run_feed([logs(events)], f'path: "{tmp_path}/out/app-%Y-%m-%d.ndjson"', tmp_path)
+    today = {before, time.strftime("%Y-%m-%d", time.gmtime())}  # (the run may straddle midnight)
+    by_day = {p.name[4:14]: [e["n"] for e in read_lines(p)] for p in (tmp_path / "out").iterdir()}
+    assert by_day.pop("2025-06-24") == [0, 2] and by_day.pop("2024-01-02") == [1]
+    assert len(by_day) == 1 and set(by_day) <= today and list(by_day.values()) == [[3]]
+
+
+class FullDisk:
+    """Makes the ``fail_on``-th write to a file whose name contains ``name`` write half its data, then ENOSPC."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_on: int, name: str = "") -> None:
+        self.writes, self.failed = 0, 0
+        monkeypatch.setattr(file_sink, "open", self.open, raising=False)
+        self.fail_on, self.name = fail_on, name
+
+    def open(self, path: str, mode: str, **kwargs: Any) -> Any:
+        fh = open(path, mode, buffering=0)  # the sink closes it
+        real_write = fh.write
+        if self.name not in path:
+            return fh
+
+        def write(data: Any) -> int:
+            self.writes += 1
+            if self.writes == self.fail_on:
+                self.failed += 1
+                real_write(bytes(data)[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(data)
+
+        fh.write = write
+        return fh
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+async def test_a_failed_write_is_cut_back_and_the_batch_written_again_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str) -> None:
+    disk = FullDisk(monkeypatch, fail_on=3)
+    batches = [logs([{"n": b * 300 + i, "pad": "x" * (i % 40)} for i in range(300)]) for b in range(5)]
+    out = tmp_path / "out.ndjson.z"
+    topo = await run_feed(batches, f'path: "{out}", compression: {compression}', tmp_path)
+    assert disk.failed == 1 and topo.nodes["out"].stats.retries == 1
+    assert [e["n"] for e in read_lines(out, compression)] == list(range(1500))  # decodes whole, each once
+
+
+async def test_a_failed_write_to_one_file_cuts_back_the_other_files_of_the_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = FullDisk(monkeypatch, fail_on=2, name="/b.")
+    batches = [logs([{"n": b * 100 + i, "s": "ab"[i % 2]} for i in range(100)]) for b in range(3)]
+    await run_feed(batches, f'path: "{tmp_path}/out/{{{{ s }}}}.ndjson.gz", compression: gzip', tmp_path)
+    assert disk.failed == 1
+    a, b = (read_lines(tmp_path / "out" / f"{s}.ndjson.gz", "gzip") for s in "ab")
+    assert [e["n"] for e in a] == list(range(0, 300, 2)) and [e["n"] for e in b] == list(range(1, 300, 2))
+
+
+async def test_open_files_are_bounded_and_each_closed_one_is_complete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    live: set[int] = set()
+    peak = 0
+
+    class Counted(file_sink.OpenFile):
+        def __init__(self, path: str, compression: str) -> None:
+            nonlocal peak
+            super().__init__(path, compression)
+            live.add(id(self))
+            peak = max(peak, len(live))
+
+        def close(self) -> None:
+            live.discard(id(self))
+            super().close()
+
+    monkeypatch.setattr(file_sink, "OpenFile", Counted)
+    batches = [logs([{"n": b * 40 + i, "s": f"svc{(b + i) % 10}"} for i in range(40)]) for b in range(20)]
+    await run_feed(batches, f'path: "{tmp_path}/out/{{{{ s }}}}.gz", compression: gzip, max_open_files: 3',
+                   tmp_path)
+    assert peak == 3 and not live
+    got = [e["n"] for p in (tmp_path / "out").iterdir() for e in orjson_lines(gzip.decompress(p.read_bytes()))]
+    assert sorted(got) == list(range(800))
+
+
+def orjson_lines(data: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+async def test_files_idle_for_idle_timeout_are_closed_without_new_batches(tmp_path: Path) -> None:
+    config = msgspec.convert({"type": "file", "inputs": ["x"], "path": f"{tmp_path}/{{{{ s }}}}.log",
+                              "idle_timeout": "200ms"}, file_sink.FileConfig, dec_hook=units.dec_hook)
+    stats = ComponentStats("out", "sink", "file")
+    sink = file_sink.FileSink(config, BuildContext("out", tmp_path, tmp_path, stats))
+    inbox = MemoryBuffer(100, 1 << 20, "block", stats)
+    run = asyncio.create_task(sink.run(SinkContext("out", inbox, stats)))
+    try:
+        await inbox.put(logs([{"s": "a"}, {"s": "b"}]))
+        await wait_for(lambda: stats.sent_events == 2)
+        assert len(sink.files) == 2
+        await wait_for(lambda: not sink.files, timeout=3)  # no batch arrives to trigger the check
+    finally:
+        inbox.close()
+        await asyncio.wait_for(run, 5)
+    assert (tmp_path / "a.log").read_bytes() == b'{"s":"a"}\n'
