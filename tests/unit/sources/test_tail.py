@@ -22,8 +22,9 @@ from helpers import pipeline, wait_for
 from agent.config.registry import BuildContext
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
-from agent.observe.stats import StatsRegistry
+from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.sources.tail.checkpoint import CheckpointStore
+from agent.sources.tail.files import TailedFile
 from agent.sources.tail.source import DESCRIPTOR_SLICE, TailConfig, TailSource
 from agent.sources.tail.wakeup import Wakeup
 from agent.topology.running import Topology
@@ -458,21 +459,32 @@ class _NoWakeup:
         pass
 
 
-async def test_a_busy_file_renamed_while_parked_is_found_and_read_to_its_end(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        (tmp_path / f"{name}.log").write_bytes(b"".join(b"%s line %05d\n" % (name.encode(), i) for i in range(1000)))
-    config = msgspec.convert({"type": "tail", "include": [str(tmp_path / "*.log")], "format": "raw",
-                              "read_from": "beginning", "max_open_files": 1, "read_bytes": 1024}, TailConfig)
+def direct_source(tmp_path: Path, include: str, **options: Any) -> tuple[TailSource, Any, ComponentStats]:
+    """A tail source driven step by step by the test (no topology), its output acknowledging at once."""
+    config = msgspec.convert({"type": "tail", "include": [include], "format": "raw", "read_from": "beginning",
+                              **options}, TailConfig)
     stats = StatsRegistry().get("files", "source", "tail")
     source = TailSource(config, BuildContext("files", tmp_path, tmp_path, stats))
     source.store = CheckpointStore(tmp_path / "checkpoints")
     source.store.load()
-    ctx = SimpleNamespace(out=_Output(), shutdown=asyncio.Event())
+    return source, SimpleNamespace(out=_Output(), shutdown=asyncio.Event()), stats
+
+
+async def park_one_of_two_busy_files(tmp_path: Path) -> tuple[TailSource, Any, ComponentStats, TailedFile]:
+    """Two files of 1000 lines, one descriptor: the first is read 1 KiB, then parked for the other's turn."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.log").write_bytes(b"".join(b"%s line %05d\n" % (name.encode(), i) for i in range(1000)))
+    source, ctx, stats = direct_source(tmp_path, str(tmp_path / "*.log"), max_open_files=1, read_bytes=1024)
     source._scan(True, _NoWakeup())  # type: ignore[arg-type]
-    await source._read_round(ctx)  # type: ignore[arg-type]  # 1 KiB of the open file
+    await source._read_round(ctx)
     first = next(f for f in source.files.values() if f.fd >= 0)
-    await source._housekeeping(ctx, time.monotonic() + 2 * DESCRIPTOR_SLICE)  # type: ignore[arg-type]
+    await source._housekeeping(ctx, time.monotonic() + 2 * DESCRIPTOR_SLICE)
     assert first.fd < 0 and first in source.waiting  # parked mid-file: the other file's turn
+    return source, ctx, stats, first
+
+
+async def test_a_busy_file_renamed_while_parked_is_found_and_read_to_its_end(tmp_path: Path) -> None:
+    source, ctx, stats, first = await park_one_of_two_busy_files(tmp_path)
     os.rename(first.path, first.path + ".1")  # rotated while it waits
     Path(first.path).write_bytes(b"the new file\n")
     for _ in range(100):  # bounded: each round reads 1 KiB of each open file
@@ -499,20 +511,7 @@ def reuse_inode(path: Path, inode: int) -> None:
 
 
 async def test_a_new_file_on_the_inode_of_one_deleted_while_parked_is_read_from_its_start(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        (tmp_path / f"{name}.log").write_bytes(b"".join(b"%s line %05d\n" % (name.encode(), i) for i in range(1000)))
-    config = msgspec.convert({"type": "tail", "include": [str(tmp_path / "*.log")], "format": "raw",
-                              "read_from": "beginning", "max_open_files": 1, "read_bytes": 1024}, TailConfig)
-    stats = StatsRegistry().get("files", "source", "tail")
-    source = TailSource(config, BuildContext("files", tmp_path, tmp_path, stats))
-    source.store = CheckpointStore(tmp_path / "checkpoints")
-    source.store.load()
-    ctx = SimpleNamespace(out=_Output(), shutdown=asyncio.Event())
-    source._scan(True, _NoWakeup())  # type: ignore[arg-type]
-    await source._read_round(ctx)  # type: ignore[arg-type]  # 1 KiB of the open file
-    first = next(f for f in source.files.values() if f.fd >= 0)
-    await source._housekeeping(ctx, time.monotonic() + 2 * DESCRIPTOR_SLICE)  # type: ignore[arg-type]
-    assert first.fd < 0 and first in source.waiting  # parked mid-file
+    source, ctx, stats, first = await park_one_of_two_busy_files(tmp_path)
     path = Path(first.path)
     inode = path.stat().st_ino
     path.unlink()
@@ -539,13 +538,7 @@ async def test_directory_watches_end_with_the_files_in_them(tmp_path: Path) -> N
     for pod in pods:
         pod.mkdir(parents=True)
         (pod / "0.log").write_bytes(b"a line\n")
-    config = msgspec.convert({"type": "tail", "include": [str(tmp_path / "pods" / "*" / "*.log")], "format": "raw",
-                              "read_from": "beginning"}, TailConfig)
-    stats = StatsRegistry().get("files", "source", "tail")
-    source = TailSource(config, BuildContext("files", tmp_path, tmp_path, stats))
-    source.store = CheckpointStore(tmp_path / "checkpoints")
-    source.store.load()
-    ctx = SimpleNamespace(out=_Output(), shutdown=asyncio.Event())
+    source, ctx, _ = direct_source(tmp_path, str(tmp_path / "pods" / "*" / "*.log"))
     wakeup = Wakeup(True)
     try:
         source._scan(True, wakeup)
