@@ -1,14 +1,22 @@
 """Source `socket`: newline-delimited lines over TCP (many connections) or UDP.
 
 TCP pushes back: while the downstream buffer is full a connection is not
-read, so the sender's TCP window closes. UDP cannot push back: datagrams that
-arrive while ``max_pending_events`` are waiting are dropped and counted.
+read, so the sender's TCP window closes. At most ``max_connections`` are
+open at once: one more is closed at once and counted
+(``agent_socket_connections_refused_total``). UDP cannot push back: datagrams
+that arrive while ``max_pending_events`` are waiting are dropped and counted.
+
+The port is bound in :meth:`SocketSource.start`, before the pipeline runs, so
+a port in use ends start-up with one line naming the source and the address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import socket
 from typing import Literal
 
 from agent.codecs.lines import LineSplitter
@@ -17,7 +25,7 @@ from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize
 from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
-from agent.core.errors import BuildError
+from agent.core.errors import BuildError, StartupError
 
 log = logging.getLogger("agent.sources.socket")
 
@@ -38,6 +46,7 @@ class SocketSourceConfig(SourceConfig, tag="socket"):
     max_line_bytes: ByteSize = ByteSize(256 * 1024)
     read_bytes: ByteSize = ByteSize(256 * 1024)
     max_pending_events: int = 100_000
+    max_connections: int = 1024
 
 
 @register("source", "socket", SocketSourceConfig, "Receives newline-delimited lines over TCP or UDP.")
@@ -48,38 +57,88 @@ class SocketSource:
 
     def __init__(self, config: SocketSourceConfig, ctx: BuildContext) -> None:
         self.config = config
+        self.id = ctx.component_id
         self.host, self.port = split_address(config.address)
         self._connections: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None  # TCP: bound in start(), serving in run()
+        self._udp: socket.socket | None = None  # UDP: bound in start()
+        self._ctx: SourceContext | None = None
+        self._refusing = False
+
+    async def start(self) -> None:
+        """Bind the port; StartupError with one line saying what to do when that fails."""
+        try:
+            if self.config.mode == "udp":
+                self._udp = await self._bind_udp()
+            else:
+                self._server = await asyncio.start_server(
+                    self._on_connect, self.host, self.port, limit=self.config.read_bytes, start_serving=False)
+        except OSError as exc:
+            raise StartupError(self._cannot_listen(exc)) from None
+
+    def _cannot_listen(self, exc: OSError) -> str:
+        hint = {errno.EADDRINUSE: "is another agent or Fluent Bit listening? ",
+                errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE; "}.get(exc.errno or 0, "")
+        reason = exc.strerror if isinstance(exc, socket.gaierror) or not exc.errno else os.strerror(exc.errno)
+        return (f'source "{self.id}": cannot listen on {self.config.address} ({self.config.mode}): '
+                f"{reason or exc}; {hint}change sources.{self.id}.address")
+
+    async def _bind_udp(self) -> socket.socket:
+        infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def run(self, ctx: SourceContext) -> None:
+        if self._server is None and self._udp is None:
+            await self.start()
+        ctx.stats.gauges["connections"] = lambda: len(self._connections)
         if self.config.mode == "udp":
             await self._run_udp(ctx)
         else:
             await self._run_tcp(ctx)
 
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        if len(self._connections) >= self.config.max_connections:
+            writer.close()
+            ctx.stats.count("connections_refused")
+            if not self._refusing:
+                self._refusing = True
+                log.warning("max_connections reached: closing new connections until some end", extra={
+                    "component_id": ctx.id, "max_connections": self.config.max_connections})
+            return
+        self._refusing = False
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._connections.add(writer)
+        try:
+            await self._read_connection(ctx, reader)
+        except (ConnectionError, OSError) as exc:
+            ctx.stats.error("connection_failed", "receiving")
+            log.warning("connection failed", extra={"component_id": ctx.id, "error": str(exc)})
+        except asyncio.CancelledError:
+            # Only this source cancels these tasks, and it waits for them. Ending cancelled would make
+            # Python 3.11's stream callback log a traceback per connection (CPython gh-113538).
+            return
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+            self._handlers.discard(task)
+
     async def _run_tcp(self, ctx: SourceContext) -> None:
-        handlers: set[asyncio.Task[None]] = set()
-
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            handlers.add(task)
-            self._connections.add(writer)
-            try:
-                await self._read_connection(ctx, reader)
-            except (ConnectionError, OSError) as exc:
-                ctx.stats.error("connection_failed", "receiving")
-                log.warning("connection failed", extra={"component_id": ctx.id, "error": str(exc)})
-            except asyncio.CancelledError:
-                # Only this source cancels these tasks, and it waits for them. Ending cancelled would make
-                # Python 3.11's stream callback log a traceback per connection (CPython gh-113538).
-                return
-            finally:
-                self._connections.discard(writer)
-                writer.close()
-                handlers.discard(task)
-
-        server = await asyncio.start_server(on_connect, self.host, self.port, limit=self.config.read_bytes)
+        server, handlers = self._server, self._handlers
+        assert server is not None
+        self._ctx = ctx
+        await server.start_serving()
         log.info("listening", extra={"component_id": ctx.id, "address": self.config.address, "mode": "tcp"})
         async with server:
             try:
@@ -136,7 +195,7 @@ class SocketSource:
                 stats.received_bytes += len(data)
                 wake.set()
 
-        transport, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(self.host, self.port))
+        transport, _ = await loop.create_datagram_endpoint(Receiver, sock=self._udp)
         log.info("listening", extra={"component_id": ctx.id, "address": self.config.address, "mode": "udp"})
         stop = asyncio.ensure_future(ctx.shutdown.wait())
         try:
