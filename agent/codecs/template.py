@@ -10,6 +10,7 @@ by the hour of the event's time.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -81,6 +82,7 @@ class EventTemplate:
             return self.render
         by_prefix: dict[str, str] = {}
         render = self.render
+        now: list[Any] = [None, ""]  # the second last rendered for events without a time, and its name
 
         def key(event: Any) -> str:
             value = time_value(event)
@@ -91,6 +93,11 @@ class EventTemplate:
                         by_prefix.clear()
                     name = by_prefix[value[:13]] = render(event)
                 return name
+            if value is None:  # now: rendered once a second, not once per event
+                second = int(time.time())
+                if second != now[0]:
+                    now[0], now[1] = second, render(event)
+                return now[1]  # type: ignore[no-any-return]
             return render(event)
 
         return key

@@ -38,6 +38,11 @@ def test_path_template_uses_the_event_time_and_fields() -> None:
     path = template.render({"kubernetes": {"namespace": "prod"}, "app": "a/b", "time": "1970-01-01T00:00:00Z"})
     assert path == "/logs/1970/prod-a_b.log"
     assert template.render({"timestamp": 0}) == "/logs/1970/unknown-unknown.log"
+    assert template.render({"timestamp": 0, "app": "%Y"}) == "/logs/1970/unknown-%Y.log"  # a value is no code
+    key = PathTemplate("/logs/%Y-%m-%d.log").partition_key()
+    today = time.strftime("/logs/%Y-%m-%d.log", time.gmtime())
+    assert [key(e) for e in ({"time": "2026-03-04T23:59:59Z"}, {"timestamp": 0}, {})] == [
+        "/logs/2026-03-04.log", "/logs/1970-01-01.log", today]  # (wrong only if run across midnight)
 
 
 async def test_events_are_split_by_field_template(tmp_path: Path) -> None:
