@@ -7,6 +7,16 @@ are sent again alone; items refused for good (mapping errors, other 4xx) go
 to the dead letter with Elasticsearch's error type and reason; a 409 on
 ``create`` is a document that an earlier attempt already wrote. A whole
 request that is too large (413) is split in two.
+
+A response is trusted only when it is JSON (by its content type and its
+body) and its ``items`` match the request's documents one for one; anything
+else (a proxy's HTML page, a body cut short, more or fewer items) sends the
+whole request again, counted as ``invalid_response`` or
+``item_count_mismatch``. Only an explicit ``"errors": false`` lets the items go
+unread, and only when a scan of their bytes finds no ``"error"`` and one
+``"status"`` per document; an item without a status is sent again. Items whose
+error can never succeed on a retry (the document cannot be parsed:
+``PERMANENT_TYPES``) go to the dead letter even with a 5xx status.
 """
 
 from __future__ import annotations
@@ -26,10 +36,15 @@ from agent.core.errors import BuildError, HealthcheckError, RetryableError
 from agent.delivery.batcher import Request
 from agent.delivery.config import HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, compress, raise_for_status
+from agent.delivery.http import HttpClient, InvalidResponse, Response, compress_async, raise_for_status
 from agent.sinks.elasticsearch.encoder import IndexTemplate, bulk_body
 
 RETRY_TYPES = {"es_rejected_execution_exception", "circuit_breaking_exception", "cluster_block_exception"}
+# Errors about the document's bytes or mapping: the same document fails the same way however often it is
+# sent, whatever status an Elasticsearch version gives them (older ones answer 500 for a JSON parse error).
+PERMANENT_TYPES = {"json_parse_exception", "x_content_parse_exception", "not_x_content_exception",
+                   "mapper_parsing_exception", "document_parsing_exception", "strict_dynamic_mapping_exception",
+                   "parse_exception", "illegal_argument_exception", "action_request_validation_exception"}
 
 
 class ElasticsearchConfig(HttpSinkConfig, tag="elasticsearch"):
@@ -88,7 +103,7 @@ class ElasticsearchSink:
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
         endpoint = self._endpoint()
-        data, headers = compress(body, self.config.compression)
+        data, headers = await compress_async(body, self.config.compression)
         headers["Content-Type"] = "application/x-ndjson"
         try:
             response = await client.request("POST", f"{endpoint}/_bulk{self._query}", data, headers)
@@ -98,11 +113,7 @@ class ElasticsearchSink:
         if response.status == 413:
             raise PayloadTooLarge()
         raise_for_status(response, f"POST {endpoint}/_bulk")
-        body = response.body
-        items_at = body.find(b'"items"')
-        if items_at > 0 and b'"errors":false' in body[:items_at]:  # every item succeeded: skip parsing them
-            return Outcome()
-        return item_outcome(orjson.loads(body), self.op)
+        return bulk_outcome(response, len(request.events), self.op)
 
     async def healthcheck(self) -> None:
         await self.driver.healthcheck()
@@ -120,21 +131,56 @@ class ElasticsearchSink:
         await self.driver.run(ctx)
 
 
-def item_outcome(response: dict[str, Any], op: str) -> Outcome:
-    """Which items to send again and which were refused, from a `_bulk` response (items in request order)."""
+def bulk_outcome(response: Response, documents: int, op: str) -> Outcome:
+    """The outcome of a 2xx `_bulk` answer to a request of ``documents`` actions (see the module docstring)."""
+    content_type = response.headers.get("content-type", "application/json")
+    if "json" not in content_type:
+        raise InvalidResponse(f"_bulk answered with content type {content_type[:100]!r}, not JSON")
+    if _all_succeeded(response.body, documents):
+        return Outcome()
+    try:
+        parsed = orjson.loads(response.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidResponse(f"_bulk answered a body that is not JSON ({exc}): "
+                              f"{response.body[:200].decode('utf-8', 'replace')!r}") from None
+    return item_outcome(parsed, op, documents)
+
+
+def _all_succeeded(body: bytes, documents: int) -> bool:
+    """The fast path: an explicit ``"errors":false`` that the items' bytes do not contradict."""
+    items_at = body.find(b'"items"')
+    if items_at < 0 or b'"errors":false' not in body[:items_at]:
+        return False
+    return body.find(b'"error"', items_at) < 0 and body.count(b'"status":', items_at) == documents
+
+
+def item_outcome(response: Any, op: str, documents: int) -> Outcome:
+    """Which items to send again and which were refused, from a parsed `_bulk` answer (items in request order).
+
+    Every item is read, whatever ``errors`` says; an answer that is not an object with one item per document
+    is not trusted (InvalidResponse: the whole request is sent again).
+    """
+    items = response.get("items") if isinstance(response, dict) else None
+    if not isinstance(items, list):
+        raise InvalidResponse("_bulk answered JSON without an items list")
+    if len(items) != documents:
+        raise InvalidResponse(f"_bulk answered {len(items)} items for {documents} documents", "item_count_mismatch")
     outcome = Outcome()
-    if not response.get("errors"):
-        return outcome
-    for index, item in enumerate(response.get("items", [])):
-        result: dict[str, Any] = next(iter(item.values()), {}) if isinstance(item, dict) else {}
-        status = int(result.get("status", 500))
+    for index, item in enumerate(items):
+        result = next(iter(item.values()), None) if isinstance(item, dict) and len(item) == 1 else None
+        status = result.get("status") if isinstance(result, dict) else None
+        if type(status) is not int:  # no status (a filter_path'd answer), or not a number: not accepted
+            outcome.retry.append(index)
+            continue
         if 200 <= status < 300 or (status == 409 and op == "create"):
             continue
+        assert isinstance(result, dict)
         error = result.get("error") or {}
         error_type = error.get("type", "unknown") if isinstance(error, dict) else str(error)
-        if status == 429 or status >= 500 or error_type in RETRY_TYPES:
-            outcome.retry.append(index)
+        if error_type in PERMANENT_TYPES and status != 429:
+            outcome.rejected.append((index, error_type, error))
+        elif status == 429 or status >= 500 or status < 400 or error_type in RETRY_TYPES:
+            outcome.retry.append(index)  # throttled, failed on the server, or a status no bulk item should have
         else:
             outcome.rejected.append((index, error_type, error))
     return outcome
-

@@ -15,9 +15,10 @@ from fakes.elasticsearch import FakeElasticsearch
 from helpers import pipeline, wait_for
 
 from agent.core.batch import Kind
+from agent.delivery.http import InvalidResponse, Response
 from agent.observe.stats import StatsRegistry
 from agent.sinks.elasticsearch.encoder import IndexTemplate, bulk_body, document_id
-from agent.sinks.elasticsearch.sink import item_outcome
+from agent.sinks.elasticsearch.sink import bulk_outcome, item_outcome
 from agent.topology.running import Topology
 
 
@@ -105,10 +106,75 @@ def test_item_results_split_into_retry_rejected_and_delivered() -> None:
         {"create": {"status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "exists"}}},
         {"create": {"status": 503, "error": {"type": "unavailable_shards_exception", "reason": "no"}}},
     ]}
-    outcome = item_outcome(response, "create")
+    outcome = item_outcome(response, "create", 5)
     assert outcome.retry == [1, 4]
     assert [(i, reason) for i, reason, _ in outcome.rejected] == [(2, "document_parsing_exception")]
-    assert item_outcome({"errors": False, "items": [{"index": {"status": 201}}]}, "index").retry == []
+    assert item_outcome({"errors": False, "items": [{"index": {"status": 201}}]}, "index", 1).retry == []
+
+
+def answer(body: Any, content_type: str = "application/json; charset=UTF-8") -> Response:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(200, {"content-type": content_type}, raw)
+
+
+def ok_items(n: int) -> list[dict[str, Any]]:
+    return [{"index": {"_index": "i", "_id": str(k), "status": 201, "result": "created"}} for k in range(n)]
+
+
+@pytest.mark.parametrize("response", [
+    Response(200, {"content-type": "text/html"}, b"<html>proxy ok</html>"),
+    answer(b'{"took":3,"errors":false,"items":[{"index":{"_index":"i","status":201}},{"ind'),  # cut short
+    answer({"took": 1, "errors": False, "items": ok_items(2)}, "text/html"),  # a proxy's page, whatever it says
+    answer([1, 2]),
+    answer({"took": 1, "errors": True}),
+], ids=["html", "truncated", "content_type", "not_an_object", "no_items"])
+def test_a_bulk_answer_that_cannot_be_trusted_retries_the_whole_request(response: Response) -> None:
+    """Issue 8.1: orjson.JSONDecodeError escaped send() and the driver's TaskGroup ended the agent."""
+    with pytest.raises(InvalidResponse) as caught:
+        bulk_outcome(response, 2, "index")
+    assert caught.value.error_type == "invalid_response"
+
+
+@pytest.mark.parametrize("items", [1, 3])
+def test_an_item_count_that_differs_from_the_documents_retries_the_whole_request(items: int) -> None:
+    """Issues 8.1 and 15.1: fewer items acknowledged the missing documents; more raised IndexError in the driver."""
+    for errors in (False, True):
+        with pytest.raises(InvalidResponse) as caught:
+            bulk_outcome(answer({"took": 1, "errors": errors, "items": ok_items(items)}), 2, "index")
+        assert caught.value.error_type == "item_count_mismatch"
+
+
+def test_only_an_explicit_errors_false_may_skip_the_items() -> None:
+    """Issue 15.2: a missing ``errors`` acknowledged 429 items; an item without a status was acknowledged."""
+    throttled = {"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}}
+    refused = {"index": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "x"}}}
+    outcome = bulk_outcome(answer({"took": 1, "items": [*ok_items(1), throttled, refused]}), 3, "index")
+    assert outcome.retry == [1] and [i for i, _, _ in outcome.rejected] == [2]
+    filtered = {"items": [{"index": {"_id": "a"}}, {"index": {"_id": "b", "status": 201}}, {"index": {}}]}
+    assert bulk_outcome(answer(filtered), 3, "index").retry == [0, 2]  # a filter_path'd answer without statuses
+
+
+def test_errors_false_with_failed_items_is_not_believed() -> None:
+    items = [*ok_items(2), {"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+             {"index": {"_index": "i", "result": "created"}}]
+    assert bulk_outcome(answer({"took": 1, "errors": False, "items": items}), 4, "index").retry == [2, 3]
+    assert bulk_outcome(answer({"took": 1, "errors": False, "items": ok_items(4)}), 4, "index").retry == []
+
+
+@pytest.mark.parametrize("status", [0, 302, 600, "201"])
+def test_an_unknown_item_status_is_not_accepted(status: Any) -> None:
+    items = [*ok_items(1), {"index": {"status": status}}]
+    assert bulk_outcome(answer({"took": 1, "errors": True, "items": items}), 2, "index").retry == [1]
+
+
+def test_an_item_that_can_never_be_parsed_is_dead_lettered_even_with_a_500() -> None:
+    """Issue 15.3: a 500 json_parse_exception was retried forever."""
+    items = [{"index": {"status": 500, "error": {"type": "json_parse_exception", "reason": "Unexpected char"}}},
+             {"index": {"status": 500, "error": {"type": "unavailable_shards_exception", "reason": "no"}}},
+             {"index": {"status": 429, "error": {"type": "illegal_argument_exception", "reason": "?"}}}]
+    outcome = item_outcome({"errors": True, "items": items}, "index", 3)
+    assert [(i, reason) for i, reason, _ in outcome.rejected] == [(0, "json_parse_exception")]
+    assert outcome.retry == [1, 2]
 
 
 def es_pipeline(es: FakeElasticsearch, source: str, sink: str = "") -> str:
