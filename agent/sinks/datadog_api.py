@@ -1,6 +1,9 @@
 """What the Datadog sinks share: their config keys, posting to an intake with the API key, holding data
 on a refused key, and the start-up check of the key.
 
+A 429 waits at least ``X-RateLimit-Reset`` (Datadog's seconds until the rate
+limit resets), as it waits at least a Retry-After.
+
 A 401 or 403 from an intake becomes :class:`ApiKeyRefused`, a retryable
 error whose backoff is the sink's ``request.retry_max_backoff``: the request
 stays unacknowledged and is sent again until the key is accepted, and each
@@ -19,7 +22,7 @@ from agent.core.errors import HealthcheckError, RetryableError
 from agent.delivery.batcher import Request
 from agent.delivery.config import HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, Response, raise_for_status
+from agent.delivery.http import HttpClient, Response, ThrottledError, raise_for_status, retry_after
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.sinks.datadog")
@@ -71,8 +74,25 @@ async def post(client: HttpClient, url: str, key: str, data: bytes, headers: dic
         raise refusals.refused(response.status, url, events)
     if response.status == 413:
         raise PayloadTooLarge()
-    raise_for_status(response, f"POST {url}")
+    try:
+        raise_for_status(response, f"POST {url}")
+    except ThrottledError as exc:
+        if response.status == 429:
+            exc.retry_after = rate_limit_wait(response.headers)
+        raise
     return response
+
+
+def rate_limit_wait(headers: dict[str, str]) -> float | None:
+    """How long a 429 asks us to wait: Retry-After, or Datadog's ``X-RateLimit-Reset`` (seconds to the reset)."""
+    wait = retry_after(headers)
+    try:
+        reset = float(headers.get("x-ratelimit-reset", ""))
+    except ValueError:
+        return wait
+    if not 0 <= reset <= 3600:  # not a number of seconds we can trust
+        return wait
+    return reset if wait is None else max(wait, reset)
 
 
 async def validate_api_key(client: HttpClient, base_url: str, key: str) -> None:
