@@ -57,7 +57,7 @@ from agent.core.batch import Kind
 from agent.delivery.batcher import Request
 from agent.delivery.config import BatchConfig
 from agent.delivery.driver import Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, compress
+from agent.delivery.http import HttpClient, compress_async
 from agent.sinks.datadog_api import DatadogConfig, DatadogSink
 
 MAX_ENTRIES = 1000  # per request
@@ -271,6 +271,6 @@ class DatadogLogsSink(DatadogSink):
         return body
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
-        data, headers = compress(body, self.config.compression)
+        data, headers = await compress_async(body, self.config.compression)
         await self.post(client, data, headers, len(request.events))
         return Outcome()

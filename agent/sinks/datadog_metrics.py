@@ -47,13 +47,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
-import zstandard
 
 from agent.config.registry import BuildContext, register
 from agent.core.metric import Sample
 from agent.delivery.batcher import Request
 from agent.delivery.driver import Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, compress
+from agent.delivery.http import HttpClient, compress_async
 from agent.observe.stats import ComponentStats
 from agent.sinks.datadog_api import DatadogConfig, DatadogSink
 
@@ -204,15 +203,16 @@ class DatadogMetricsSink(DatadogSink):
             raise PayloadTooLarge()
         return body
 
-    def _compress(self, body: bytes) -> tuple[bytes, dict[str, str]]:
-        if self.config.compression == "zstd":
-            return zstandard.ZstdCompressor(level=3).compress(body), {"Content-Encoding": "zstd1"}
-        return compress(body, self.config.compression)
+    async def _compress(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        data, headers = await compress_async(body, self.config.compression)
+        if headers.get("Content-Encoding") == "zstd":
+            headers["Content-Encoding"] = "zstd1"  # the series API's name for it
+        return data, headers
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
         if not body:
             return Outcome()
-        data, headers = self._compress(body)
+        data, headers = await self._compress(body)
         if len(data) > MAX_SENT:
             raise PayloadTooLarge()
         response = await self.post(client, data, headers, len(request.events))

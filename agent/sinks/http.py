@@ -13,7 +13,7 @@ from agent.core.errors import HealthcheckError
 from agent.delivery.batcher import Request
 from agent.delivery.config import HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome
-from agent.delivery.http import HttpClient, compress, raise_for_status
+from agent.delivery.http import HttpClient, compress_async, raise_for_status
 
 CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "text": "text/plain; charset=utf-8"}
 
@@ -44,7 +44,7 @@ class HttpSink:
         return encode_batch(Batch(request.events, request.kind, request.byte_size), codec)
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
-        data, headers = compress(body, self.config.compression)
+        data, headers = await compress_async(body, self.config.compression)
         headers["Content-Type"] = CONTENT_TYPES[self.config.encoding]
         response = await client.request(self.config.method.upper(), self.config.uri, data, headers)
         raise_for_status(response, f"{self.config.method.upper()} {self.config.uri}")
