@@ -13,6 +13,11 @@ from agent.codecs.container import DECODERS, CriDecoder, DockerDecoder, LineDeco
 
 EXTRA = {"file": "/var/log/containers/a.log", "kubernetes": {"pod": "a", "namespace": "ns"}}
 T0 = "2026-11-22T17:00:00.123456789Z"
+
+
+def at(second: int, nanos: int = 0) -> str:
+    """A Docker-style RFC3339Nano time: ``second`` seconds after 2026-11-22T17:00:00Z (under an hour)."""
+    return f"2026-11-22T17:{second // 60:02d}:{second % 60:02d}.{nanos:09d}Z"
 PIECE = 16 * 1024  # Docker's and containerd's split size
 
 
@@ -95,25 +100,25 @@ def test_docker_split_line_is_reassembled() -> None:
     message = "".join(chr(ord("a") + i % 26) for i in range(40_000))
     pieces = docker_pieces(message)
     assert len(pieces) == 3
-    lines = [docker(piece, time=f"t{i}") for i, piece in enumerate(pieces)]
+    lines = [docker(piece, time=at(i)) for i, piece in enumerate(pieces)]
     out, offsets, safe = decode(DockerDecoder(EXTRA, 1 << 20), lines, 7)
-    assert out == [{**EXTRA, "message": message, "stream": "stdout", "time": "t0"}]
+    assert out == [{**EXTRA, "message": message, "stream": "stdout", "time": at(0)}]
     assert offsets == [7]
     assert safe == starts(lines, 7)[-1]
 
 
 def test_docker_interleaved_partials_are_reassembled_per_stream() -> None:
     lines = [
-        docker("out-1 ", "stdout", "t1"),
-        docker("err-1 ", "stderr", "t2"),
-        docker("out-2\n", "stdout", "t3"),
-        docker("err-2 ", "stderr", "t4"),
-        docker("err-3\n", "stderr", "t5"),
+        docker("out-1 ", "stdout", at(1)),
+        docker("err-1 ", "stderr", at(2)),
+        docker("out-2\n", "stdout", at(3)),
+        docker("err-2 ", "stderr", at(4)),
+        docker("err-3\n", "stderr", at(5)),
     ]
     out, offsets, _ = decode(DockerDecoder(EXTRA, 1 << 20), lines)
     assert [(e["message"], e["stream"], e["time"]) for e in out] == [
-        ("out-1 out-2", "stdout", "t1"),
-        ("err-1 err-2 err-3", "stderr", "t2"),
+        ("out-1 out-2", "stdout", at(1)),
+        ("err-1 err-2 err-3", "stderr", at(2)),
     ]
     assert offsets == [starts(lines)[0], starts(lines)[1]]
 
@@ -150,7 +155,7 @@ def test_docker_safe_offset_stays_at_a_held_partial_until_it_completes() -> None
     (b"[1, 2]", "not a JSON object"),
     (b'"log"', "not a JSON object"),
     (b"12", "not a JSON object"),
-    (b'{"stream": "stdout", "time": "t"}', "no log string"),
+    (b'{"stream": "stdout", "time": "2026-11-22T17:00:00Z"}', "no log string"),
     (b'{"log": 5, "stream": "stdout"}', "no log string"),
     (b'{"log": null}', "no log string"),
     (b'{"log": "x\\n", "stream": ["stdout"]}', "stream is not a string"),
@@ -170,6 +175,60 @@ def test_docker_malformed_line_is_kept_raw_and_counted(line: bytes, reason: str)
     assert decoder.errors == 1
 
 
+@pytest.mark.parametrize(("line", "reason"), [
+    (b'{"log": "x\\n", "stream": "stdout"}', "no time"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": null}', "no time"),
+    (b'{"log": "x", "stream": "stdout"}', "no time"),  # a piece of a split line
+    (b'{"log": "x\\n", "stream": "stdout", "time": 123}', "time is not a string"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": ["2026-11-22T17:00:00Z"]}', "time is not a string"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": ""}', "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "qwerty"}', "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "2026-13-01T00:00:00Z"}', "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "2026-02-30T00:00:00Z"}', "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "2026-11-22T17:00:00"}', "time is not RFC 3339"),  # no offset
+    (b'{"log": "x\\n", "stream": "stdout", "time": "2026-11-22 17:00:00Z"}', "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "2026-11-22T17:00:00Z junk"}', "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "2026-11-22T17:00:00Z\\n2026-11-22T17:00:00Z"}',
+     "time is not RFC 3339"),
+    (b'{"log": "x\\n", "stream": "stdout", "time": "1479737960"}', "time is not RFC 3339"),
+])
+def test_docker_line_without_an_rfc3339_time_is_kept_raw_and_counted(line: bytes, reason: str) -> None:
+    """Issue 15.4: the kubelet rejects such lines; kept here as malformed lines are, and the bad time is not kept."""
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    lines = [docker("before\n"), docker("held ", "stderr"), line, docker("after\n"), docker("end\n", "stderr")]
+    out, offsets, safe = decode(decoder, lines)
+    assert out == [
+        {**EXTRA, "message": "before", "stream": "stdout", "time": T0},
+        {**EXTRA, "message": line.decode(), "parse_error": reason},
+        {**EXTRA, "message": "after", "stream": "stdout", "time": T0},
+        {**EXTRA, "message": "held end", "stream": "stderr", "time": T0},
+    ]
+    assert offsets == [starts(lines)[i] for i in (0, 2, 3, 1)]
+    assert safe == starts(lines)[-1]
+    assert decoder.errors == 1
+
+
+@pytest.mark.parametrize("time", [
+    "2016-10-20T18:39:20.57606443Z",  # the kubelet's test: RFC3339Nano trims trailing zeros
+    "2026-11-22T17:00:00Z", "2026-11-22t17:00:00.1z", "2019-05-07T18:57:50.904275087+00:00",
+    "2026-11-22T17:00:00.123-05:30", "2024-02-29T23:59:59.999999999Z",
+])
+def test_docker_rfc3339_times_are_kept_as_written(time: str) -> None:
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    out, _, _ = decode(decoder, [docker("x\n", time=time), docker("y", time=time), docker("z\n", time=T0)])
+    assert [(e["message"], e["time"]) for e in out] == [("x", time), ("yz", time)]
+    assert decoder.errors == 0
+
+
+def test_docker_pieces_with_a_bad_time_are_kept_raw_and_the_record_goes_on() -> None:
+    decoder = DockerDecoder(EXTRA, 1 << 20)
+    lines = [docker("a"), docker("b", time="yesterday"), docker("c\n")]
+    out, offsets, _ = decode(decoder, lines)
+    assert [(e["message"], e.get("time"), e.get("parse_error")) for e in out] == [
+        (lines[1].decode(), None, "time is not RFC 3339"), ("ac", T0, None)]
+    assert offsets == [starts(lines)[1], 0]
+
+
 def test_docker_malformed_line_does_not_disturb_a_held_partial() -> None:
     decoder = DockerDecoder(EXTRA, 1 << 20)
     lines = [docker("a"), b"garbage", docker("b\n")]
@@ -179,10 +238,10 @@ def test_docker_malformed_line_does_not_disturb_a_held_partial() -> None:
 
 
 def test_docker_invalid_utf8_inside_the_log_is_replaced() -> None:
-    line = b'{"log":"caf\xc3\xa9 \xff\xfe ok\\n","stream":"stdout","time":"t"}'
+    line = b'{"log":"caf\xc3\xa9 \xff\xfe ok\\n","stream":"stdout","time":"2026-11-22T17:00:00Z"}'
     decoder = DockerDecoder(EXTRA, 1 << 20)
     out, _, _ = decode(decoder, [line])
-    assert out == [{**EXTRA, "message": "café \ufffd\ufffd ok", "stream": "stdout", "time": "t"}]
+    assert out == [{**EXTRA, "message": "café \ufffd\ufffd ok", "stream": "stdout", "time": "2026-11-22T17:00:00Z"}]
     assert decoder.errors == 0
 
 
@@ -203,9 +262,10 @@ def test_docker_attrs_are_kept() -> None:
     ]
 
 
-def test_docker_record_without_stream_or_time_is_kept() -> None:
-    out, _, _ = decode(DockerDecoder(EXTRA, 1 << 20), [b'{"log":"a\\n"}', b'{"log":"b","time":"t"}', b'{"log":"c\\n"}'])
-    assert out == [{**EXTRA, "message": "a"}, {**EXTRA, "message": "bc", "time": "t"}]
+def test_docker_record_without_stream_is_kept() -> None:
+    lines = [f'{{"log":"{log}","time":"{at(i)}"}}'.encode() for i, log in enumerate(["a\\n", "b", "c\\n"])]
+    out, _, _ = decode(DockerDecoder(EXTRA, 1 << 20), lines)
+    assert out == [{**EXTRA, "message": "a", "time": at(0)}, {**EXTRA, "message": "bc", "time": at(1)}]
 
 
 def test_docker_huge_message_is_cut_at_max_message_bytes_with_bounded_memory() -> None:
@@ -234,14 +294,14 @@ def test_docker_truncation_does_not_split_a_utf8_character() -> None:
 
 def test_docker_flush_emits_held_partials_in_file_order() -> None:
     decoder = DockerDecoder(EXTRA, 1 << 20)
-    lines = [docker("out", "stdout", "t1"), docker("err", "stderr", "t2"), docker("more", "stdout", "t3")]
+    lines = [docker("out", "stdout", at(1)), docker("err", "stderr", at(2)), docker("more", "stdout", at(3))]
     out, _, safe = decode(decoder, lines)
     assert (out, safe) == ([], 0)
     decoder.flush(out)
     offsets = take_offsets(out)
     assert out == [
-        {**EXTRA, "message": "outmore", "stream": "stdout", "time": "t1", "partial": True},
-        {**EXTRA, "message": "err", "stream": "stderr", "time": "t2", "partial": True},
+        {**EXTRA, "message": "outmore", "stream": "stdout", "time": at(1), "partial": True},
+        {**EXTRA, "message": "err", "stream": "stderr", "time": at(2), "partial": True},
     ]
     assert offsets == [0, starts(lines)[1]]
     assert decoder.decode([], [500], out) == 500
@@ -264,21 +324,21 @@ def test_cri_full_lines() -> None:
 
 def test_cri_partials_are_reassembled_per_stream() -> None:
     lines = [
-        cri(b"out-1 ", tags="P", time="t1"),
-        cri(b"err-1 ", "stderr", "P", "t2"),
-        cri(b"out-2 ", tags="P", time="t3"),
-        cri(b"err-2", "stderr", "F", "t4"),
-        cri(b"out-3", tags="F", time="t5"),
-        cri(b"single", time="t6"),
+        cri(b"out-1 ", tags="P", time=at(1)),
+        cri(b"err-1 ", "stderr", "P", at(2)),
+        cri(b"out-2 ", tags="P", time=at(3)),
+        cri(b"err-2", "stderr", "F", at(4)),
+        cri(b"out-3", tags="F", time=at(5)),
+        cri(b"single", time=at(6)),
     ]
     decoder = CriDecoder(EXTRA, 1 << 20)
     out, offsets, safe = decode(decoder, lines[:3])
     assert (out, safe) == ([], 0)
     out, offsets, safe = decode(decoder, lines[3:], starts(lines)[3])
     assert [(e["message"], e["stream"], e["time"]) for e in out] == [
-        ("err-1 err-2", "stderr", "t2"),
-        ("out-1 out-2 out-3", "stdout", "t1"),
-        ("single", "stdout", "t6"),
+        ("err-1 err-2", "stderr", at(2)),
+        ("out-1 out-2 out-3", "stdout", at(1)),
+        ("single", "stdout", at(6)),
     ]
     assert offsets == [starts(lines)[1], 0, starts(lines)[5]]
     assert safe == starts(lines)[-1]
@@ -343,10 +403,10 @@ def test_cri_huge_message_is_cut_at_max_message_bytes() -> None:
 
 def test_cri_flush_marks_partial() -> None:
     decoder = CriDecoder(EXTRA, 1 << 20)
-    out, _, _ = decode(decoder, [cri(b"a", tags="P", time="t1"), cri(b"b", tags="P", time="t2")])
+    out, _, _ = decode(decoder, [cri(b"a", tags="P", time=at(1)), cri(b"b", tags="P", time=at(2))])
     decoder.flush(out)
     assert take_offsets(out) == [0]
-    assert out == [{**EXTRA, "message": "ab", "stream": "stdout", "time": "t1", "partial": True}]
+    assert out == [{**EXTRA, "message": "ab", "stream": "stdout", "time": at(1), "partial": True}]
     decoder.flush(out)
     assert len(out) == 1
 
@@ -434,7 +494,7 @@ cut_lists = st.lists(st.integers(0, 30), max_size=4)
 def test_docker_any_split_and_chunking_yields_the_messages(records: list[tuple[str, str, list[int]]],
                                                            data: st.DataObject) -> None:
     def line(stream: str, piece: str, last: bool, index: int, number: int) -> bytes:
-        return docker(piece + "\n" if last else piece, stream, f"t{index}.{number}")
+        return docker(piece + "\n" if last else piece, stream, at(index, number))
 
     lines, owners = build_file(data, records, line, split_at)
     check_any_chunking(data, lambda: DockerDecoder(EXTRA, 1 << 20), records, lines, owners, [m for _, m, _ in records])

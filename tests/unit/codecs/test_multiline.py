@@ -267,14 +267,14 @@ def test_after_docker_reassembly() -> None:
     multiline = Multiline(config(preset="java"))
     logs = [line + "\n" for line in JAVA.splitlines()]
     logs[3:4] = [logs[3][:10], logs[3][10:]]  # a line split in two pieces
-    lines = [orjson.dumps({"log": log, "stream": "stdout", "time": f"t{i}"}) for i, log in enumerate(logs)]
+    lines = [orjson.dumps({"log": log, "stream": "stdout", "time": f"2026-11-22T17:00:{i:02d}Z"}) for i, log in enumerate(logs)]
     events: list[dict] = []
     safe = decoder.decode(lines, line_starts(lines, 0), events)
     out: list[dict] = []
     multiline.feed(events, out, 0.0)
     java = JAVA.splitlines()
     assert [e["message"] for e in out] == [java[0], "\n".join(java[1:13]), java[13]]
-    assert out[1]["time"] == "t1"
+    assert out[1]["time"] == "2026-11-22T17:00:01Z"
     assert multiline.safe_offset(safe) == sum(len(line) + 1 for line in lines[:-1])
 
 

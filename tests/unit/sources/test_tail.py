@@ -101,7 +101,7 @@ async def test_docker_16k_partials_are_reassembled(tmp_path: Path) -> None:
     pieces = [message[i:i + 16384] for i in range(0, len(message), 16384)]
     with path.open("wb") as f:
         for piece in pieces[:-1]:
-            f.write(orjson.dumps({"log": piece, "stream": "stdout", "time": "t"}) + b"\n")
+            f.write(orjson.dumps({"log": piece, "stream": "stdout", "time": "2026-11-22T17:00:00Z"}) + b"\n")
         f.write(docker_line(pieces[-1]))
     async with running(tail_config(tmp_path, str(path)), tmp_path):
         await until(lambda: len(events()) == 1)
