@@ -13,8 +13,8 @@ body) and its ``items`` match the request's documents one for one; anything
 else (a proxy's HTML page, a body cut short, more or fewer items) sends the
 whole request again, counted as ``invalid_response`` or
 ``item_count_mismatch``. Only an explicit ``"errors": false`` lets the items go
-unread, and only when a scan of their bytes finds no ``"error"`` and one
-``"status"`` per document; an item without a status is sent again. Items whose
+unread, and only when a scan of their bytes finds one 200/201 status per
+document; an item without a status is sent again. Items whose
 error can never succeed on a retry (the document cannot be parsed:
 ``PERMANENT_TYPES``) go to the dead letter even with a 5xx status.
 """
@@ -147,11 +147,17 @@ def bulk_outcome(response: Response, documents: int, op: str) -> Outcome:
 
 
 def _all_succeeded(body: bytes, documents: int) -> bool:
-    """The fast path: an explicit ``"errors":false`` that the items' bytes do not contradict."""
+    """The fast path: an explicit ``"errors":false`` that the items' bytes do not contradict.
+
+    One scan (about 0.1 us per item): exactly one ``"status":20x`` per document means every item reports
+    200 or 201; a failed item, a missing one or one without a status (a lying or cut answer) makes the count
+    differ, and the answer is then parsed and read item by item. (A JSON string cannot hold the pattern:
+    its quotes would be escaped.)
+    """
     items_at = body.find(b'"items"')
     if items_at < 0 or b'"errors":false' not in body[:items_at]:
         return False
-    return body.find(b'"error"', items_at) < 0 and body.count(b'"status":', items_at) == documents
+    return body.count(b'"status":20', items_at) == documents
 
 
 def item_outcome(response: Any, op: str, documents: int) -> Outcome:
