@@ -16,6 +16,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable
 from datetime import datetime
+from time import monotonic
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -59,6 +60,11 @@ class LineDecoder(Protocol):
         """Append the records still held, marked ``"partial": True``, and forget them."""
         ...
 
+    def flush_expired(self, deadline: float, out: list[dict]) -> int | None:
+        """``flush`` for the records no line has extended since ``deadline`` (a ``time.monotonic()``); return the
+        safe offset after it, or None if no record was that old."""
+        ...
+
 
 def _cut_utf8(data: bytes, size: int) -> bytes:
     """``data[:size]``, shortened by up to 3 bytes so that it does not end inside a UTF-8 character."""
@@ -72,10 +78,11 @@ def _cut_utf8(data: bytes, size: int) -> bytes:
 class _Record:
     """A record being reassembled from several lines of one stream."""
 
-    __slots__ = ("attrs", "full", "pieces", "size", "start", "time", "truncated")
+    __slots__ = ("attrs", "full", "last", "pieces", "size", "start", "time", "truncated")
 
     def __init__(self, start: int, time: Any, attrs: Any) -> None:
         self.start = start  # file offset of its first line
+        self.last = 0.0  # time.monotonic() when a line last extended it
         self.time = time  # the first piece's
         self.attrs = attrs
         self.pieces: list[Any] = []
@@ -87,7 +94,7 @@ class _Record:
 class _Reassembler:
     """What the Docker and CRI decoders share: per-stream partial records bounded by ``max_message_bytes``."""
 
-    __slots__ = ("_cut", "_extra", "_free", "_held", "errors", "max_message_bytes", "truncated")
+    __slots__ = ("_cut", "_end", "_extra", "_free", "_held", "errors", "max_message_bytes", "truncated")
 
     def __init__(self, extra: dict[str, Any], max_message_bytes: int) -> None:
         self._extra = extra
@@ -97,6 +104,7 @@ class _Reassembler:
         self.errors = 0
         self.truncated = 0
         self._cut = False  # the line being decoded was cut short by the line splitter
+        self._end = 0  # where the lines last decoded end
 
     def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
         raise NotImplementedError
@@ -119,6 +127,7 @@ class _Reassembler:
 
     def _safe_offset(self, end: int) -> int:
         """The start of the earliest record still held, else ``end`` (where the lines just decoded end)."""
+        self._end = end
         held = self._held
         return min(record.start for record in held.values()) if held else end
 
@@ -147,6 +156,7 @@ class _Reassembler:
             self._free.discard(stream)
         if self._cut:
             record.truncated = True
+        record.last = monotonic()
         self._keep(record, piece)
         if last:
             del self._held[stream]
@@ -185,12 +195,25 @@ class _Reassembler:
 
     def flush(self, out: list[dict]) -> None:
         """Append every held record, marked ``"partial": True``, in file order, and forget them."""
-        for stream, record in sorted(self._held.items(), key=lambda item: item[1].start):
+        self._flush(list(self._held), out)
+
+    def flush_expired(self, deadline: float, out: list[dict]) -> int | None:
+        """As ``LineDecoder.flush_expired``: what nothing completed in time is emitted, marked partial."""
+        expired = [stream for stream, record in self._held.items() if record.last < deadline]
+        if not expired:
+            return None
+        self._flush(expired, out)
+        return self._safe_offset(self._end)
+
+    def _flush(self, streams: list[Any], out: list[dict]) -> None:
+        """Append the records of ``streams``, marked ``"partial": True``, in file order, and forget them."""
+        for stream, record in sorted([(stream, self._held.pop(stream)) for stream in streams],
+                                     key=lambda item: item[1].start):
             event = self._finish(stream, record)
             event["partial"] = True
             out.append(event)
-        self._held.clear()
-        self._free.update(_STREAMS.values())
+            if stream in _STREAMS.values():
+                self._free.add(stream)
 
 
 class DockerDecoder(_Reassembler):
@@ -374,6 +397,10 @@ class RawDecoder:
 
     def flush(self, out: list[dict]) -> None:
         """Nothing is ever held."""
+
+    def flush_expired(self, deadline: float, out: list[dict]) -> int | None:
+        """Nothing is ever held."""
+        return None
 
 
 DECODERS: dict[str, Callable[[dict[str, Any], int], LineDecoder]] = {

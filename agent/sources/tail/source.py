@@ -9,8 +9,11 @@ pipeline is full: the file is the buffer, and memory stays bounded.
 Every batch carries an ack whose token is the file offset up to which all
 bytes have been turned into events; the offset is committed to the
 checkpoint store only when every sink acknowledged the batch and all earlier
-ones of that file. Rotation by rename or deletion keeps the old file open to
-its end (up to ``rotate_wait`` after the rename); a shrinking file
+ones of that file. A partial record (a Docker piece without its ``\n``, CRI
+``P`` lines) that nothing completes within ``partial_flush_timeout`` is
+emitted marked ``partial``; one still held at shutdown is not committed, so
+a restart reads it again. Rotation by rename or deletion keeps the old file
+open to its end (up to ``rotate_wait`` after the rename); a shrinking file
 (copytruncate) is read again from its start; a file is known by device,
 inode and a fingerprint of its first bytes, so a reused inode is a new file.
 """
@@ -62,6 +65,7 @@ class TailConfig(SourceConfig, tag="tail"):
     max_line_bytes: ByteSize = ByteSize(256 * 1024)
     read_bytes: ByteSize = ByteSize(256 * 1024)
     rotate_wait: Duration = Duration(5.0)
+    partial_flush_timeout: Duration = Duration(4.0)  # Fluent Bit's docker_mode_flush
     checkpoint_grace: Duration = Duration(3600.0)
     multiline: MultilineConfig | None = None
 
@@ -326,11 +330,8 @@ class TailSource:
         for tailed in list(self.files.values()):
             if tailed.fd < 0:
                 continue
-            if tailed.multiline is not None:
-                expired: list[dict[str, Any]] = []
-                tailed.multiline.flush_expired(now, expired)
-                if expired:
-                    await self._emit(ctx, tailed, expired, self._safe_offset(tailed), 0)
+            if tailed.decoder is not None:
+                await self._flush_expired(ctx, tailed, now)
             if not tailed.eof:
                 continue
             if tailed.rotated_at is not None:
@@ -341,6 +342,25 @@ class TailSource:
         self._forget_finished()
         self._share_descriptors(now)
         self._open_waiting()
+
+    async def _flush_expired(self, ctx: SourceContext, tailed: TailedFile, now: float) -> None:
+        """Emit the partial records (marked ``partial``) and multiline groups that nothing extended in time.
+
+        What is emitted is committed once delivered, as any event; what is still held at shutdown is not, so a
+        restart reads it again.
+        """
+        assert tailed.decoder is not None
+        held: list[dict[str, Any]] = []
+        safe = tailed.decoder.flush_expired(now - self.config.partial_flush_timeout, held)
+        if safe is not None:
+            tailed.decoder_safe = safe
+        events = held
+        if tailed.multiline is not None:
+            events = []
+            tailed.multiline.feed(held, events, now)
+            tailed.multiline.flush_expired(now, events)
+        if events:
+            await self._emit(ctx, tailed, events, self._safe_offset(tailed), 0)
 
     def _truncated(self, tailed: TailedFile) -> bool:
         """Copytruncate: the file is shorter than what was read, or its first bytes changed."""

@@ -411,6 +411,59 @@ def test_cri_flush_marks_partial() -> None:
     assert len(out) == 1
 
 
+# a held record that nothing completes in time (issue 15.5)
+
+PARTS: dict[str, Callable[[str, str, bool], bytes]] = {
+    "docker": lambda text, stream, last: docker(text + "\n" if last else text, stream),
+    "cri": lambda text, stream, last: cri(text.encode(), stream, "F" if last else "P"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["docker", "cri"])
+def test_flush_expired_emits_the_records_no_line_extended_since_the_deadline(
+        fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    part = PARTS[fmt]
+    clock = [100.0]
+    monkeypatch.setattr("agent.codecs.container.monotonic", lambda: clock[0])
+    decoder = DECODERS[fmt](EXTRA, 1 << 20)
+    lines = [part("out-1 ", "stdout", False), part("err-1 ", "stderr", False)]
+    out, _, safe = decode(decoder, lines[:1])
+    clock[0] = 102.0
+    more, _, _ = decode(decoder, lines[1:], starts(lines)[1])
+    assert (out + more, safe) == ([], 0)
+    assert decoder.flush_expired(100.0, out) is None  # extended at 100.0: not before the deadline
+    assert out == []
+    assert decoder.flush_expired(101.0, out) == starts(lines)[1]  # stderr's record is still held
+    assert take_offsets(out) == [0]
+    assert [(e["message"], e["stream"], e["partial"]) for e in out] == [("out-1 ", "stdout", True)]
+    # stdout is free again: its next record is on its own, not glued onto the emitted part
+    after = [part("out-2", "stdout", True), part("err-2", "stderr", True)]
+    out, offsets, safe = decode(decoder, after, starts(lines)[2])
+    assert [(e["message"], e.get("partial")) for e in out] == [("out-2", None), ("err-1 err-2", None)]
+    assert offsets == [starts(lines)[2], starts(lines)[1]]
+    assert safe == starts(lines + after)[-1]
+
+
+@pytest.mark.parametrize("fmt", ["docker", "cri"])
+def test_flush_expired_of_the_last_record_makes_the_end_of_the_lines_safe(
+        fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    part = PARTS[fmt]
+    monkeypatch.setattr("agent.codecs.container.monotonic", lambda: 5.0)
+    decoder = DECODERS[fmt](EXTRA, 1 << 20)
+    lines = [part("done", "stdout", True), part("Password: ", "stderr", False)]
+    out, _, safe = decode(decoder, lines, 1000)
+    assert safe == 1000 + starts(lines)[1]
+    assert decoder.flush_expired(6.0, out) == 1000 + starts(lines)[-1]
+    assert [(e["message"], e.get("partial")) for e in out] == [("done", None), ("Password: ", True)]
+    assert decoder.flush_expired(6.0, out) is None
+
+
+def test_raw_flush_expired_has_nothing_to_emit() -> None:
+    out: list[dict] = []
+    assert RawDecoder(EXTRA, 1 << 20).flush_expired(1e18, out) is None
+    assert out == []
+
+
 # raw
 
 

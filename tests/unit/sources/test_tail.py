@@ -95,6 +95,60 @@ async def test_cri_partial_lines_are_reassembled(tmp_path: Path) -> None:
         ("stderr", "an error"), ("stdout", "part one, part two, the end")]
 
 
+def docker_piece(text: str, stream: str = "stdout") -> bytes:
+    """A Docker line whose ``log`` lacks the final newline: a part of a longer record."""
+    return orjson.dumps({"log": text, "stream": stream, "time": "2026-11-22T17:00:00.000000001Z"}) + b"\n"
+
+
+async def test_a_part_nothing_completes_is_emitted_after_the_timeout_and_committed_once_delivered(
+        tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_bytes(docker_line("complete") + docker_piece("Password: ", "stderr"))
+    text = tail_config(tmp_path, str(path), partial_flush_timeout="100ms")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 2)
+    assert [(e["message"], e.get("partial", False)) for e in events()] == [("complete", False), ("Password: ", True)]
+    assert events()[1]["offset"] == len(docker_line("complete"))
+    with path.open("ab") as f:
+        f.write(docker_line("hunter2", "stderr"))
+    async with running(text, tmp_path):  # the emitted part was committed: it is not read again
+        await until(lambda: len(events()) == 1)
+        await asyncio.sleep(0.2)
+    assert [(e["message"], e.get("partial", False)) for e in events()] == [("hunter2", False)]
+
+
+async def test_an_expired_part_goes_through_multiline_and_its_group_is_committed(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_bytes(docker_line("ERROR order 42 failed") + docker_piece("java.lang.IllegalStateException: pay"))
+    text = tail_config(tmp_path, str(path), partial_flush_timeout="100ms",
+                       multiline={"preset": "java", "timeout": "100ms"})
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1)
+    assert [(e["message"], e["offset"]) for e in events()] == [
+        ("ERROR order 42 failed\njava.lang.IllegalStateException: pay", 0)]
+    with path.open("ab") as f:
+        f.write(docker_line("INFO next"))
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1)
+        await asyncio.sleep(0.2)
+    assert messages() == ["INFO next"]
+
+
+async def test_a_multiline_group_held_at_shutdown_is_read_again_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("INFO first\nERROR boom\njava.lang.IllegalStateException: x\n")
+    text = tail_config(tmp_path, str(path), format="raw", multiline={"preset": "java", "timeout": "1h"})
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1)
+        await asyncio.sleep(0.2)
+    assert messages() == ["INFO first"]
+    with path.open("a") as f:
+        f.write("\tat com.example.Shop.pay(Shop.java:7)\nINFO next\n")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1)
+    assert messages() == ["ERROR boom\njava.lang.IllegalStateException: x\n\tat com.example.Shop.pay(Shop.java:7)"]
+
+
 async def test_docker_16k_partials_are_reassembled(tmp_path: Path) -> None:
     path = tmp_path / "big.log"
     message = "".join(chr(65 + i % 26) for i in range(40_000))
