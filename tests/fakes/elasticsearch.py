@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -210,6 +211,7 @@ class FakeElasticsearch(FakeHTTPServer):
         self._templates: list[tuple[str, dict[str, str], bool]] = []
         self._indices: dict[str, Index] = {}
         self._rejections: list[ItemRejection] = []
+        self._answers: deque[tuple[int, bytes, str]] = deque()
         self._basic: tuple[str, str] | None = None
         self._api_key: str | None = None
         self._order = 0
@@ -250,9 +252,16 @@ class FakeElasticsearch(FakeHTTPServer):
             raise ValueError("give exactly one of predicate and every_nth")
         self._rejections.append(ItemRejection(predicate, every_nth, status, limit))
 
+    def answer_next_bulk(self, body: Any, status: int = 200, content_type: str = "application/json") -> None:
+        """Answer the next `_bulk` request with exactly this body (bytes as given, else JSON), storing nothing.
+
+        The request is still read and recorded (its lines are in `bulk_requests`)."""
+        self._answers.append((status, body if isinstance(body, bytes) else orjson.dumps(body), content_type))
+
     def clear_failures(self) -> None:
         super().clear_failures()
         self._rejections.clear()
+        self._answers.clear()
 
     def reset(self) -> None:
         """Forget documents, indices, recorded requests and scripted trouble (configuration stays)."""
@@ -415,6 +424,9 @@ class FakeElasticsearch(FakeHTTPServer):
             rec.decoded_size = len(body)
             if self.record_bodies:
                 rec.lines = _decode_lines(body)
+            if self._answers:
+                status, answer, content_type = self._answers.popleft()
+                return web.Response(body=answer, status=status, content_type=content_type)
             actions = self._parse(body, request.match_info.get("index"))
             rec.entries = len(actions)
             items = self._execute(actions, request.query)
