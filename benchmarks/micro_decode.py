@@ -23,6 +23,7 @@ from collections.abc import Callable
 import orjson
 
 from agent.codecs.container import CriDecoder, DockerDecoder, LineDecoder, RawDecoder
+from agent.codecs.lines import line_starts
 from agent.codecs.multiline import Multiline, MultilineConfig
 from agent.config.units import parse_size
 
@@ -67,21 +68,21 @@ def cri_lines(logs: list[str]) -> list[bytes]:
     return [f"{timestamp(i)} {'stderr' if i % 10 == 0 else 'stdout'} F {log}".encode() for i, log in enumerate(logs)]
 
 
-def batches(lines: list[bytes], read_size: int) -> list[tuple[int, list[bytes]]]:
-    """``(start offset, lines)`` as reads of ``read_size`` framed by the line splitter would give them."""
-    out: list[tuple[int, list[bytes]]] = []
+def batches(lines: list[bytes], read_size: int) -> list[tuple[list[int], list[bytes]]]:
+    """``(line starts, lines)`` as reads of ``read_size`` framed by the line splitter would give them."""
+    out: list[tuple[list[int], list[bytes]]] = []
     start = size = first = 0
     for i, line in enumerate(lines):
         size += len(line) + 1
         if size >= read_size:
-            out.append((start, lines[first:i + 1]))
+            out.append((line_starts(lines[first:i + 1], start), lines[first:i + 1]))
             start, first, size = start + size, i + 1, 0
     if first < len(lines):
-        out.append((start, lines[first:]))
+        out.append((line_starts(lines[first:], start), lines[first:]))
     return out
 
 
-def run_loads(work: list[tuple[int, list[bytes]]]) -> int:
+def run_loads(work: list[tuple[list[int], list[bytes]]]) -> int:
     loads = orjson.loads
     for _, lines in work:
         for line in lines:
@@ -89,26 +90,25 @@ def run_loads(work: list[tuple[int, list[bytes]]]) -> int:
     return sum(len(lines) for _, lines in work)
 
 
-def run_decoder(make: Callable[[], LineDecoder], work: list[tuple[int, list[bytes]]]) -> int:
+def run_decoder(make: Callable[[], LineDecoder], work: list[tuple[list[int], list[bytes]]]) -> int:
     decoder = make()
     events = 0
-    for start, lines in work:
+    for starts, lines in work:
         out: list[dict] = []
-        decoder.decode(lines, start, out, None)
+        decoder.decode(lines, starts, out)
         events += len(out)
     return events
 
 
-def run_multiline(work: list[tuple[int, list[bytes]]]) -> int:
+def run_multiline(work: list[tuple[list[int], list[bytes]]]) -> int:
     decoder = DockerDecoder(EXTRA, 1 << 20)
     multiline = Multiline(MultilineConfig(preset="java"))
     events = 0
-    for start, lines in work:
+    for starts, lines in work:
         decoded: list[dict] = []
-        offsets: list[int] = []
-        safe = decoder.decode(lines, start, decoded, offsets)
+        safe = decoder.decode(lines, starts, decoded)
         out: list[dict] = []
-        multiline.feed(decoded, offsets, out, 0.0)
+        multiline.feed(decoded, out, 0.0)
         multiline.safe_offset(safe)
         events += len(out)
     out = []
