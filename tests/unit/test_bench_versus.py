@@ -19,7 +19,7 @@ import yaml
 
 from agent.bench.versus import cli, measure, report, sides
 from agent.bench.versus.data import write_logs
-from agent.bench.versus.measure import Sample, Window, steady_window
+from agent.bench.versus.measure import Sample, Window, delivered_window, steady_window
 from agent.bench.versus.run import RunResult
 from agent.config.pipeline import load_texts
 
@@ -65,6 +65,15 @@ def test_the_steady_window_starts_at_five_percent_read_and_ends_when_all_is_deli
     assert window == Window(events=900, wall_s=3.0, cpu_s=pytest.approx(2.7))
     assert window.cpu_s_per_million == pytest.approx(3000.0)
     assert window.events_per_s == pytest.approx(300.0)
+
+
+def test_the_delivered_window_starts_at_five_percent_delivered() -> None:
+    samples = _samples((0.0, 0.0, 0, 0), (1.0, 0.9, 100, 0), (2.0, 2.0, 1000, 40), (3.0, 3.0, 1000, 500),
+                       (4.0, 3.6, 1000, 1000))
+    # first sample with >= 50 delivered is t=3.0 (500): 500 events, 0.6 CPU s, 1 s wall
+    assert delivered_window(samples, 1000) == Window(events=500, wall_s=1.0, cpu_s=pytest.approx(0.6))
+    with pytest.raises(ValueError, match="no window"):
+        delivered_window(samples[:2], 1000)
 
 
 def test_a_run_read_in_one_burst_or_never_finished_has_no_steady_window() -> None:
@@ -138,7 +147,8 @@ def test_fluent_bit_and_its_configs_are_found_from_the_environment(tmp_path: Pat
 
 def _result(side: str, cpu_per_million: float, repeat: int = 0) -> RunResult:
     window = Window(events=950_000, wall_s=10.0, cpu_s=cpu_per_million * 0.95)
-    return RunResult(side, "tail_parse_es", repeat, 1_000_000, window, cpu_per_million + 0.5, 11.0, 100.0)
+    return RunResult(side, "tail_parse_es", repeat, 1_000_000, window, cpu_per_million + 0.5, 11.0, 100.0,
+                     delivered=window)
 
 
 def test_the_summary_gives_medians_and_the_ratio_agent_over_fluent_bit() -> None:

@@ -21,6 +21,7 @@ from agent.bench.versus.measure import (
     Window,
     bytes_read,
     cpu_seconds,
+    delivered_window,
     peak_rss_mib,
     steady_window,
 )
@@ -46,12 +47,14 @@ class RunResult:
     peak_rss_mib: float
     receiver_cpu_s: float | None = None
     exit_code: int | None = None
+    delivered: Window | None = None  # the window from 5 % delivered (shared/tools/README.md's method)
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as a flat JSON-ready mapping."""
         w = self.window
         return {"side": self.side, "scenario": self.scenario, "repeat": self.repeat, "events": self.events,
                 "steady_cpu_s_per_million": round(w.cpu_s_per_million, 3) if w else None,
+                "delivered_cpu_s_per_million": round(self.delivered.cpu_s_per_million, 3) if self.delivered else None,
                 "steady_cpu_s": round(w.cpu_s, 3) if w else None, "steady_wall_s": round(w.wall_s, 3) if w else None,
                 "steady_events": w.events if w else None, "steady_events_per_s": round(w.events_per_s) if w else None,
                 "whole_cpu_s": round(self.whole_cpu_s, 3), "whole_wall_s": round(self.whole_wall_s, 3),
@@ -179,8 +182,11 @@ async def measure(make_launch: Callable[[int | None], Launch], scenario: Scenari
         if problems:
             raise BenchError(f"{launch.side}: {'; '.join(problems)}: {describe()}")
         receiver_cpu = arrived.result()["cpu_s"] if arrived is not None else None
-        try:
-            window: Window | None = steady_window(samples, total)
-        except ValueError:
-            window = None
-        return RunResult(launch.side, scenario.name, repeat, total, window, done.cpu, done.t, rss, receiver_cpu, code)
+        windows: list[Window | None] = []
+        for method in (steady_window, delivered_window):
+            try:
+                windows.append(method(samples, total))
+            except ValueError:
+                windows.append(None)
+        return RunResult(launch.side, scenario.name, repeat, total, windows[0], done.cpu, done.t, rss, receiver_cpu,
+                         code, windows[1])
