@@ -36,14 +36,15 @@ def now_ms(offset_s: float = 0) -> int:
     return int((time.time() - 300 + offset_s) * 1000)  # five minutes ago: well inside the intake's window
 
 
-def dd_pipeline(dd: FakeDatadog, name: str, sink: str = "", key: str = KEY) -> str:
+def dd_pipeline(dd: FakeDatadog, name: str, sink: str = "", key: str = KEY,
+                batch: str = "{timeout: 50ms}") -> str:
     return f"""
 sources:
   feed: {{type: test_feed, name: {name}, data_type: metrics}}
 sinks:
   dd: {{type: datadog_metrics, inputs: [feed], api_key: "{key}", endpoint: "{dd.url}",
         default_namespace: agent, hostname: node1,
-        batch: {{timeout: 50ms}}, request: {{retry_initial_backoff: 20ms, retry_max_backoff: 200ms}} {sink}}}
+        batch: {batch}, request: {{retry_initial_backoff: 20ms, retry_max_backoff: 200ms}} {sink}}}
 """
 
 
@@ -164,7 +165,7 @@ async def test_a_retried_request_does_not_count_twice(tmp_path: Path) -> None:
     async with FakeDatadog(api_key=KEY) as dd:
         dd.fail_next_requests(1, status=500)
         dd.fail_next_requests(1, status=429, retry_after=0.1)
-        topo = await run_to_end(dd_pipeline(dd, feed(three_scrapes(t)), ", batch: {max_events: 1000, timeout: 300ms}"),
+        topo = await run_to_end(dd_pipeline(dd, feed(three_scrapes(t)), batch="{max_events: 1000, timeout: 300ms}"),
                                 tmp_path)
         assert [r.status for r in dd.series_requests] == [500, 429, 202]
         assert points(dd.series, "agent.req_total") == [(10, 10), (30, 10)]
@@ -177,7 +178,7 @@ async def test_requests_over_512_kb_are_split(tmp_path: Path) -> None:
     t = now_ms()
     samples = [Sample("wide", (("n", str(n)), ("pad", "p" * 200)), float(n), t, "gauge") for n in range(4000)]
     async with FakeDatadog(api_key=KEY) as dd:
-        await run_to_end(dd_pipeline(dd, feed([batch(samples)]), ", compression: none, batch: {max_events: 4000}"),
+        await run_to_end(dd_pipeline(dd, feed([batch(samples)]), ", compression: none", batch="{max_events: 4000}"),
                          tmp_path)
         assert dd.violations == []
         assert sorted(int(s["points"][0]["value"]) for s in dd.series) == list(range(4000))
