@@ -51,6 +51,7 @@ class Batcher:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self._partitions: dict[tuple[Kind, Hashable], _Partition] = {}
+        self.key_errors = 0  # events whose key raised: sent in the default (None) partition
 
     def add(self, batch: Batch) -> list[Request]:
         """Take ``batch`` in; return the requests that became full."""
@@ -60,7 +61,10 @@ class Batcher:
         if self._key is None:
             groups = {(kind, None): batch.events}
         else:
-            keys = list(map(self._key, batch.events))
+            try:
+                keys = list(map(self._key, batch.events))
+            except Exception:  # an odd event must not stop the sink: it goes to the default partition
+                keys = [self._safe_key(event) for event in batch.events]
             if keys and keys.count(keys[0]) == len(keys):  # the usual case: one partition for the whole batch
                 groups = {(kind, keys[0]): batch.events}
             else:
@@ -76,6 +80,14 @@ class Batcher:
             full.extend(self._add_events(group_key, events, per_event, batch.acks))
         batch.finalize(AckStatus.DELIVERED)  # the partitions now hold their own references
         return full
+
+    def _safe_key(self, event: Any) -> Hashable:
+        assert self._key is not None
+        try:
+            return self._key(event)
+        except Exception:
+            self.key_errors += 1
+            return None
 
     def _add_events(self, key: tuple[Kind, Hashable], events: list[Any], per_event: int,
                     acks: list[Ack]) -> list[Request]:

@@ -148,7 +148,11 @@ class HttpDriver:
             return batcher.expired()
         self.stats.received_events += len(batch.events)
         self.stats.received_bytes += batch.byte_size
-        return batcher.add(batch) + batcher.expired()
+        key_errors = batcher.key_errors
+        requests = batcher.add(batch)
+        if batcher.key_errors != key_errors:
+            self.stats.error("partition_key_failed", "processing", batcher.key_errors - key_errors)
+        return requests + batcher.expired()
 
     async def _slot(self, ctx: SinkContext) -> bool:
         """Wait for a free request slot; False if a reload interrupts the wait."""

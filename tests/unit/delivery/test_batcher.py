@@ -28,3 +28,16 @@ def test_bytes_and_timeouts_close_partitions() -> None:
     deadline = batcher.next_deadline()
     assert deadline is not None
     assert [len(r.events) for r in batcher.expired(now=deadline)] == [2]
+
+
+def test_an_event_whose_key_raises_goes_to_the_default_partition_and_is_counted() -> None:
+    seen: list[AckStatus] = []
+    batcher = Batcher(lambda e: e["index"], max_events=10, max_bytes=1 << 20, timeout=1.0)
+    events = [{"index": "a"}, {"no index": True}, {"index": "a"}]
+    assert batcher.add(Batch(events, Kind.LOGS, 300, [Ack(seen.append)])) == []
+    assert batcher.key_errors == 1
+    parts = sorted(batcher.drain(), key=lambda r: str(r.key))
+    assert [(r.key, r.events) for r in parts] == [(None, [events[1]]), ("a", [events[0], events[2]])]
+    for request in parts:
+        request.finalize(AckStatus.DELIVERED)
+    assert seen == [AckStatus.DELIVERED]
