@@ -117,6 +117,12 @@ class CrashSink:
         self.id = ctx.component_id
         CrashSink.delivered.setdefault(self.id, [])
 
+    @classmethod
+    def forget(cls, component_id: str) -> None:
+        """Start a test afresh: what a component of this id did in earlier tests is forgotten."""
+        for record in (cls.delivered, cls.taken, cls.starts):
+            record.pop(component_id, None)
+
     async def healthcheck(self) -> None:
         return None
 

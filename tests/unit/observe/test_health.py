@@ -14,7 +14,7 @@ from agent.observe.server import ApiServer
 
 
 async def test_health_reports_a_crashed_component_as_degraded(tmp_path: Path, free_port: int) -> None:
-    CrashSink.taken.pop("flaky", None)
+    CrashSink.forget("flaky")
     agent = Agent([], pipeline("""
 sources:
   gen: {type: generate, rate: 1000, batch_size: 10}

@@ -229,6 +229,7 @@ def feed_of(batches: int, size: int) -> str:
 
 
 async def test_a_crashing_sink_is_restarted_with_its_batches_and_the_agent_keeps_running(tmp_path: Path) -> None:
+    CrashSink.forget("flaky")
     name = feed_of(10, 100)
     topo = Topology(pipeline(f"""
 sources:
@@ -248,6 +249,7 @@ sinks:
 
 
 async def test_a_start_failure_is_one_startup_error_naming_the_component(tmp_path: Path) -> None:
+    CrashSink.forget("port")
     topo = Topology(pipeline("""
 sources:
   gen: {type: generate, rate: 10}
@@ -259,7 +261,7 @@ sinks:
 
 
 async def test_a_component_added_by_reload_whose_start_fails_is_retried(tmp_path: Path) -> None:
-    CrashSink.starts.pop("later", None)
+    CrashSink.forget("later")
     text = """
 sources:
   gen: {type: generate, rate: 2000, batch_size: 50}
