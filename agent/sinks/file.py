@@ -44,6 +44,7 @@ from agent.config.units import ByteSize, Duration
 from agent.core.batch import Batch, Kind
 from agent.core.component import SinkContext
 from agent.core.errors import BuildError
+from agent.delivery.http import INLINE_COMPRESSION
 from agent.sinks.delivery import deliver_each
 
 log = logging.getLogger("agent.sinks.file")
@@ -153,12 +154,28 @@ class OpenFile:
         if compression == "zstd":
             self._zstd = zstandard.ZstdCompressor(level=3)
 
+    def frame(self, data: bytes) -> bytes:
+        """``data`` as one complete gzip member or zstd frame (as it is, uncompressed); no I/O."""
+        if self.compression == "gzip":
+            return zlib.compress(data, 6, 31)
+        if self.compression == "zstd":
+            return self._zstd.compress(data)
+        return data
+
+    async def write_async(self, data: bytes) -> None:
+        """:meth:`write`, compressing in a worker thread when ``data`` is large enough to stall the loop."""
+        if self.compression == "none" or len(data) <= INLINE_COMPRESSION:
+            framed = self.frame(data)
+        else:
+            framed = await asyncio.to_thread(self.frame, data)
+        self.append(framed)
+
     def write(self, data: bytes) -> None:
         """Append ``data``, compressed as one complete gzip member or zstd frame; on an error, see :meth:`cut`."""
-        if self.compression == "gzip":
-            data = zlib.compress(data, 6, 31)
-        elif self.compression == "zstd":
-            data = self._zstd.compress(data)
+        self.append(self.frame(data))
+
+    def append(self, data: bytes) -> None:
+        """Append bytes already framed by :meth:`frame`."""
         view = memoryview(data)
         while view:
             view = view[self.fh.write(view):]
@@ -221,7 +238,7 @@ class FileSink:
                 out = self.files.pop(path, None) or await self._open(path)
                 self.files[path] = out  # the most recently written last: the first one is closed first
                 touched.setdefault(path, (out, out.size))
-                out.write(data)
+                await out.write_async(data)
                 written += len(data)
         except BaseException:
             self._undo(touched.values())

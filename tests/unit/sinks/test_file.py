@@ -4,6 +4,7 @@ import asyncio
 import errno
 import gzip
 import io
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -23,7 +24,7 @@ from agent.config.registry import BuildContext
 from agent.core.batch import Batch, Kind
 from agent.core.component import SinkContext
 from agent.observe.stats import ComponentStats, StatsRegistry
-from agent.sinks.file import PathTemplate
+from agent.sinks.file import OpenFile, PathTemplate
 from agent.topology.running import Topology
 
 
@@ -329,3 +330,28 @@ async def test_files_idle_for_idle_timeout_are_closed_without_new_batches(tmp_pa
         inbox.close()
         await asyncio.wait_for(run, 5)
     assert (tmp_path / "a.log").read_bytes() == b'{"s":"a"}\n'
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+async def test_large_batches_are_compressed_off_the_event_loop(tmp_path: Path, compression: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8.11: a batch of megabytes at gzip level 6 takes tens of milliseconds, which the loop must not."""
+    threads: list[int] = []
+    original = OpenFile.frame
+
+    def recording(self: OpenFile, data: bytes) -> bytes:
+        threads.append(threading.get_ident())
+        return original(self, data)
+
+    monkeypatch.setattr(OpenFile, "frame", recording)
+    out = OpenFile(str(tmp_path / f"x.{compression}"), compression)
+    await out.write_async(b"small\n")
+    await out.write_async(b"y" * (1 << 20) + b"\n")
+    out.close()
+    assert threads[0] == threading.get_ident() != threads[1]
+    data = (tmp_path / f"x.{compression}").read_bytes()
+    if compression == "gzip":
+        assert gzip.decompress(data) == b"small\n" + b"y" * (1 << 20) + b"\n"
+    else:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+        assert reader.read() == b"small\n" + b"y" * (1 << 20) + b"\n"
