@@ -164,6 +164,14 @@ class _Reassembler:
                 self._free.add(stream)
             out.append(self._finish(stream, record))
 
+    def _reject_bad_times(self, lines: list[bytes], starts: list[int], out: list[dict], first: int) -> None:
+        """Turn the events from ``out[first]`` on whose ``time`` is not RFC 3339 back into their raw lines, marked."""
+        for index in range(first, len(out)):
+            event = out[index]
+            if "parse_error" not in event and (reason := _time_error(event.get("time"))) is not None:
+                pos = event["offset"]
+                out[index] = self._bad(lines[bisect_left(starts, pos)], reason, pos)
+
     def _error(self, line: bytes, reason: str, pos: int, out: list[dict]) -> None:
         out.append(self._bad(line, reason, pos))
 
@@ -266,14 +274,6 @@ class DockerDecoder(_Reassembler):
             self._reject_bad_times(lines, starts, out, first)
         return self._safe_offset(starts[-1])
 
-    def _reject_bad_times(self, lines: list[bytes], starts: list[int], out: list[dict], first: int) -> None:
-        """Turn the events from ``out[first]`` on whose ``time`` is not RFC 3339 back into their raw lines, marked."""
-        for index in range(first, len(out)):
-            event = out[index]
-            if "parse_error" not in event and (reason := _time_error(event.get("time"))) is not None:
-                pos = event["offset"]
-                out[index] = self._bad(lines[bisect_left(starts, pos)], reason, pos)
-
     def _line(self, line: bytes, pos: int, out: list[dict]) -> None:
         """A line the fast path leaves alone: a piece of a split line, a missing field, bad JSON or UTF-8."""
         try:
@@ -308,7 +308,7 @@ def _all_times(times: list[Any]) -> bool:
 
 
 def _time_error(time: Any) -> str | None:
-    """Why a Docker line's ``time`` is not an RFC 3339 date-time, or None."""
+    """Why a Docker or CRI line's ``time`` is not an RFC 3339 date-time, or None."""
     if time is None:
         return "no time"
     if type(time) is not str:
@@ -322,7 +322,8 @@ class CriDecoder(_Reassembler):
     Events are ``{**extra, "message": content, "stream", "time"}``. ``P`` pieces of a stream are concatenated
     (no separator: the kubelet trimmed their newline) up to and including the ``F`` piece; the event keeps
     the first piece's ``time``. A line that ends after the tags has empty content. A reassembled message is
-    bounded by ``max_message_bytes`` exactly as in ``DockerDecoder``.
+    bounded by ``max_message_bytes`` exactly as in ``DockerDecoder``, and a line whose time is not RFC 3339
+    is kept raw with ``parse_error`` as there (the kubelet rejects those lines too).
 
     Safe offset: ``decode`` returns the file offset of the first line of the earliest record still held,
     or the end of ``lines`` when it holds nothing. Every byte before it is in an event already appended;
@@ -337,6 +338,9 @@ class CriDecoder(_Reassembler):
         held = self._held
         streams = _STREAMS
         append = out.append
+        first = len(out)
+        times: list[str] = []  # checked together after the loop, as in DockerDecoder
+        add_time = times.append
         for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             try:
                 time, stream, tags, content = line.split(b" ", 3)
@@ -344,13 +348,16 @@ class CriDecoder(_Reassembler):
                     event = extra.copy()  # as in DockerDecoder
                     event["message"] = content.decode("utf-8", "replace")
                     event["stream"] = streams[stream]
-                    event["time"] = time.decode()
+                    event["time"] = text = time.decode("utf-8", "replace")
+                    add_time(text)
                     event["offset"] = pos
                     append(event)
                     continue
             except (ValueError, KeyError):
                 pass
             self._line(line, pos, out)
+        if times and not _all_times(times):
+            self._reject_bad_times(lines, starts, out, first)
         return self._safe_offset(starts[-1])
 
     def _line(self, line: bytes, pos: int, out: list[dict]) -> None:
@@ -361,8 +368,12 @@ class CriDecoder(_Reassembler):
         if flag != b"F" and flag != b"P":
             self._error(line, "not a CRI line", pos, out)
             return
+        time = parts[0].decode("utf-8", "replace")
+        if (reason := _time_error(time)) is not None:
+            self._error(line, reason, pos, out)
+            return
         content = parts[3] if len(parts) == 4 else b""
-        self._piece(stream, content, flag == b"F", pos, parts[0].decode("utf-8", "replace"), None, out)
+        self._piece(stream, content, flag == b"F", pos, time, None, out)
 
 
 class RawDecoder:

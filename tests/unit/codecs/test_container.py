@@ -380,13 +380,25 @@ def test_cri_malformed_line_is_kept_raw_and_counted(line: bytes) -> None:
     assert decoder.errors == 1
 
 
+@pytest.mark.parametrize(("time", "tags"), [("qwerty", "F"), ("2026-11-22", "F"), ("2026-13-01T00:00:00Z", "F"),
+                                            ("qwerty", "P")])
+def test_cri_line_whose_time_is_not_rfc3339_is_kept_raw_and_counted(time: str, tags: str) -> None:
+    """The kubelet rejects such lines (its CRI parser reads the time with RFC 3339 Nano); a bad time picks no index."""
+    decoder = CriDecoder(EXTRA, 1 << 20)
+    line = f"{time} stdout {tags} hello".encode()
+    out, _, _ = decode(decoder, [cri(b"before"), line, cri(b"after")])
+    assert out[1] == {**EXTRA, "message": line.decode(), "parse_error": "time is not RFC 3339"}
+    assert [e["message"] for e in out[::2]] == ["before", "after"]
+    assert decoder.errors == 1
+
+
 def test_cri_invalid_utf8_is_replaced_and_a_character_split_over_pieces_survives() -> None:
     euro = "€".encode()
     lines = [cri(b"bad \xff", tags="F"), cri(b"price 5" + euro[:1], tags="P"), cri(euro[1:] + b"!", tags="F")]
     out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), lines)
     assert [e["message"] for e in out] == ["bad \ufffd", "price 5€!"]
-    out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), [b"\xff\xfe stdout F x"])
-    assert out == [{**EXTRA, "message": "x", "stream": "stdout", "time": "\ufffd\ufffd"}]
+    out, _, _ = decode(CriDecoder(EXTRA, 1 << 20), [b"\xff\xfe stdout F x"])  # no time: kept raw, replaced
+    assert out == [{**EXTRA, "message": "\ufffd\ufffd stdout F x", "parse_error": "time is not RFC 3339"}]
 
 
 def test_cri_huge_message_is_cut_at_max_message_bytes() -> None:
