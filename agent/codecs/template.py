@@ -3,7 +3,7 @@
 Shared by the sinks that name something per event (Elasticsearch index names,
 file paths), so both put an event in the same day: the time is the event's
 ``@timestamp``, ``time`` or ``timestamp`` (RFC 3339 text, read to the hour, or
-epoch seconds or milliseconds), else now. What a template renders is cached
+epoch seconds, milliseconds, microseconds or nanoseconds), else now. What a template renders is cached
 by the hour of the event's time.
 """
 
@@ -48,7 +48,15 @@ def event_time(event: Any) -> datetime:
         if hour is not None:
             return hour
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        seconds = value
+        for _ in range(3):  # milli-, micro- or nanoseconds since the epoch, as loggers write them
+            if abs(seconds) < 1e11:
+                break
+            seconds /= 1000
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, infinities, years past 9999: no time to use
+            pass
     return datetime.now(UTC)
 
 

@@ -217,8 +217,13 @@ class FileSink:
             return {self.template.render(None): batch}
         parts: dict[str, list[Any]] = defaultdict(list)
         key = self.partition_key
-        for event in batch.events:
-            parts[key(event)].append(event)
+        try:
+            for event in batch.events:
+                parts[key(event)].append(event)
+        except Exception:  # an odd event must not stop the sink: it goes to the path of now, counted
+            parts.clear()
+            for event in batch.events:
+                parts[self._safe_key(event)].append(event)
         if self.template.sanitised:
             self.stats.error("path_sanitised", "sending", self.template.sanitised)
             self.template.sanitised = 0
@@ -226,6 +231,13 @@ class FileSink:
             return {next(iter(parts)): batch}
         share = batch.byte_size // max(1, len(batch.events))
         return {path: Batch(events, batch.kind, share * len(events)) for path, events in parts.items()}
+
+    def _safe_key(self, event: Any) -> str:
+        try:
+            return self.partition_key(event)
+        except Exception:
+            self.stats.error("path_failed", "sending")
+            return self.template.render(None)
 
     async def _write(self, batch: Batch) -> int:
         """Write every part of the batch or none: a failure cuts each file touched back to its previous end."""

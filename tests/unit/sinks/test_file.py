@@ -355,3 +355,29 @@ async def test_large_batches_are_compressed_off_the_event_loop(tmp_path: Path, c
     else:
         reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
         assert reader.read() == b"small\n" + b"y" * (1 << 20) + b"\n"
+
+
+async def test_an_event_whose_path_cannot_be_rendered_goes_to_the_path_of_now(tmp_path: Path) -> None:
+    """A fault in one event's path must not crash the sink into a restart loop (review finding)."""
+    config = msgspec.convert({"type": "file", "inputs": ["x"], "path": f"{tmp_path}/{{{{ s }}}}-%Y.log"},
+                             file_sink.FileConfig, dec_hook=units.dec_hook)
+    stats = ComponentStats("out", "sink", "file")
+    sink = file_sink.FileSink(config, BuildContext("out", tmp_path, tmp_path, stats))
+    render = sink.partition_key
+
+    def key(event: Any) -> str:
+        if event.get("s") == "boom":
+            raise ValueError("year 55840 is out of range")
+        return render(event)
+
+    sink.partition_key = key
+    inbox = MemoryBuffer(100, 1 << 20, "block", stats)
+    run = asyncio.create_task(sink.run(SinkContext("out", inbox, stats)))
+    batch = logs([{"s": "a", "time": "2025-06-24T00:00:00Z"}, {"s": "boom"}])
+    await inbox.put(batch)
+    inbox.close()
+    await asyncio.wait_for(run, 5)
+    assert batch.done and stats.errors[("path_failed", "sending")] == 1
+    year = time.gmtime().tm_year
+    assert orjson_lines((tmp_path / "a-2025.log").read_bytes()) == [{"s": "a", "time": "2025-06-24T00:00:00Z"}]
+    assert orjson_lines((tmp_path / f"unknown-{year}.log").read_bytes()) == [{"s": "boom"}]

@@ -1,0 +1,36 @@
+"""The event time that index names and file paths use: any odd value falls back to now, never raises."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.codecs.template import EventTemplate, event_time
+
+NOW_YEAR = datetime.now(UTC).year
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2025-06-24T10:11:12.5Z", datetime(2025, 6, 24, 10, tzinfo=UTC)),
+    (1750759872, datetime(2025, 6, 24, 10, 11, 12, tzinfo=UTC)),  # seconds
+    (1750759872123, datetime(2025, 6, 24, 10, 11, 12, 123000, tzinfo=UTC)),  # milliseconds
+    (1750759872123456, datetime(2025, 6, 24, 10, 11, 12, 123456, tzinfo=UTC)),  # microseconds
+    (1750759872123456789, datetime(2025, 6, 24, 10, 11, 12, 123457, tzinfo=UTC)),  # nanoseconds
+])
+def test_event_times_of_every_epoch_unit(value: object, expected: datetime) -> None:
+    assert event_time({"time": value}) == expected
+
+
+@pytest.mark.parametrize("value", [10**30, -(10**30), 1e25, float("inf"), float("-inf"), float("nan"), 2**70,
+                                   "qwerty-and-more", True, None, {"a": 1}])
+def test_a_time_that_cannot_be_a_date_falls_back_to_now(value: object) -> None:
+    assert event_time({"timestamp": value}).year == NOW_YEAR
+
+
+def test_a_template_renders_for_an_event_whose_time_is_out_of_range() -> None:
+    """Review finding: a microsecond epoch used to raise 'year 55840 is out of range' and crash the file sink."""
+    template = EventTemplate("logs-%Y-%m-%d-{{ app }}", str)
+    key = template.partition_key()
+    assert key({"timestamp": 1700000000000000, "app": "a"}) == "logs-2023-11-14-a"
+    assert key({"timestamp": 10**30, "app": "a"}).startswith(f"logs-{NOW_YEAR}-")
