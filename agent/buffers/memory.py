@@ -113,13 +113,11 @@ class MemoryBuffer:
         self._wake_putter()
         return batch
 
-    def take_back_in_hand(self) -> int:
-        """Requeue, in order, the batches a reader took and never finalized (it crashed); returns their events."""
+    def take_in_hand(self) -> list[Batch]:
+        """The batches a reader took and never finalized (it crashed), oldest first; forgotten here."""
         held = [batch for batch in self._in_hand if not batch.done]
         self._in_hand = []
-        for batch in reversed(held):
-            self.requeue(batch)
-        return sum(len(batch.events) for batch in held)
+        return held
 
     def _wake_putter(self) -> None:
         self._space.set()
@@ -144,6 +142,7 @@ class MemoryBuffer:
         self._queue.appendleft(batch)
         self._events += len(batch.events)
         self._bytes += batch.byte_size
+        self._wake_getter()
 
     @property
     def interrupted(self) -> bool:

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
-from agent.core.component import SinkContext
+from agent.core.component import Inbox, SinkContext
 from agent.core.errors import DeliveryError, HealthcheckError, PermanentError, RetryableError
 from agent.core.retry import Backoff
 from agent.delivery.batcher import Batcher, Request
@@ -94,6 +94,8 @@ class HttpDriver:
         self.dead_letter = DeadLetterFile(config.dead_letter.path, component_id) if config.dead_letter else None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._handing_back: SinkContext | None = None
+        self._inbox: Inbox | None = None  # while the main loop reads it: where a request a driver fault hit goes back
+        self._fault_backoff = Backoff(config.request.retry_initial_backoff, config.request.retry_max_backoff)
 
     async def healthcheck(self) -> None:
         """The sink's own check, for `agent validate`."""
@@ -110,15 +112,15 @@ class HttpDriver:
             if self.config.healthcheck:
                 await self._startup_check()
             async with asyncio.TaskGroup() as tasks:
-                while (requests := await self._next_requests(ctx, batcher)) is not None:
-                    for index, request in enumerate(requests):
-                        if not await self._slot(ctx):  # all slots busy: stop reading, the inbox fills
-                            self._hand_back(ctx, batcher, requests[index:])
-                            break
-                        self._in_flight.add(tasks.create_task(self._deliver(request),
-                                                              name=f"{self.component_id}-request"))
-                    if self._handing_back is not None:
-                        break
+                self._inbox = ctx.inbox
+                try:
+                    await self._read(ctx, batcher, tasks)
+                except Exception:  # a fault of the loop itself: everything held goes back before the task dies
+                    if self._handing_back is None:
+                        self._hand_back(ctx, batcher, [])
+                    raise
+                finally:
+                    self._inbox = None
                 if ctx.inbox.interrupted and self._handing_back is None:
                     self._hand_back(ctx, batcher, [])
                 for request in batcher.drain():
@@ -128,6 +130,17 @@ class HttpDriver:
             await self.client.close()
             if self.dead_letter is not None:
                 self.dead_letter.close()
+
+    async def _read(self, ctx: SinkContext, batcher: Batcher, tasks: asyncio.TaskGroup) -> None:
+        """Batch what the inbox gives and send it, a task per request, until the inbox ends or is handed back."""
+        while (requests := await self._next_requests(ctx, batcher)) is not None:
+            for index, request in enumerate(requests):
+                if not await self._slot(ctx):  # all slots busy: stop reading, the inbox fills
+                    self._hand_back(ctx, batcher, requests[index:])
+                    break
+                self._in_flight.add(tasks.create_task(self._deliver(request), name=f"{self.component_id}-request"))
+            if self._handing_back is not None:
+                break
 
     async def _startup_check(self) -> None:
         try:
@@ -195,13 +208,28 @@ class HttpDriver:
             raise
         except Exception:  # a fault of the driver's own, not of the request: keep the sink running
             self.stats.error("internal", "sending")
-            log.exception("delivery failed unexpectedly; the source will read these events again after a restart",
+            log.exception("delivery failed unexpectedly; its events go back to the sink's inbox",
                           extra={"component_id": self.component_id})
-            for part in parts:
-                part.finalize(AckStatus.ERRORED)
+            await self._back_to_inbox(parts)
         finally:
             self.limiter.release()
             self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _back_to_inbox(self, parts: list[Request]) -> None:
+        """After a backoff (a fault that repeats must not spin), requeue ``parts`` to be batched and sent again.
+
+        Once the main loop has stopped reading (the inbox ended), nothing would read them: they finish
+        ERRORED instead, and the source reads them again after a restart.
+        """
+        try:
+            await asyncio.sleep(self._fault_backoff.next())
+        finally:  # also when cancelled: a hand-back takes them, a hard stop finishes them ERRORED
+            for part in parts:
+                target = self._handing_back.inbox if self._handing_back is not None else self._inbox
+                if target is None:
+                    part.finalize(AckStatus.ERRORED)
+                else:
+                    target.requeue(Batch(part.events, part.kind, part.byte_size, part.acks))
 
     async def _deliver_until_done(self, request: Request) -> list[Request]:
         """Send ``request`` until it is finished (returns []) or has to be split (returns its two halves)."""

@@ -170,3 +170,64 @@ async def test_a_dead_letter_path_that_cannot_be_opened_is_counted_not_fatal(tmp
     tracked, _ = await run_driver(sink, [{"n": 1}], config(tmp_path), st)
     assert tracked.status is AckStatus.REJECTED
     assert st.discarded["rejected"] == 1 and st.errors[("dead_letter_failed", "sending")] == 1
+
+
+async def test_a_driver_fault_sends_the_request_back_through_the_inbox_not_errored() -> None:
+    """Review finding: a fault of the driver's own finished the request ERRORED, freezing the file's checkpoint."""
+    sink, st = ScriptedSink(lambda r: Outcome()), stats()
+    driver = HttpDriver(sink, config(), "sink", st)
+    original = driver._deliver_until_done
+    faults = [RuntimeError("a bug in the driver")]
+
+    async def once_faulty(request: Request) -> list[Request]:
+        if faults:
+            raise faults.pop()
+        return await original(request)
+
+    driver._deliver_until_done = once_faulty  # type: ignore[method-assign]
+    inbox = MemoryBuffer(10_000, 1 << 30, "block", st)
+    tracked = Tracked()
+    await inbox.put(Batch([1, 2, 3], Kind.LOGS, 30, [tracked.ack]))
+    run = asyncio.create_task(driver.run(SinkContext("sink", inbox, st)))
+    for _ in range(200):  # bounded: the retry comes after a backoff of at most 10 ms
+        if tracked.status is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert tracked.status is AckStatus.DELIVERED  # while the inbox is still open: the reader woke for it
+    inbox.close()
+    await asyncio.wait_for(run, 5)
+    assert sink.sent == [[1, 2, 3]]
+    assert st.errors[("internal", "sending")] == 1
+
+
+async def test_a_fault_of_the_main_loop_hands_everything_held_back_to_the_inbox() -> None:
+    """Review finding: events waiting in the batcher were neither sent nor released when the driver died."""
+    sink, st = ScriptedSink(lambda r: Outcome()), stats()
+    cfg = config(max_events=100)
+    cfg.batch.timeout = Duration(60.0)  # the first batch waits in its partition
+    driver = HttpDriver(sink, cfg, "sink", st)
+    inbox = MemoryBuffer(10_000, 1 << 30, "block", st)
+    tracked = Tracked()
+    await inbox.put(Batch([1, 2, 3], Kind.LOGS, 30, [tracked.ack]))
+    original = driver._next_requests
+    calls = 0
+
+    async def faulty_second_time(ctx: SinkContext, batcher: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a bug in the loop")
+        return await original(ctx, batcher)
+
+    driver._next_requests = faulty_second_time  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(driver.run(SinkContext("sink", inbox, st)), 5)
+        raise AssertionError("the fault must end run() so the supervisor restarts the sink")
+    except* RuntimeError:
+        pass
+    assert tracked.status is None  # not ERRORED: still pending, and back in the inbox for the restarted sink
+    inbox.close()
+    batch = await inbox.get()
+    assert batch is not None and batch.events == [1, 2, 3]
+    batch.finalize(AckStatus.DELIVERED)
+    assert tracked.status is AckStatus.DELIVERED
