@@ -135,7 +135,11 @@ class Agent:
             self.pipeline = pipeline
             self.reloads["success"] += 1
             log.info("config reloaded", extra={"trigger": trigger, "restarted": changed})
-            return True, "reloaded: " + (", ".join(changed) if changed else "no component changed")
+            message = "reloaded: " + (", ".join(changed) if changed else "no component changed")
+            failures = self.topology.start_failures
+            if failures:
+                message += "; could not start (retrying): " + "; ".join(f"{c}: {e}" for c, e in failures.items())
+            return True, message
 
     async def _watch_config_files(self, interval: float = 1.0) -> None:
         def stamp() -> list[tuple[float, int] | None]:

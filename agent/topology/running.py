@@ -48,7 +48,11 @@ from agent.topology.fanout import Fanout
 log = logging.getLogger("agent.topology")
 
 RESTART_BACKOFF = (0.5, 30.0)  # first and longest wait before a crashed component is restarted
+HEALTHY_AFTER = 60.0  # a component that ran this long before crashing restarts with the shortest wait again
+DRAIN_RESTART_WAIT = 1.0  # the longest restart wait while the agent drains (shutdown_timeout is running)
+POISON_CRASHES = 3  # crashes in a row with the same batch first in hand: that batch is given up, counted
 DEGRADED_FOR = 300.0  # seconds a component counts as degraded after its last crash
+START_OUTCOME_WAIT = 2.0  # how long a reload waits to report components that could not start
 
 
 @dataclass(slots=True)
@@ -66,6 +70,9 @@ class Node:
     last_crash: float = 0.0  # time.time() of the last crash
     last_error: str = ""
     restarting: bool = False  # waiting out its restart backoff
+    start_outcome: asyncio.Future[str | None] | None = None  # after a reload: None once started, else why not
+    suspect: Any = None  # the batch first in hand at the last crash
+    suspect_crashes: int = 0
 
     @property
     def id(self) -> str:
@@ -85,6 +92,11 @@ def build_component(decl: ComponentDecl, data_dir: Path, stats: ComponentStats) 
         return ctype.build(decl.config, ctx)
     except BuildError as exc:
         raise BuildError(f"{decl.file}: {decl.kind} \"{decl.id}\": {exc}") from None
+
+
+def _settle(outcome: asyncio.Future[str | None] | None, value: str | None) -> None:
+    if outcome is not None and not outcome.done():
+        outcome.set_result(value)
 
 
 async def start_component(decl: ComponentDecl, component: Any) -> None:
@@ -113,6 +125,7 @@ class Topology:
         self._swapping = 0
         self._lock = asyncio.Lock()
         self._timed_out: list[str] = []
+        self.start_failures: dict[str, str] = {}  # after the last reload: components that could not start
 
     @property
     def data_dir(self) -> Path:
@@ -148,6 +161,8 @@ class Topology:
     def _start(self, node: Node, started: bool = False) -> None:
         """Run ``node`` under its supervisor; ``started``: its ``start()`` has already run."""
         assert self._tg is not None
+        if not started:
+            node.start_outcome = asyncio.get_running_loop().create_future()
         if node.kind == "source":
             node.shutdown = asyncio.Event()
         elif node.kind == "sink":
@@ -170,14 +185,19 @@ class Topology:
         """Run one component until it returns; after an unexpected exception, rebuild and restart it."""
         backoff = Backoff(*RESTART_BACKOFF)
         while True:
+            began = time.monotonic()
             try:
                 if node.crashes:
                     node.component = build_component(node.decl, self.data_dir, node.stats)
                 if not started:
                     await start_component(node.decl, node.component)
+                _settle(node.start_outcome, None)
                 await self._run_component(node)
                 return
             except Exception as exc:  # contained: one component's fault never ends the agent
+                _settle(node.start_outcome, str(exc))
+                if time.monotonic() - began >= HEALTHY_AFTER:
+                    backoff.reset()
                 wait = backoff.next()
                 self._crashed(node, exc, wait)
             started = False
@@ -193,14 +213,46 @@ class Topology:
         node.last_crash = time.time()
         node.last_error = f"{type(exc).__name__}: {exc}"[:500]
         node.stats.error("component_crashed", "running")
-        recovered = node.inbox.take_back_in_hand() if node.inbox is not None else 0
+        held = node.inbox.take_in_hand() if node.inbox is not None else []
+        given_up = self._give_up_poison(node, held)
+        assert node.inbox is not None or not held
+        for batch in reversed(held):
+            node.inbox.requeue(batch)  # type: ignore[union-attr]
         log.error("component crashed; restarting it", exc_info=exc, extra={
             "component_id": node.id, "component_kind": node.kind, "crashes": node.crashes,
-            "restart_in_s": round(wait, 3), "requeued_events": recovered})
+            "restart_in_s": round(wait, 3), "requeued_events": sum(len(b.events) for b in held),
+            "given_up_events": given_up})
+
+    @staticmethod
+    def _give_up_poison(node: Node, held: list[Any]) -> int:
+        """A batch first in hand at POISON_CRASHES crashes in a row is what crashes the component: drop it, counted.
+
+        Retrying it for ever would wedge the sink and, through backpressure, every source feeding it.
+        It is acknowledged REJECTED (like a peer's refusal), so the source moves on; the loss is counted in
+        ``agent_component_discarded_events_total{reason="crashed_component"}`` and logged.
+        """
+        if not held:
+            node.suspect, node.suspect_crashes = None, 0
+            return 0
+        if held[0] is node.suspect:
+            node.suspect_crashes += 1
+        else:
+            node.suspect, node.suspect_crashes = held[0], 1
+        if node.suspect_crashes < POISON_CRASHES:
+            return 0
+        batch = held.pop(0)
+        node.suspect, node.suspect_crashes = None, 0
+        node.stats.discard("crashed_component", len(batch.events))
+        log.error("a batch crashed the component %d times in a row; it is dropped", POISON_CRASHES, extra={
+            "component_id": node.id, "events": len(batch.events), "error": node.last_error})
+        batch.finalize(AckStatus.REJECTED)
+        return len(batch.events)
 
     @staticmethod
     async def _restart_wait(node: Node, wait: float) -> bool:
         """Sleep out the backoff; False if the component was told to stop meanwhile (source) or replaced."""
+        if node.inbox is not None and node.inbox.closed:
+            wait = min(wait, DRAIN_RESTART_WAIT)  # draining: shutdown_timeout is running
         waiter: Coroutine[Any, Any, Any]
         if node.kind == "source":
             waiter = node.shutdown.wait()
@@ -386,7 +438,21 @@ class Topology:
             if node.kind != "source":
                 await self._retire(node)
         self._wire()
+        await self._report_start_failures([self.nodes[cid] for cid in sorted(added | changed)])
         return sorted(removed | added | changed)
+
+    async def _report_start_failures(self, started: list[Node]) -> None:
+        """Say which components a reload started could not start (their supervisors keep trying)."""
+        outcomes = [n.start_outcome for n in started if n.start_outcome is not None]
+        if outcomes:
+            await asyncio.wait(outcomes, timeout=START_OUTCOME_WAIT)
+        self.start_failures = {}
+        for node in started:
+            if node.start_outcome is not None and node.start_outcome.done() and node.start_outcome.result():
+                self.start_failures[node.id] = str(node.start_outcome.result())
+        for cid, error in self.start_failures.items():
+            log.error("reloaded, but a component could not start; retrying with backoff",
+                      extra={"component_id": cid, "error": error})
 
     async def _replace_reader(self, cid: str, node: Node) -> None:
         previous = self.nodes[cid]

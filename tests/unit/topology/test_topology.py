@@ -272,6 +272,7 @@ sinks:
     run = asyncio.create_task(topo.run())
     await topo.ready.wait()
     await topo.reload(pipeline(text + "  later: {type: test_crash, inputs: [gen], fail_start: 1}\n", tmp_path))
+    assert topo.start_failures == {"later": 'sink "later" could not start: [Errno 98] Address already in use'}
     await wait_for(lambda: len(CrashSink.delivered.get("later", [])) > 100, 10)
     assert topo.nodes["later"].crashes == 1 and CrashSink.starts["later"] == 2
     topo.request_stop()
@@ -296,3 +297,20 @@ sinks:
     GateSink.instances["slow"].gate.set()
     assert await asyncio.wait_for(run, 10) == 0  # not the shutdown_timeout exit: every inbox was closed
     assert "added" not in topo.nodes
+
+
+async def test_a_batch_that_crashes_a_sink_three_times_in_a_row_is_dropped_counted_and_the_rest_flows(
+        tmp_path: Path) -> None:
+    CrashSink.forget("poisoned")
+    name = feed_of(5, 100)
+    topo = Topology(pipeline(f"""
+sources:
+  in: {{type: test_feed, name: {name}}}
+sinks:
+  poisoned: {{type: test_crash, inputs: [in], crash_on: [2, 3, 4]}}
+""", tmp_path), StatsRegistry())
+    assert await asyncio.wait_for(topo.run(), 15) == 0
+    # batches 1, 3, 4, 5 arrive; batch 2 (taken as #2, #3 and #4) crashed the sink three times and was given up
+    assert CrashSink.delivered["poisoned"] == [{"n": n} for n in [*range(100), *range(200, 500)]]
+    assert stats(topo, "poisoned").discarded["crashed_component"] == 100
+    assert stats(topo, "in").gauges["committed_events"] == 500  # given up, not stuck: the source moves on
