@@ -32,6 +32,7 @@ class ApiServer:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self.config = agent.pipeline.root.api  # as at start-up: api changes take effect after a restart
         self.registry = build_registry(AgentCollector(agent.stats, self._buffers, agent.reloads))
         self.started = time.time()
         app = web.Application(middlewares=[self._guard])
@@ -64,7 +65,7 @@ class ApiServer:
         """Bearer-token check for /api/v1/*; the probes and /metrics are always open."""
         if not request.path.startswith("/api/"):
             return await handler(request)
-        api = self.agent.pipeline.root.api
+        api = self.config
         if api.auth_token:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, f"Bearer {api.auth_token}".encode()):

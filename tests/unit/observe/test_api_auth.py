@@ -58,3 +58,20 @@ async def test_without_a_token_the_api_answers_only_on_loopback(tmp_path: Path, 
 
 async def test_without_a_token_a_loopback_api_is_open(tmp_path: Path, free_port: int) -> None:
     assert (await answers(tmp_path, free_port, f"{{address: '127.0.0.1:{free_port}'}}"))["/api/v1/components"] == 200
+
+
+async def test_the_token_is_the_one_of_start_up_until_a_restart(tmp_path: Path, free_port: int) -> None:
+    """A reload that changes api.auth_token is logged as taking effect after a restart, and so it does."""
+    agent = Agent([], load_texts([(f"data_dir: {tmp_path}/data\napi: {{auth_token: {TOKEN}}}\n{BODY}", "p.yaml")]))
+    server = ApiServer(agent)
+    await server.start(f"127.0.0.1:{free_port}")
+    try:
+        agent.pipeline = load_texts([(f"data_dir: {tmp_path}/data\napi: {{auth_token: other-token}}\n{BODY}",
+                                      "p.yaml")])  # what a reload leaves in place
+        async with aiohttp.ClientSession() as http:
+            for token, status in ((TOKEN, 200), ("other-token", 401)):
+                async with http.get(f"http://127.0.0.1:{free_port}/api/v1/components",
+                                    headers={"Authorization": f"Bearer {token}"}) as response:
+                    assert response.status == status
+    finally:
+        await server.stop()
