@@ -30,8 +30,9 @@ _TIMES = list[Annotated[datetime, msgspec.Meta(tz=True)]]
 
 
 def detect_format(first_line: bytes) -> str:
-    """``"docker"`` for a JSON object, ``"cri"`` for ``<RFC3339 time> <stream> <tags> ...``, else ``"raw"``."""
-    if first_line.lstrip()[:1] == b"{":
+    """``"docker"`` for a JSON object with a ``"log"`` key, ``"cri"`` for ``<RFC3339 time> <stream> <tags> ...``,
+    else ``"raw"`` (an application's own JSON lines included: they are kept whole, not read as Docker's)."""
+    if first_line.lstrip()[:1] == b"{" and b'"log"' in first_line:
         return "docker"
     if _CRI_LINE.match(first_line):
         return "cri"

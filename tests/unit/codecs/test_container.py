@@ -62,7 +62,9 @@ def docker_pieces(message: str, size: int = PIECE) -> list[str]:
 @pytest.mark.parametrize(("line", "expected"), [
     (docker("hi\n"), "docker"),
     (b'  {"log":"x"}', "docker"),
-    (b"{not json", "docker"),
+    (b'{"log":"a line torn', "docker"),
+    (b"{not json", "raw"),
+    (b'{"level":"info","msg":"an app writing its own JSON lines"}', "raw"),
     (cri(b"hello"), "cri"),
     (cri(b"", tags="P"), "cri"),
     (cri(b"", tags="F:x"), "cri"),
