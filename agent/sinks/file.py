@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import zstandard
 
-from agent.codecs.encoding import encode_batch
+from agent.codecs.encoding import dumps_lenient, encode_batch
 from agent.codecs.template import EventTemplate
 from agent.config.model import SinkConfig
 from agent.config.registry import BuildContext, register
@@ -49,7 +49,7 @@ from agent.sinks.delivery import deliver_each
 
 log = logging.getLogger("agent.sinks.file")
 
-_PATH_UNSAFE = str.maketrans({"/": "_", "\0": "_"})
+_PATH_UNSAFE = str.maketrans({"/": "_", "\\": "_", **{chr(c): "_" for c in (*range(32), 127)}})
 _MAX_VALUE_BYTES = 200  # a file name is at most 255 bytes
 
 
@@ -72,15 +72,16 @@ class PathTemplate(EventTemplate):
         self.sanitised = 0
 
     def _path_safe(self, value: Any) -> str:
-        """``value`` as one path component that stays in its directory: no ``/``, NUL, ``..`` or empty name."""
+        """``value`` as one path component that stays in its directory: no ``/``, ``\\``, control characters,
+        ``..`` or empty name; a value that is not text is its JSON."""
         if value is None:
             return "unknown"
-        text = str(value)
+        text = value if type(value) is str else dumps_lenient(value).decode()  # JSON, not a Python repr
         safe = text.translate(_PATH_UNSAFE)
         if len(safe) > _MAX_VALUE_BYTES // 4 and len(encoded := safe.encode()) > _MAX_VALUE_BYTES:
             safe = encoded[:_MAX_VALUE_BYTES].decode("utf-8", "ignore")
         if not safe.strip("."):  # "", ".", "..": a name that is no file of its own
-            safe = "_" * max(1, len(safe))
+            safe = "_"
         if safe != text:
             self.sanitised += 1
         return safe

@@ -214,7 +214,8 @@ def read_lines(path: Path, compression: str = "none") -> list[dict[str, Any]]:
 
 
 async def test_field_values_cannot_take_a_path_out_of_its_directory(tmp_path: Path) -> None:
-    hostile = ["..", ".", "", "../../escaped", "a\0b", "...", "é" * 300]
+    hostile = ["..", ".", "", "../../escaped", "a\0b", "...", "é" * 300, "a\nb", "back\\slash",
+               {"k": "../v"}, ["..", "_"]]
     events = [{"service": s, "n": i} for i, s in enumerate([*hostile, "api"])]
     root = tmp_path / "out" / "logs"
     topo = await run_feed([logs(events)], f'path: "{root}/{{{{ service }}}}/x.ndjson"', tmp_path)
@@ -224,7 +225,10 @@ async def test_field_values_cannot_take_a_path_out_of_its_directory(tmp_path: Pa
     assert got == list(range(len(events)))  # every event once, none lost to a bad name
     assert all(len(p.parent.name.encode()) <= 200 for p in written)
     assert (root / "api" / "x.ndjson").exists() and (root / ".._.._escaped").exists()
-    assert topo.nodes["out"].stats.errors[("path_sanitised", "sending")] == len(hostile)
+    names = {p.parent.name for p in written}
+    assert {"_", "a_b", "back_slash", '{"k":".._v"}', '["..","_"]'} <= names  # all dots: one "_"; JSON, not repr
+    assert all(c.isprintable() for name in names for c in name)
+    assert topo.nodes["out"].stats.errors[("path_sanitised", "sending")] == len(hostile) - 1  # the list needs no change
 
 
 async def test_strftime_codes_in_the_path_come_from_the_event_time(tmp_path: Path) -> None:
