@@ -366,7 +366,7 @@ class Topology:
             if node.inbox is not None:
                 lost += node.inbox.drain_discarding("shutdown_timeout")
         log.error("components did not finish within shutdown_timeout; cancelled",
-                  extra={"components": self._timed_out, "timeout_s": timeout, "discarded_events": lost})
+                  extra={"components": self._timed_out, "timeout_s": timeout, "queued_events_discarded": lost})
 
     # -- reload ---------------------------------------------------------------------------
 
