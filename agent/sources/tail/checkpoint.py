@@ -6,17 +6,30 @@ with the CRC32 of the rest, then JSON) and a commit log ``commits.N.log`` (one l
 same step of the event loop as the sink's acknowledgement, so a SIGKILL can only land before or after
 it: on restart a file is re-read from its last acknowledged offset, and nothing acknowledged is lost.
 Replay is "last valid record per file wins"; a torn last line (a crash of the machine mid-write) is
-dropped. When the log grows past ``compact_bytes`` the entries are written into the next generation's
-snapshot (fsynced, renamed into place, read back and verified) and a new log begins; only then are
-files older than the previous generation deleted. Entries of files not seen for ``grace`` seconds are
-dropped at compaction. Commits are not fsynced: the page cache survives the process; a power loss may
-cost the last few seconds of commits (re-read, not lost).
+dropped. Entries of files not seen for ``grace`` seconds are dropped at compaction. Commits are not
+fsynced: the page cache survives the process; a power loss may cost the last few seconds of commits
+(re-read, not lost).
 
-Loading takes the newest snapshot that passes its checksum and validation, replays every log from
-its generation on (a record that fails its checksum is skipped, the others kept), and writes the
-result as a new generation. A corrupt file is renamed to ``<name>.corrupt``, logged and reported
-(``checkpoint_corrupt``); since the previous generation is kept until the next one is verified, a
-corrupt snapshot falls back to the one before it plus the logs since, never to nothing.
+Compaction. When the log of generation ``N`` grows past ``compact_bytes``, ``commit()`` captures the
+entries (encoded at once, in the loop) together with the log's current length ``X``, and a worker
+thread writes them as ``snapshot.N+1`` (fsynced, renamed into place, directory fsynced, read back
+and compared): a busy disk's fsync never stalls the event loop. Meanwhile commits go on to log ``N``;
+the keys they touch are remembered. Once the thread reports the snapshot verified, the loop starts
+``commits.N+1.log`` with one record per key committed since the capture, switches to it, and only
+then deletes files older than generation ``N``. One compaction runs at a time; if it fails nothing
+switches, ``checkpoint_write_failed`` is reported and it is tried again after ``compact_bytes`` more.
+A snapshot records the log it was captured from and ``X`` (``log_generation``, ``log_offset``), so a
+SIGKILL between the rename and the switch loses nothing: load replays that log from ``X`` on, then
+every log from the snapshot's generation on. ``compact()`` called directly (load, shutdown, after a
+failed commit write) is synchronous, and ``close()`` first waits for a compaction in flight and
+applies it; a late report from its thread is then ignored.
+
+Loading takes the newest snapshot that passes its checksum and validation, replays the logs named
+above (a record that fails its checksum is skipped, the others kept), and writes the result as a
+new generation. A corrupt file is renamed to ``<name>.corrupt``, logged and reported
+(``checkpoint_corrupt``); since the previous generation is kept until the next one is verified (and
+with it any log the kept snapshot was captured from), a corrupt snapshot falls back to the one before
+it plus the logs since, never to nothing.
 
 Files of the earlier format (``checkpoints.json`` and ``checkpoints.N.log``, without checksums) are
 validated by decoding, loaded the same way, and removed once a newer generation is verified.
@@ -24,12 +37,15 @@ validated by decoding, loaded the same way, and removed once a newer generation 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -52,10 +68,12 @@ class Entry(msgspec.Struct, array_like=True):
 
 
 class Snapshot(msgspec.Struct):
-    """Every entry as a generation began."""
+    """Every entry as a generation began, and the log (from ``log_offset`` on) committed after them."""
 
     generation: NonNegative
     entries: list[Entry]
+    log_generation: int = -1  # -1: no log holds commits made after these entries were taken
+    log_offset: NonNegative = 0
 
 
 _encode_entry = msgspec.json.Encoder().encode
@@ -94,8 +112,8 @@ def _snapshot_bytes(snapshot: Snapshot) -> bytes:
     return b"%08x\n" % zlib.crc32(body) + body
 
 
-def _parse_snapshot(data: bytes, generation: int) -> dict[str, Entry] | None:
-    """The entries of a ``snapshot.N`` file's bytes, or None if it is not a valid snapshot of ``generation``."""
+def _parse_snapshot(data: bytes, generation: int) -> Snapshot | None:
+    """A ``snapshot.N`` file's bytes decoded, or None if they are not a valid snapshot of ``generation``."""
     head, newline, body = data.partition(b"\n")
     if not newline or not _checked(head, body):
         return None
@@ -103,7 +121,40 @@ def _parse_snapshot(data: bytes, generation: int) -> dict[str, Entry] | None:
         snapshot = _decode_snapshot(body)
     except _INVALID:
         return None
-    return {e.key: e for e in snapshot.entries} if snapshot.generation == generation else None
+    if snapshot.generation != generation or not -1 <= snapshot.log_generation < generation:
+        return None
+    return snapshot
+
+
+def _persist(path: Path, data: bytes) -> bool:
+    """Write a snapshot durably (fsynced, renamed into place, directory fsynced) and read it back; False,
+    with nothing left behind, if any of that failed. Runs in a worker thread for ``commit()``'s compactions."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
+        if path.read_bytes() == data:
+            return True
+        log.error("a checkpoint snapshot reads back other than written", extra={"path": str(path)})
+    except OSError as exc:
+        log.error("cannot write a checkpoint snapshot", extra={"path": str(path), "error": exc.strerror})
+    for leftover in (tmp, path):
+        leftover.unlink(missing_ok=True)
+    return False
+
+
+@dataclass
+class _Compaction:
+    """A snapshot being written in a worker thread, and the keys committed since its entries were taken."""
+
+    generation: int
+    kept: set[str]  # keys the snapshot holds
+    done: Future[bool]
+    dirty: set[str] = field(default_factory=set)
 
 
 class CheckpointStore:
@@ -127,6 +178,8 @@ class CheckpointStore:
         self._compact_at = compact_bytes
         self._legacy_generation = -1  # of a valid checkpoints.json, while it is kept
         self._failed = False  # the last commit's write failed: start a clean log before the next
+        self._job: _Compaction | None = None  # the compaction a worker thread is writing
+        self._executor: ThreadPoolExecutor | None = None
 
     def _snapshot_path(self, generation: int) -> Path:
         return self.directory / f"snapshot.{generation}"
@@ -146,21 +199,25 @@ class CheckpointStore:
         legacy = self._load_legacy_snapshot()
         if legacy is not None:
             snapshots.setdefault(legacy[0], self.directory / LEGACY_SNAPSHOT)
+        tail = (-1, 0)  # the log, and the offset in it, of commits made after the snapshot's entries were taken
         for generation in sorted(snapshots, reverse=True):
             path = snapshots[generation]
             if legacy is not None and path.name == LEGACY_SNAPSHOT:
                 base, self.entries = generation, legacy[1]
                 break
-            entries = _parse_snapshot(self._read(path), generation)
-            if entries is not None:
-                base, self.entries = generation, entries
+            snapshot = _parse_snapshot(self._read(path), generation)
+            if snapshot is not None:
+                base, self.entries = generation, {e.key: e for e in snapshot.entries}
+                tail = (snapshot.log_generation, snapshot.log_offset)
                 break
             self._quarantine(path, "snapshot fails its checksum")
         in_order = sorted(logs.items(), key=lambda item: (item[1][0], not item[1][1]))  # an earlier format first
         corrupt_logs = [path for path, (generation, legacy_log) in in_order
-                        if generation >= base and not self._replay(path, legacy_log)]
+                        if (generation >= base or (generation, legacy_log) == (tail[0], False))
+                        and not self._replay(path, legacy_log, tail[1] if generation == tail[0] else 0)]
         self.generation = max(newest, base)
-        if self._advance(self.entries, keep_from=max(base, 0)):
+        keep_from = tail[0] if tail[0] >= 0 else max(base, 0)  # the log the snapshot was captured from too
+        if self._advance(self.entries, keep_from):
             for path in corrupt_logs:  # their valid records are in the new snapshot now
                 self._quarantine(path, "commit log has records that fail their checksum", count=False)
         else:  # the directory takes no new generation: append to the newest log, on a line of its own
@@ -202,9 +259,9 @@ class CheckpointStore:
             log.warning("cannot read checkpoint file", extra={"path": str(path), "error": exc.strerror})
             return b""
 
-    def _replay(self, path: Path, legacy: bool) -> bool:
-        """Apply a log's valid records; False if a complete record of it was corrupt."""
-        lines = self._read(path).split(b"\n")
+    def _replay(self, path: Path, legacy: bool, start: int = 0) -> bool:
+        """Apply a log's valid records from byte ``start`` on; False if a complete record of those was corrupt."""
+        lines = self._read(path)[start:].split(b"\n")
         if lines.pop():
             log.info("a torn last commit (a crash mid-write) is dropped", extra={"path": str(path)})
         entries = self.entries
@@ -238,32 +295,42 @@ class CheckpointStore:
     # -- writing ---------------------------------------------------------------------------
 
     def _advance(self, entries: dict[str, Entry], keep_from: int) -> bool:
-        """Write ``entries`` as the next generation and start its log; then delete files older than ``keep_from``."""
+        """Write ``entries`` as the next generation here and now, start its log, then delete files older
+        than ``keep_from``."""
         generation = self.generation + 1
-        path = self._snapshot_path(generation)
-        tmp = path.with_name(path.name + ".tmp")
+        data = _snapshot_bytes(Snapshot(generation, list(entries.values())))
+        if not _persist(self._snapshot_path(generation), data):
+            return self._write_failed()
+        return self._switch(generation, entries, b"", keep_from)
+
+    def _switch(self, generation: int, entries: dict[str, Entry], carried: bytes, keep_from: int) -> bool:
+        """Start the log of the verified ``snapshot.<generation>`` with the ``carried`` records, make that
+        generation current and delete files older than ``keep_from``; False if its log could not be started."""
+        path = self._log_path(generation)
         try:
-            with tmp.open("wb") as f:
-                f.write(_snapshot_bytes(Snapshot(generation, list(entries.values()))))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_directory(self.directory)
-            verified = _parse_snapshot(path.read_bytes(), generation) == entries
-            if verified:
-                self._open_log(generation)
-                self.generation, self.entries = generation, entries
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if carried and os.write(fd, carried) != len(carried):
+                    raise OSError(0, "short write")
+            except OSError:
+                os.close(fd)
+                raise
         except OSError as exc:
-            log.error("cannot write a checkpoint snapshot", extra={"path": str(path), "error": exc.strerror})
-            verified = False
-        if not verified:
-            for leftover in (tmp, path):
+            log.error("cannot start a checkpoint log", extra={"path": str(path), "error": exc.strerror})
+            for leftover in (path, self._snapshot_path(generation)):  # the current generation goes on
                 leftover.unlink(missing_ok=True)
-            if self._report is not None:
-                self._report("checkpoint_write_failed")
-            return False
+            return self._write_failed()
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+        self._log_fd, self._log_bytes, self._compact_at = fd, len(carried), self.compact_bytes
+        self.generation, self.entries, self._failed = generation, entries, False
         self._remove_before(keep_from)
         return True
+
+    def _write_failed(self) -> bool:
+        if self._report is not None:
+            self._report("checkpoint_write_failed")
+        return False
 
     def _remove_before(self, generation: int) -> None:
         snapshots, logs = self._listing()
@@ -293,6 +360,8 @@ class CheckpointStore:
         if self._log_fd < 0:
             return
         self.entries[entry.key] = entry
+        if self._job is not None:
+            self._job.dirty.add(entry.key)
         if self._failed:  # the log may end in a torn record: the entry goes into a new generation instead
             self._failed = not self.compact()
             return
@@ -304,12 +373,54 @@ class CheckpointStore:
             written = -1
         if written != len(data):
             self._failed = True
-            if self._report is not None:
-                self._report("checkpoint_write_failed")
+            self._write_failed()
             return
         self._log_bytes += written
-        if self._log_bytes >= self._compact_at and not self.compact():
-            self._compact_at = self._log_bytes + self.compact_bytes  # try again later, not at every commit
+        if self._log_bytes >= self._compact_at and self._job is None:
+            self._compact_in_background()
+
+    def _compact_in_background(self) -> None:
+        """Capture the entries and have a worker thread write them as the next snapshot (module docstring)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to stall (a tool, a test): compact here
+            if not self.compact():
+                self._compact_at = self._log_bytes + self.compact_bytes  # try again later, not at every commit
+            return
+        entries = self._live(None)
+        generation = self.generation + 1
+        data = _snapshot_bytes(Snapshot(generation, list(entries.values()), self.generation, self._log_bytes))
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+        done = self._executor.submit(_persist, self._snapshot_path(generation), data)
+        job = _Compaction(generation, set(entries), done)
+        self._job = job
+        job.done.add_done_callback(lambda _: _call_in(loop, self._settle, job))
+
+    def _settle(self, job: _Compaction) -> None:
+        """Apply a finished compaction: switch to its generation, carrying what was committed since its
+        capture, or count its failure and try again after ``compact_bytes`` more. Ignored once settled."""
+        if job is not self._job:
+            return
+        self._job = None
+        error = job.done.exception()
+        if error is not None:
+            log.error("a checkpoint compaction failed", exc_info=error)
+        if error is None and job.done.result():
+            keep = job.kept | job.dirty
+            entries = {key: e for key, e in self.entries.items() if key in keep}
+            carried = b"".join(_record(self.entries[key]) for key in job.dirty)
+            switched = self._switch(job.generation, entries, carried, keep_from=self.generation)
+        else:
+            switched = self._write_failed()
+        if not switched:
+            self._compact_at = self._log_bytes + self.compact_bytes
+
+    def _settle_now(self) -> None:
+        """Wait for a compaction in flight (blocking; for the synchronous paths only) and apply it."""
+        if self._job is not None:
+            wait((self._job.done,))
+            self._settle(self._job)
 
     def touch(self, keys: list[str], now: float | None = None) -> None:
         """Mark files as present (their entries survive compaction)."""
@@ -319,19 +430,36 @@ class CheckpointStore:
             if entry is not None:
                 entry.seen = now
 
-    def compact(self, now: float | None = None) -> bool:
-        """Start a new generation without entries unseen for ``grace`` seconds; False if it could not be written."""
+    def _live(self, now: float | None) -> dict[str, Entry]:
+        """The entries of files seen within ``grace`` seconds."""
         now = time.time() if now is None else now
-        entries = {k: e for k, e in self.entries.items() if now - e.seen <= self.grace}
-        return self._advance(entries, keep_from=self.generation)
+        return {k: e for k, e in self.entries.items() if now - e.seen <= self.grace}
+
+    def compact(self, now: float | None = None) -> bool:
+        """Start a new generation without entries unseen for ``grace`` seconds, synchronously (after a
+        compaction in flight); False if it could not be written."""
+        self._settle_now()
+        return self._advance(self._live(now), keep_from=self.generation)
 
     def close(self, compact: bool = True) -> None:
-        """Compact (a short snapshot for the next start) unless told not to, and close the log."""
+        """Wait for a compaction in flight and apply it, compact (a short snapshot for the next start)
+        unless told not to, and close the log."""
         if self._log_fd >= 0:
+            self._settle_now()
             if compact:
                 self.compact()
             os.close(self._log_fd)
             self._log_fd = -1
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+
+def _call_in(loop: asyncio.AbstractEventLoop, callback: Callable[[_Compaction], None], job: _Compaction) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, job)
+    except RuntimeError:  # the loop is closed: close() settled the compaction, or the process is ending
+        pass
 
 
 def _fsync_directory(directory: Path) -> None:
