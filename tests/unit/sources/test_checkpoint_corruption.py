@@ -3,14 +3,18 @@ further than the damage forces, never invents or skips ahead, and what it writes
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from agent.sources.tail import checkpoint
 from agent.sources.tail.checkpoint import CheckpointStore, Entry
 
 GARBAGE = [
@@ -30,27 +34,64 @@ class Record:
     offsets: dict[str, int]
 
 
-def build_state(directory: Path) -> tuple[dict[str, bytes], list[Record], dict[str, list[int]]]:
+State = tuple[dict[str, bytes], list[Record], dict[str, list[int]]]
+BEFORE = (("a", 100), ("b", 50), ("a", 200), ("c", 10))  # committed before the compaction
+AFTER = (("b", 80), ("a", 300), ("d", 5))  # and after it began
+
+
+def build_state(directory: Path) -> State:
     """A few files, commits before and after a compaction, no clean close (the process died)."""
-    now = time.time()
     store = CheckpointStore(directory)
     store.load()
-    history: dict[str, list[int]] = {}
-
-    def commit(key: str, offset: int) -> None:
-        store.commit(Entry(key, f"/logs/{key}.log", 256, "ab" * 8, offset, now))
-        history.setdefault(key, []).append(offset)
-
-    for key, offset in (("a", 100), ("b", 50), ("a", 200), ("c", 10)):
-        commit(key, offset)
+    history = commit(store, BEFORE)
     store.compact()
-    for key, offset in (("b", 80), ("a", 300), ("d", 5)):
-        commit(key, offset)
+    commit(store, AFTER, history)
     store.close(compact=False)
+    return describe(directory, ["commits.1.log", "commits.2.log", "snapshot.1", "snapshot.2"], history)
+
+
+def build_killed_state(directory: Path) -> State:
+    """A compaction commit() started, commits made while its worker thread wrote the snapshot, and the
+    process killed between the snapshot's rename and the switch to its generation."""
+    held, release = threading.Event(), threading.Event()
+
+    def fsync_directory(path: Path) -> None:  # the worker, right after the rename
+        held.set()
+        release.wait(10)
+
+    async def run() -> dict[str, list[int]]:
+        store = CheckpointStore(directory.with_name("live"))
+        store.load()
+        history = commit(store, BEFORE)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(checkpoint, "_fsync_directory", fsync_directory)
+            store._compact_in_background()
+            assert held.wait(10)
+            commit(store, AFTER, history)
+            shutil.copytree(store.directory, directory)  # what the SIGKILL leaves
+            release.set()
+            store.close(compact=False)
+        return history
+
+    history = asyncio.run(run())
+    return describe(directory, ["commits.1.log", "snapshot.1", "snapshot.2"], history)
+
+
+def commit(store: CheckpointStore, offsets: tuple[tuple[str, int], ...],
+           history: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    history = {} if history is None else history
+    for key, offset in offsets:
+        store.commit(Entry(key, f"/logs/{key}.log", 256, "ab" * 8, offset, time.time()))
+        history.setdefault(key, []).append(offset)
+    return history
+
+
+def describe(directory: Path, names: list[str], history: dict[str, list[int]]) -> State:
+    """The files, and the committed offsets each record of them holds."""
     files = {p.name: p.read_bytes() for p in directory.iterdir()}
-    assert sorted(files) == ["commits.1.log", "commits.2.log", "snapshot.1", "snapshot.2"]
+    assert sorted(files) == names
     records = [Record("snapshot.2", 0, len(files["snapshot.2"]) - 1, {"a": 200, "b": 50, "c": 10})]
-    for name in ("commits.1.log", "commits.2.log"):
+    for name in (n for n in names if n.endswith(".log")):
         start = 0
         for line in files[name].split(b"\n")[:-1]:
             key, offset = line.split(b'"')[1].decode(), int(line.split(b",")[-2])
@@ -84,10 +125,11 @@ def loaded(directory: Path) -> dict[str, int]:
     return {key: entry.offset for key, entry in store.entries.items()}
 
 
+@pytest.mark.parametrize("build", [build_state, build_killed_state])
 def test_every_byte_of_every_state_file_truncated_flipped_or_followed_by_garbage(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build: Callable[[Path], State]) -> None:
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # loads are in-process: no power loss to guard against
-    files, records, history = build_state(tmp_path / "original")
+    files, records, history = build(tmp_path / "original")
     final = {key: offsets[-1] for key, offsets in history.items()}
     work = tmp_path / "work"
     checked = 0
