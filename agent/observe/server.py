@@ -67,8 +67,9 @@ class ApiServer:
             return await handler(request)
         api = self.config
         if api.auth_token:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {api.auth_token}".encode()):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            right_token = hmac.compare_digest(given.lstrip(" ").encode(), api.auth_token.encode())
+            if not right_token or scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
                 return web.json_response({"error": "this API wants the bearer token set in api.auth_token "
                                                    "(agent tap/top: -c CONFIG or --token)"}, status=401,
                                          headers={"WWW-Authenticate": "Bearer"})

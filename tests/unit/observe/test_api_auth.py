@@ -75,3 +75,14 @@ async def test_the_token_is_the_one_of_start_up_until_a_restart(tmp_path: Path, 
                     assert response.status == status
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+async def test_the_scheme_of_the_token_is_case_insensitive(tmp_path: Path, free_port: int, scheme: str) -> None:
+    """RFC 7235: the auth-scheme is case-insensitive; the token itself is not."""
+    api = f"{{address: '127.0.0.1:{free_port}', auth_token: {TOKEN}}}"
+    granted = await answers(tmp_path, free_port, api, {"Authorization": f"{scheme} {TOKEN}"})
+    assert granted["/api/v1/components"] == 200
+    refused = await answers(tmp_path, free_port, api, {"Authorization": f"{scheme} {TOKEN.upper()}"})
+    assert refused["/api/v1/components"] == 401
+    assert (await answers(tmp_path, free_port, api, {"Authorization": f"Basic {TOKEN}"}))["/api/v1/components"] == 401
