@@ -179,6 +179,7 @@ class CheckpointStore:
         self._legacy_generation = -1  # of a valid checkpoints.json, while it is kept
         self._failed = False  # the last commit's write failed: start a clean log before the next
         self._job: _Compaction | None = None  # the compaction a worker thread is writing
+        self.first_start = False  # load() found no directory or an empty one: nothing was ever recorded here
         self._executor: ThreadPoolExecutor | None = None
 
     def _snapshot_path(self, generation: int) -> Path:
@@ -191,6 +192,7 @@ class CheckpointStore:
 
     def load(self) -> None:
         """Take the newest valid state (see the module docstring) and start a new generation from it."""
+        self.first_start = not self.directory.is_dir() or not any(self.directory.iterdir())
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in self.directory.glob("snapshot.*.tmp"):  # a compaction a crash interrupted
             stale.unlink(missing_ok=True)
@@ -350,7 +352,13 @@ class CheckpointStore:
         self._log_bytes = os.fstat(self._log_fd).st_size
         self._compact_at = self.compact_bytes
         if ensure_newline and self._log_bytes and os.pread(self._log_fd, 1, self._log_bytes - 1) != b"\n":
-            self._log_bytes += os.write(self._log_fd, b"\n")  # a torn last line stays a line of its own
+            try:
+                self._log_bytes += os.write(self._log_fd, b"\n")  # a torn last line stays a line of its own
+            except OSError as exc:  # a full disk: the next commit starts a clean generation instead
+                log.error("cannot write a checkpoint", extra={"error": exc.strerror})
+                self._failed = True
+                if self._report is not None:
+                    self._report("checkpoint_write_failed")
 
     def get(self, key: str) -> Entry | None:
         return self.entries.get(key)

@@ -38,7 +38,7 @@ from agent.config.units import ByteSize, Duration
 from agent.core.ack import OrderedAcks
 from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
-from agent.core.errors import BuildError
+from agent.core.errors import BuildError, StartupError
 from agent.observe.stats import ComponentStats
 from agent.sources.tail.checkpoint import CheckpointStore, Entry
 from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, file_key, kubernetes_fields, starts_with
@@ -87,16 +87,29 @@ class TailSource:
         self.waiting: deque[tuple[str, str, bool, str] | TailedFile] = deque()
         self.stats: ComponentStats = ctx.stats
         self.store: CheckpointStore | None = None
+        self._id = ctx.component_id
+        self._store_dir = ctx.data_dir / "tail" / ctx.component_id
         self._round = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Load the checkpoints; a directory that cannot hold them stops start-up with one line."""
+        store = CheckpointStore(self._store_dir, grace=self.config.checkpoint_grace,
+                                report=partial(self.stats.error, stage="receiving"))
+        try:
+            store.load()
+        except OSError as exc:
+            raise StartupError(f'source "{self._id}": cannot keep checkpoints in {self._store_dir}: '
+                               f"{exc.strerror or exc}; check that data_dir is a writable directory") from None
+        self.store = store
+
     async def run(self, ctx: SourceContext) -> None:
         self.stats.gauges.update(files_open=self._open_count, files_waiting=lambda: len(self.waiting),
                                  checkpoint_lag_bytes=self._checkpoint_lag)
-        self.store = CheckpointStore(ctx.data_dir / "tail" / ctx.id, grace=self.config.checkpoint_grace,
-                                     report=partial(self.stats.error, stage="receiving"))
-        self.store.load()
+        if self.store is None:
+            await self.start()
+        assert self.store is not None
         wakeup = Wakeup(self.config.inotify)
         next_scan = next_housekeeping = 0.0
         first_scan = True
@@ -208,11 +221,16 @@ class TailSource:
         entry = self.store.get(tailed.key)
         size = tailed.size()
         if entry is not None and tailed.matches(entry.fp_len, entry.fp):
-            tailed.seek(entry.offset if entry.offset <= size else 0)
-        elif at_startup and self.config.read_from == "end" and size:
+            offset = entry.offset if entry.offset <= size else 0
+            tailed.seek(offset)
+            if offset and os.pread(tailed.fd, 1, offset - 1) != b"\n":  # recorded mid-line, by read_from: end
+                tailed.splitter.skip_to_next_line()
+        elif at_startup and self.config.read_from == "end" and size and self.store.first_start:
             tailed.seek(size)
             if os.pread(tailed.fd, 1, size - 1) != b"\n":
                 tailed.splitter.skip_to_next_line()
+            # recorded at once: after a restart, a file with no record is read from its start
+            self.store.commit(Entry(tailed.key, tailed.path, tailed.fp_len, tailed.fp, size, time.time()))
         else:
             tailed.seek(0)
 

@@ -155,3 +155,36 @@ def test_a_failed_commit_write_goes_into_a_new_generation(tmp_path: Path, monkey
     again = CheckpointStore(tmp_path)
     again.load()
     assert {k: e.offset for k, e in again.entries.items()} == {"a": 3, "b": 4}
+
+
+def test_a_full_disk_at_start_up_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """User trial: a torn log on a full disk made load() raise ENOSPC, so the source restarted in a loop."""
+    store = CheckpointStore(tmp_path)
+    store.load()
+    store.commit(entry("a", 100))
+    store.close(compact=False)
+    with (tmp_path / f"commits.{store.generation}.log").open("ab") as f:
+        f.write(b"0123abcd [\"a\"")  # torn by the crash that the full disk caused
+
+    def no_space(*_: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", no_space)
+    monkeypatch.setattr(CheckpointStore, "_advance", lambda self, entries, keep_from: False)  # no new generation
+    errors: list[str] = []
+    again = CheckpointStore(tmp_path, report=errors.append)
+    again.load()
+    assert again.get("a").offset == 100  # type: ignore[union-attr]
+    assert errors == ["checkpoint_write_failed"]
+
+
+def test_first_start_is_only_for_a_directory_that_never_held_checkpoints(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "tail" / "src")
+    store.load()
+    assert store.first_start
+    store.close()
+    for path in (tmp_path / "tail" / "src").iterdir():
+        path.rename(path.with_name(path.name + ".corrupt"))  # even when nothing valid is left
+    again = CheckpointStore(tmp_path / "tail" / "src")
+    again.load()
+    assert not again.first_start

@@ -22,6 +22,7 @@ from helpers import pipeline, wait_for
 from agent.config.registry import BuildContext
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.errors import StartupError
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.sources.tail.checkpoint import CheckpointStore
 from agent.sources.tail.files import TailedFile
@@ -612,3 +613,62 @@ async def test_directory_watches_end_with_the_files_in_them(tmp_path: Path) -> N
     finally:
         wakeup.close()
         source.store.close()
+
+
+async def test_a_file_created_after_the_first_start_is_read_whole_even_if_nothing_of_it_was_committed(
+        tmp_path: Path) -> None:
+    """User trial: a SIGKILL before a new file's first ack lost all of it (read_from: end skipped it on restart)."""
+    (tmp_path / "old.log").write_text("old 1\n")
+    text = tail_config(tmp_path, str(tmp_path / "*.log"), format="raw", read_from="end")
+    topo = Topology(pipeline(text.replace("open: true", "open: false"), tmp_path, "500ms"), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    (tmp_path / "new.log").write_text("".join(f"new {i}\n" for i in range(100)))
+    await until(lambda: topo.nodes["files"].stats.sent_events == 100)
+    topo.request_stop()  # the sink never acknowledged: nothing of new.log is committed (as after a SIGKILL)
+    assert await asyncio.wait_for(run, 10) == 1
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 100)
+        await asyncio.sleep(0.2)
+    assert messages() == [f"new {i}" for i in range(100)]  # and nothing of old.log: it was recorded at its end
+
+
+async def test_a_file_skipped_to_its_end_at_the_first_start_is_not_read_again_after_a_restart(
+        tmp_path: Path) -> None:
+    path = tmp_path / "idle.log"
+    path.write_text("before 1\nbefore 2\npartial line without its newline")
+    text = tail_config(tmp_path, str(path), format="raw", read_from="end")
+    async with running(text, tmp_path):
+        await asyncio.sleep(0.3)  # idle: nothing read, nothing acknowledged
+    with path.open("a") as f:
+        f.write(" ends here\nafter 1\n")
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 1)
+        await asyncio.sleep(0.2)
+    assert messages() == ["after 1"]
+
+
+async def test_when_every_checkpoint_file_is_corrupt_files_are_read_from_their_start_not_skipped(
+        tmp_path: Path) -> None:
+    """User trial: with every state file damaged, read_from: end skipped what was written while stopped."""
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i}\n" for i in range(10)))
+    text = tail_config(tmp_path, str(path), format="raw", read_from="end")
+    async with running(text, tmp_path):
+        await asyncio.sleep(0.3)
+    for state in (tmp_path / "data" / "tail" / "files").iterdir():
+        state.write_bytes(b"\x00garbage" * 7)
+    with path.open("a") as f:
+        f.write("".join(f"line {i}\n" for i in range(10, 15)))
+    async with running(text, tmp_path):
+        await until(lambda: len(events()) == 15)  # duplicates rather than loss
+        await asyncio.sleep(0.2)
+    assert messages() == [f"line {i}" for i in range(15)]
+
+
+async def test_a_checkpoint_directory_that_cannot_be_used_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data" / "tail").mkdir(parents=True)
+    (tmp_path / "data" / "tail" / "files").write_text("a file where the checkpoints' directory should be")
+    topo = Topology(pipeline(tail_config(tmp_path, str(tmp_path / "*.log")), tmp_path), StatsRegistry())
+    with pytest.raises(StartupError, match=r'source "files": cannot keep checkpoints in .*/data/tail/files: '):
+        await asyncio.wait_for(topo.run(), 5)
