@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.config.load import did_you_mean
 from agent.core.errors import ConfigError
@@ -37,18 +37,10 @@ def check_graph(components: dict[str, ComponentDecl],
         inputs[cid] = []
         if decl.kind == "source":
             continue
-        if not decl.inputs:
-            errors.append(decl.error("needs at least one input", "inputs"))
-        for index, upstream in enumerate(decl.inputs):
-            target = components.get(upstream)
-            if upstream not in declared:
-                hint = did_you_mean(upstream, sorted(declared))
-                errors.append(decl.error(f'unknown input "{upstream}"{hint}', "inputs", index))
-            elif declared[upstream] == "sink":
-                errors.append(decl.error(f'input "{upstream}" is a sink, which has no output', "inputs", index))
-            elif upstream in inputs[cid]:
-                errors.append(decl.error(f'input "{upstream}" is listed twice', "inputs", index))
-            elif target is not None:  # else declared but invalid: its own error is reported
+        wired, input_errors = check_inputs(decl, decl.inputs, declared)
+        errors += input_errors
+        for upstream in wired:
+            if upstream in components:  # else declared but invalid: its own error is reported
                 inputs[cid].append(upstream)
                 consumers[upstream].append(cid)
     order, cycle = _topological_order(inputs)
@@ -63,6 +55,30 @@ def check_graph(components: dict[str, ComponentDecl],
         if decl.kind != "sink" and not consumers[cid]
     ]
     return Graph(inputs, consumers, order, output_types), errors, warnings
+
+
+def check_inputs(decl: ComponentDecl, listed: list[Any],
+                 declared: dict[str, str]) -> tuple[list[str], list[ConfigError]]:
+    """The inputs of a transform or sink that name a component with an output, and an error for each
+    other one. ``listed`` may come from a raw mapping: items that are not strings are left to its
+    config's own error."""
+    if not listed:
+        return [], [decl.error("needs at least one input", "inputs")]
+    wired: list[str] = []
+    errors: list[ConfigError] = []
+    for index, upstream in enumerate(listed):
+        if not isinstance(upstream, str):
+            continue
+        if upstream not in declared:
+            hint = did_you_mean(upstream, sorted(declared))
+            errors.append(decl.error(f'unknown input "{upstream}"{hint}', "inputs", index))
+        elif declared[upstream] == "sink":
+            errors.append(decl.error(f'input "{upstream}" is a sink, which has no output', "inputs", index))
+        elif upstream in wired:
+            errors.append(decl.error(f'input "{upstream}" is listed twice', "inputs", index))
+        else:
+            wired.append(upstream)
+    return wired, errors
 
 
 def _check_types(components: dict[str, ComponentDecl], inputs: dict[str, list[str]], order: list[str],

@@ -39,12 +39,17 @@ _REFERENCE = re.compile(
 )
 
 
+UNRESOLVED = "unresolved"  # what a reference that cannot be expanded becomes when errors are collected
+
+
 def interpolate(text: str, *, file: str, env: Mapping[str, str] | None = None,
-                substituted: set[str] | None = None) -> str:
+                substituted: set[str] | None = None, errors: list[ConfigError] | None = None) -> str:
     """Expand ``${VAR}``, ``${VAR:-default}``, ``${file:PATH}`` and the ``$${`` escape in ``text``.
 
     ``PATH`` is relative to the directory of ``file``; its trailing newline is dropped. A default
-    applies when the variable is unset or empty. Raises ``ConfigError`` at the reference's line.
+    applies when the variable is unset or empty. A reference that cannot be expanded raises
+    ``ConfigError`` at its line; with ``errors`` given, every such error is appended there instead and
+    the reference becomes ``UNRESOLVED`` (so the rest of the document can still be checked).
     Every value put in is added to ``substituted`` so that errors can redact it (it may be a secret).
     """
     environ = os.environ if env is None else env
@@ -54,8 +59,11 @@ def interpolate(text: str, *, file: str, env: Mapping[str, str] | None = None,
         try:
             value = _expand(match, environ, base)
         except ValueError as exc:
-            line = text.count("\n", 0, match.start()) + 1
-            raise ConfigError(str(exc), file=file, line=line) from None
+            error = ConfigError(str(exc), file=file, line=text.count("\n", 0, match.start()) + 1)
+            if errors is None:
+                raise error from None
+            errors.append(error)
+            return UNRESOLVED
         if substituted is not None and not match["escape"]:
             substituted.add(value)
         return value
@@ -109,6 +117,15 @@ class LineIndex:
                 return line
         return None
 
+    def key_at(self, line: int) -> KeyPath:
+        """The deepest key path written on ``line``, else the last one before it (``()`` if none)."""
+        best: tuple[int, int, int] = (0, 0, 0)
+        found: KeyPath = ()
+        for order, (path, at) in enumerate(self._lines.items()):
+            if at <= line and (at, len(path), order) > best:
+                best, found = (at, len(path), order), path
+        return found
+
 
 def parse_document(text: str, *, file: str, errors: list[ConfigError] | None = None) -> tuple[Any, LineIndex]:
     """Parse YAML or JSON into plain data and a ``LineIndex``; an empty document gives ``{}``.
@@ -134,7 +151,7 @@ def parse_document(text: str, *, file: str, errors: list[ConfigError] | None = N
         return {}, LineIndex()
     if not isinstance(data, dict):
         line = node.start_mark.line + 1 if node is not None else None
-        raise ConfigError(f"expected a mapping at the top level, got {_kind(data)}", file=file, line=line)
+        raise ConfigError(f"expected a mapping at the top level, got {kind_name(data)}", file=file, line=line)
     return data, LineIndex(lines)
 
 
@@ -380,7 +397,7 @@ def _show(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
-def _kind(value: Any) -> str:
+def kind_name(value: Any) -> str:
     """``a list``, ``a string``... for the type of a parsed YAML value."""
     names = {list: "array", dict: "object", str: "str", int: "int", float: "float", bool: "bool"}
     return _type_names(names.get(type(value), type(value).__name__))

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from agent.config import load, units
-from agent.config.graph import Graph, check_graph
+from agent.config.graph import Graph, check_graph, check_inputs
 from agent.config.model import RootConfig
 from agent.config.registry import KINDS, lookup, types_of
 from agent.core.errors import ConfigError, ConfigErrors
@@ -105,36 +105,36 @@ def check_texts(documents: list[tuple[str, str]], *,
                 files: list[str] | None = None) -> tuple[Pipeline, list[ConfigError]]:
     """Check documents without stopping at the first problem: a pipeline of what is valid, and every
     error found (root keys, each component, the graph among the valid ones), redacted and sorted by
-    file and line."""
+    file and line.
+
+    A component that fails to check still has the ``inputs:`` of its raw mapping checked. Every
+    ``${...}`` that cannot be expanded is reported with its key; the document is checked on with it
+    unresolved, the errors that follow from it (on its line) left out, and a component holding one
+    is treated as invalid.
+    """
     errors: list[ConfigError] = []
+    unresolved: list[ConfigError] = []  # ${...} that could not be expanded, each at its key
+    tainted: set[tuple[str, str, str]] = set()  # (file, section, id) of components holding one
     root_data: dict[str, Any] = {}
-    raw_components: list[tuple[str, str, Any, str, load.LineIndex]] = []
+    raw_components: list[_Raw] = []
     first_seen: dict[str, tuple[str, load.LineIndex, tuple[str, str]]] = {}
     substituted: set[str] = set()
     for text, file in documents:
+        found: list[ConfigError] = []
         try:
-            data, lines = load.parse_document(load.interpolate(text, file=file, substituted=substituted),
-                                              file=file, errors=errors)
+            data, lines = load.parse_document(
+                load.interpolate(text, file=file, substituted=substituted, errors=found), file=file, errors=errors)
         except ConfigError as exc:
             errors.append(exc)
+            unresolved += found
             continue
-        for kind in KINDS:
-            section = data.pop(SECTION[kind], None)
-            if section is None:
-                continue
-            if not isinstance(section, dict):
-                errors.append(_error(f"expected a mapping of {kind} ids", file, lines, (SECTION[kind],)))
-                continue
-            for cid, body in section.items():
-                cid = str(cid)
-                if cid in first_seen:
-                    first_file, first_lines, first_path = first_seen[cid]
-                    errors.append(_error(f'component id "{cid}" is already used at '
-                                         f'{first_file}:{first_lines.line_for(first_path)}',
-                                         file, lines, (SECTION[kind], cid)))
-                    continue
-                first_seen[cid] = (file, lines, (SECTION[kind], cid))
-                raw_components.append((kind, cid, body, file, lines))
+        for error in found:
+            path = lines.key_at(error.line or 0)
+            error.key = load.key_path_str(path)
+            if len(path) >= 2 and path[0] in SECTION.values():
+                tainted.add((file, str(path[0]), str(path[1])))
+        unresolved += found
+        raw_components += _take_components(data, file, lines, first_seen, errors)
         try:
             load.convert(data, RootConfig, file=file, lines=lines)
             root_data.update(data)
@@ -144,15 +144,20 @@ def check_texts(documents: list[tuple[str, str]], *,
     components = {}
     for kind, cid, body, file, lines in raw_components:
         try:
-            components[cid] = _component(kind, cid, body, file, lines)
+            decl = _component(kind, cid, body, file, lines)
+            if (file, SECTION[kind], cid) not in tainted:
+                components[cid] = decl
         except ConfigError as exc:
             errors.append(exc)
+    declared = {cid: kind for kind, cid, *_ in raw_components}
+    graph, graph_errors, warnings = check_graph(components, declared)
+    errors += graph_errors + _raw_input_errors([raw for raw in raw_components if raw[1] not in components],
+                                               declared)
+    consequences = {(error.file, error.line) for error in unresolved}
+    errors = unresolved + [error for error in errors if (error.file, error.line) not in consequences]
     names = files if files is not None else [f for _, f in documents]
     if not raw_components and not errors and len(documents) == len(names):
         errors.append(ConfigError("no sources, transforms or sinks are defined", file=names[0]))
-    declared = {cid: kind for kind, cid, *_ in raw_components}
-    graph, graph_errors, warnings = check_graph(components, declared)
-    errors += graph_errors
     if root.api.auth_token:
         substituted.add(root.api.auth_token)
     if errors:
@@ -160,6 +165,45 @@ def check_texts(documents: list[tuple[str, str]], *,
     warnings += _api_warnings(root)
     redact_and_sort(errors, substituted, names)
     return Pipeline(root, components, graph, names, warnings, substituted), errors
+
+
+_Raw = tuple[str, str, Any, str, load.LineIndex]  # kind, id, body, file, lines
+
+
+def _take_components(data: dict[str, Any], file: str, lines: load.LineIndex,
+                     first_seen: dict[str, tuple[str, load.LineIndex, tuple[str, str]]],
+                     errors: list[ConfigError]) -> list[_Raw]:
+    """Pop the component sections out of ``data``; an id already used elsewhere is an error."""
+    taken: list[_Raw] = []
+    for kind in KINDS:
+        section = data.pop(SECTION[kind], None)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            errors.append(_error(f"expected a mapping of {kind} ids", file, lines, (SECTION[kind],)))
+            continue
+        for cid, body in section.items():
+            cid = str(cid)
+            if cid in first_seen:
+                first_file, first_lines, first_path = first_seen[cid]
+                errors.append(_error(f'component id "{cid}" is already used at '
+                                     f'{first_file}:{first_lines.line_for(first_path)}',
+                                     file, lines, (SECTION[kind], cid)))
+                continue
+            first_seen[cid] = (file, lines, (SECTION[kind], cid))
+            taken.append((kind, cid, body, file, lines))
+    return taken
+
+
+def _raw_input_errors(unchecked: list[_Raw], declared: dict[str, str]) -> list[ConfigError]:
+    """The wiring errors of components that did not check, read from the ``inputs:`` of their mapping."""
+    errors: list[ConfigError] = []
+    for kind, cid, body, file, lines in unchecked:
+        listed = body.get("inputs") if isinstance(body, dict) else None
+        if kind != "source" and isinstance(listed, list):
+            decl = ComponentDecl(kind, cid, str(body.get("type")), None, file, lines)
+            errors += check_inputs(decl, listed, declared)[1]
+    return errors
 
 
 def redact_and_sort(errors: list[ConfigError], secrets: set[str], files: list[str]) -> None:
@@ -193,8 +237,10 @@ def _error(message: str, file: str, lines: load.LineIndex, path: tuple[str | int
 
 def _component(kind: str, cid: str, body: Any, file: str, lines: load.LineIndex) -> ComponentDecl:
     path = (SECTION[kind], cid)
+    if body is None or body == {}:
+        raise _error('a component needs at least "type:"', file, lines, path)
     if not isinstance(body, dict):
-        raise _error(f"expected a mapping with a type, got {type(body).__name__}", file, lines, path)
+        raise _error(f"expected a mapping with a type, got {load.kind_name(body)}", file, lines, path)
     type_name = body.get("type")
     if type_name is None:
         raise _error('missing required key "type"', file, lines, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,13 @@ def validate(tmp_path: Path, text: str, *extra: str) -> subprocess.CompletedProc
     config.write_text(text)
     return subprocess.run([*AGENT, "validate", "-c", str(config), *extra], capture_output=True, text=True,
                           cwd=tmp_path, timeout=30)
+
+
+def error_lines(tmp_path: Path, text: str) -> list[str]:
+    """What validate prints for ``text``, which must be invalid, with each "error: FILE:" cut to "LINE:"."""
+    result = validate(tmp_path, text)
+    assert result.returncode == 78
+    return [line.removeprefix(f"error: {tmp_path}/pipeline.yaml:") for line in result.stderr.splitlines()]
 
 
 GOOD = """\
@@ -89,7 +97,19 @@ def test_a_missing_environment_variable_is_an_error(tmp_path: Path) -> None:
     text = GOOD.replace("data_dir: /tmp/agent-test", "data_dir: ${AGENT_TEST_UNSET_VAR}")
     result = validate(tmp_path, text)
     assert result.returncode == 78
-    assert 'pipeline.yaml:1: environment variable "AGENT_TEST_UNSET_VAR" is not set' in result.stderr
+    assert 'pipeline.yaml:1: data_dir: environment variable "AGENT_TEST_UNSET_VAR" is not set' in result.stderr
+
+
+def test_every_unset_variable_of_a_shipped_pipeline_is_reported_in_one_run() -> None:
+    pipeline = Path(__file__).resolve().parents[2] / "pipelines" / "containers-to-elasticsearch-and-datadog.yaml"
+    env = {name: value for name, value in os.environ.items() if name not in ("AGENT_API_TOKEN", "DD_API_KEY")}
+    result = subprocess.run([*AGENT, "validate", "-c", str(pipeline)], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert result.returncode == 78
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [line.partition(".yaml:")[2] for line in errors] == [
+        '7: api.auth_token: environment variable "AGENT_API_TOKEN" is not set',
+        '37: sinks.datadog.api_key: environment variable "DD_API_KEY" is not set']
 
 
 def test_peers_are_contacted_only_with_check_peers(tmp_path: Path, free_port: int) -> None:
@@ -133,15 +153,14 @@ sinks:
   out: {type: file, inputs: [parsed], path: ""}
   other: {type: blackhol, inputs: [parsd]}
 """
-    result = validate(tmp_path, text)
-    assert result.returncode == 78
-    config = f"error: {tmp_path}/pipeline.yaml"
-    assert result.stderr.splitlines() == [
-        f'{config}:3: sources.gen: "gen" is defined twice, at lines 2 and 3 (YAML would keep only the last)',
-        f"{config}:5: transforms.parsed.inputs: inputs form a cycle: parsed -> again -> parsed",
-        f"{config}:8: sinks.out: path must not be empty",
-        f'{config}:9: sinks.other.type: unknown sink type "blackhol"; did you mean "blackhole"? (known: '
-        + result.stderr.splitlines()[-1].partition("(known: ")[2],
+    lines = error_lines(tmp_path, text)
+    assert lines == [
+        '3: sources.gen: "gen" is defined twice, at lines 2 and 3 (YAML would keep only the last)',
+        "5: transforms.parsed.inputs: inputs form a cycle: parsed -> again -> parsed",
+        "8: sinks.out: path must not be empty",
+        '9: sinks.other.type: unknown sink type "blackhol"; did you mean "blackhole"? (known: '
+        + lines[3].partition("(known: ")[2],
+        '9: sinks.other.inputs[0]: unknown input "parsd"; did you mean "parsed"?',
     ]
 
 
@@ -153,3 +172,11 @@ def test_schema_describes_components_and_units(tmp_path: Path) -> None:
     assert {"GenerateConfig", "FileConfig", "ParseConfig", "SocketSinkConfig"} <= set(defs)
     assert defs["FileConfig"]["properties"]["type"] == {"enum": ["file"]}
     assert "integer" in json.dumps(defs["BufferConfig"]["properties"]["max_bytes"])
+
+
+def test_a_misspelt_key_does_not_hide_an_unknown_input_nor_an_empty_component(tmp_path: Path) -> None:
+    text = GOOD.replace("out: {type: blackhole, inputs: [parsed]}",
+                        "out:\n    type: console\n    encodng: text\n    inputs: [nosuch]\n  empty:\n")
+    assert error_lines(tmp_path, text) == ['9: sinks.out: unknown key "encodng"; did you mean "encoding"?',
+                                           '10: sinks.out.inputs[0]: unknown input "nosuch"',
+                                           '11: sinks.empty: a component needs at least "type:"']

@@ -350,3 +350,15 @@ def test_interpolation_keeps_line_numbers() -> None:
     assert load_error(interpolated) == (
         'pipeline.yaml:14: sinks.es.batch.max_bytes: expected a size like "5MiB", got "lots"'
     )
+
+
+def test_interpolate_can_collect_every_bad_reference_and_key_at_locates_it() -> None:
+    errors: list[ConfigError] = []
+    text = "a: ${UNSET_ONE}\nb:\n  c: x-${UNSET_TWO}\n  d: |\n    ${bad ref}\n"
+    assert interpolate(text, file="p.yaml", env=ENV, errors=errors) == \
+        "a: unresolved\nb:\n  c: x-unresolved\n  d: |\n    unresolved\n"
+    assert [(e.line, e.message) for e in errors] == [
+        (1, 'environment variable "UNSET_ONE" is not set'), (3, 'environment variable "UNSET_TWO" is not set'),
+        (5, 'invalid reference "${bad ref}" (write "$${" for a literal "${")')]
+    _, lines = parse_document(text, file="p.yaml")
+    assert [lines.key_at(line) for line in (1, 2, 3, 5)] == [("a",), ("b",), ("b", "c"), ("b", "d")]

@@ -57,6 +57,7 @@ shutdown_timeout: soon
         'p.yaml:6: transforms.broken: missing required key "inputs"',
         'p.yaml:8: sinks.out.type: unknown sink type "blackhol"; did you mean "blackhole"? (known: '
         + errors[3].partition("(known: ")[2],
+        'p.yaml:8: sinks.out.inputs[0]: unknown input "parsd"; did you mean "parsed"?',
         'p.yaml:9: shutdown_timeout: expected a duration like "500ms" or "1m", got "soon"',
     ]
 
@@ -96,3 +97,46 @@ def test_a_literal_api_token_is_redacted_from_errors(tmp_path: Path) -> None:
     assert "cannot read config" in str(errors[0])
     _, errors = check_texts([(text, "p.yaml")])
     assert errors and all("hunter2-secret" not in str(e) for e in errors)
+
+
+def test_a_component_that_fails_to_decode_still_has_its_inputs_checked() -> None:
+    text = GOOD.replace("out: {type: blackhole, inputs: [parsed]}",
+                        "out:\n    type: console\n    encodng: text\n    inputs: [parsed, nosuch, parsed]") \
+        + "  flow: {type: console, x: 1, inputs: [out]}\n"
+    assert errors_of(text) == [
+        'p.yaml:8: sinks.out: unknown key "encodng"; did you mean "encoding"?',
+        'p.yaml:9: sinks.out.inputs[1]: unknown input "nosuch"',
+        'p.yaml:9: sinks.out.inputs[2]: input "parsed" is listed twice',
+        'p.yaml:10: sinks.flow: unknown key "x"',
+        'p.yaml:10: sinks.flow.inputs[0]: input "out" is a sink, which has no output',
+    ]
+
+
+@pytest.mark.parametrize(("text", "line"), [("sinks:\n  out:\n", 4), ("sinks: {out: }\n", 3),
+                                            ("sinks:\n  out: {}\n", 4)])
+def test_an_empty_component_says_it_needs_a_type(text: str, line: int) -> None:
+    assert errors_of("sources:\n  gen: {type: generate}\n" + text) == [
+        f'p.yaml:{line}: sinks.out: a component needs at least "type:"']
+
+
+def test_every_unset_variable_is_reported_with_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AGENT_TEST_UNSET_1", "AGENT_TEST_UNSET_2", "AGENT_TEST_UNSET_3"):
+        monkeypatch.delenv(name, raising=False)
+    text = "api:\n  auth_token: ${AGENT_TEST_UNSET_1}\nshutdown_timeout: ${AGENT_TEST_UNSET_3}\n" + GOOD + """\
+  dd:
+    type: console
+    encoding: ${AGENT_TEST_UNSET_2}
+    inputs: [parsed, nosuch]
+  after: {type: console, inputs: [dd]}
+  bad: {type: console, inputs: ['${not a var}']}
+"""
+    assert errors_of(text) == [
+        'p.yaml:2: api.auth_token: environment variable "AGENT_TEST_UNSET_1" is not set',
+        'p.yaml:3: shutdown_timeout: environment variable "AGENT_TEST_UNSET_3" is not set',
+        'p.yaml:12: sinks.dd.encoding: environment variable "AGENT_TEST_UNSET_2" is not set',
+        'p.yaml:13: sinks.dd.inputs[1]: unknown input "nosuch"',
+        'p.yaml:14: sinks.after.inputs[0]: input "dd" is a sink, which has no output',
+        'p.yaml:15: sinks.bad.inputs[0]: invalid reference "${not a var}" (write "$${" for a literal "${")',
+    ]
+    with pytest.raises(ConfigErrors):
+        load_texts([(text, "p.yaml")])
