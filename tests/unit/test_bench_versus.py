@@ -74,6 +74,8 @@ def test_the_delivered_window_starts_at_five_percent_delivered() -> None:
     assert delivered_window(samples, 1000) == Window(events=500, wall_s=1.0, cpu_s=pytest.approx(0.6))
     with pytest.raises(ValueError, match="no window"):
         delivered_window(samples[:2], 1000)
+    with pytest.raises(ValueError, match="no window"):  # the count jumped with no CPU spent in between
+        delivered_window(_samples((0.0, 0.0, 1000, 0), (1.0, 2.0, 1000, 60), (2.0, 2.0, 1000, 1000)), 1000)
 
 
 def test_a_run_read_in_one_burst_or_never_finished_has_no_steady_window() -> None:
