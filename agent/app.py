@@ -124,8 +124,9 @@ class Agent:
                 return False, "running the embedded default pipeline: nothing to reload"
             try:
                 pipeline = load_files(self.config_paths)
-                if pipeline.root.api != self.pipeline.root.api or pipeline.root.data_dir != self.pipeline.root.data_dir:
-                    log.warning("api and data_dir changes take effect after a restart")
+                new, old = pipeline.root, self.pipeline.root
+                if (new.api, new.data_dir, new.memory_limit) != (old.api, old.data_dir, old.memory_limit):
+                    log.warning("api, data_dir and memory_limit changes take effect after a restart")
                 changed = await self.topology.reload(pipeline)
             except (ConfigErrors, AgentError) as exc:
                 self.reloads["failure"] += 1

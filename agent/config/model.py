@@ -52,6 +52,7 @@ class RootConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "/var/lib/agent"
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     shutdown_timeout: Duration = Duration(30.0)
+    memory_limit: ByteSize | None = None  # sources pause before buffered events take the process past it
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sources: dict[str, dict] = msgspec.field(default_factory=dict)
     transforms: dict[str, dict] = msgspec.field(default_factory=dict)

@@ -18,10 +18,11 @@ class AgentCollector(Collector):
     """Reads component stats, buffer usage and agent-wide counters when /metrics is scraped."""
 
     def __init__(self, stats: StatsRegistry, buffers: Callable[[], dict[str, Any]],
-                 reloads: dict[str, int]) -> None:
+                 reloads: dict[str, int], memory: Callable[[], dict[str, float]] | None = None) -> None:
         self.stats = stats
         self.buffers = buffers
         self.reloads = reloads
+        self.memory = memory  # memory_limit's usage, when one is set
 
     def collect(self) -> Iterator[Metric]:
         counters = {
@@ -61,6 +62,8 @@ class AgentCollector(Collector):
         for result in ("success", "failure"):
             reloads.add_metric([result], self.reloads.get(result, 0))
         yield reloads
+        if self.memory is not None:
+            yield from _memory_metrics(self.memory())
 
     def _buffer_metrics(self) -> Iterator[Metric]:
         names = ("events", "bytes", "max_events", "max_bytes")
@@ -76,6 +79,17 @@ class AgentCollector(Collector):
             for n, family in families.items():
                 family.add_metric(labels, getattr(usage, n))
         yield from families.values()
+
+
+def _memory_metrics(usage: dict[str, float]) -> Iterator[Metric]:
+    """memory_limit: the limit, the share the buffers may use, what they hold, and how long sources paused."""
+    yield GaugeMetricFamily("agent_memory_limit_bytes", "memory_limit.", value=usage["limit_bytes"])
+    yield GaugeMetricFamily("agent_memory_buffer_budget_bytes", "What buffered events may take under memory_limit.",
+                            value=usage["buffer_budget_bytes"])
+    yield GaugeMetricFamily("agent_memory_buffered_bytes", "What the pipeline's buffers hold now.",
+                            value=usage["buffered_bytes"])
+    yield CounterMetricFamily("agent_memory_paused_seconds", "Time sources waited for memory_limit.",
+                              value=usage["paused_seconds"])
 
 
 def _add_own_families(stats: ComponentStats, labels: list[str], families: dict[str, Metric]) -> None:

@@ -33,7 +33,9 @@ class ApiServer:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.config = agent.pipeline.root.api  # as at start-up: api changes take effect after a restart
-        self.registry = build_registry(AgentCollector(agent.stats, self._buffers, agent.reloads))
+        gate = agent.topology.memory
+        self.registry = build_registry(AgentCollector(agent.stats, self._buffers, agent.reloads,
+                                                      None if gate is None else gate.usage))
         self.started = time.time()
         app = web.Application(middlewares=[self._guard])
         app.add_routes([

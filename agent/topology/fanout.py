@@ -7,6 +7,7 @@ from agent.core.ack import AckStatus
 from agent.core.batch import Batch
 from agent.observe.stats import ComponentStats
 from agent.observe.tap import Taps
+from agent.topology.memory import MemoryGate
 
 
 class Fanout:
@@ -18,9 +19,10 @@ class Fanout:
     one slow consumer stalls its producer only once its own buffer is full.
     """
 
-    def __init__(self, stats: ComponentStats) -> None:
+    def __init__(self, stats: ComponentStats, gate: MemoryGate | None = None) -> None:
         self.stats = stats
         self.taps = Taps()
+        self.gate = gate  # a source's output: waits while memory_limit's budget is used up
         self._targets: list[tuple[MemoryBuffer, bool]] = []
 
     def set_targets(self, targets: list[tuple[MemoryBuffer, bool]]) -> None:
@@ -28,6 +30,8 @@ class Fanout:
         self._targets = list(targets)
 
     async def send(self, batch: Batch) -> None:
+        if self.gate is not None:
+            await self.gate.wait_open()
         stats = self.stats
         stats.sent_events += len(batch.events)
         stats.sent_bytes += batch.byte_size

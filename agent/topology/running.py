@@ -44,6 +44,7 @@ from agent.core.errors import EXIT_FAILURE, EXIT_OK, AgentError, BuildError, Sta
 from agent.core.retry import Backoff
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.topology.fanout import Fanout
+from agent.topology.memory import MemoryGate
 
 log = logging.getLogger("agent.topology")
 
@@ -126,6 +127,8 @@ class Topology:
         self._lock = asyncio.Lock()
         self._timed_out: list[str] = []
         self.start_failures: dict[str, str] = {}  # after the last reload: components that could not start
+        limit = pipeline.root.memory_limit
+        self.memory = None if limit is None else MemoryGate(int(limit), self._inboxes)
 
     @property
     def data_dir(self) -> Path:
@@ -137,7 +140,7 @@ class Topology:
         stats = self.stats.get(decl.id, decl.kind, decl.type)
         node = Node(decl, build_component(decl, self.data_dir, stats), stats)
         if decl.kind != "sink":
-            node.output = Fanout(stats)
+            node.output = Fanout(stats, self.memory if decl.kind == "source" else None)
         if decl.kind != "source":
             buf = decl.config.buffer
             node.inbox = MemoryBuffer(buf.max_events, int(buf.max_bytes), buf.when_full, stats)
@@ -269,6 +272,9 @@ class Topology:
         assert node.inbox is not None
         return not node.inbox.interrupted
 
+    def _inboxes(self) -> list[MemoryBuffer]:
+        return [node.inbox for node in self.nodes.values() if node.inbox is not None]
+
     def degraded(self) -> list[dict[str, Any]]:
         """Components that crashed in the last DEGRADED_FOR seconds or are waiting to restart."""
         now = time.time()
@@ -312,6 +318,8 @@ class Topology:
         self._wire()
         for cid in reversed(self.pipeline.graph.order):  # consumers first; StartupError ends start-up
             await start_component(self.nodes[cid].decl, self.nodes[cid].component)
+        if self.memory is not None:
+            self.memory.start()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for cid in reversed(self.pipeline.graph.order):  # consumers first
