@@ -39,6 +39,7 @@ from agent.core.ack import OrderedAcks
 from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
 from agent.core.errors import BuildError, StartupError
+from agent.core.footprint import decoded_bytes
 from agent.observe.stats import ComponentStats
 from agent.sources.tail.checkpoint import CheckpointStore, Entry
 from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, file_key, kubernetes_fields, starts_with
@@ -333,7 +334,8 @@ class TailSource:
         if not events:
             return
         stats.received_events += len(events)
-        batch = Batch(events, Kind.LOGS, nbytes or sum(len(e.get("message", "")) for e in events))
+        batch = Batch(events, Kind.LOGS, decoded_bytes(nbytes or sum(len(e.get("message", "")) for e in events),
+                                                       len(events)))  # what the dicts hold, not just the bytes read
         batch.acks.append(tailed.acks.track(offset))
         await ctx.out.send(batch)
 
