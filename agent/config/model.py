@@ -42,7 +42,7 @@ class BufferConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     type: Literal["memory"] = "memory"
     max_events: int = 50_000
-    max_bytes: ByteSize = ByteSize(32 * 1024 * 1024)
+    max_bytes: ByteSize = ByteSize(8 * 1024 * 1024)  # of events as they sit in memory (see agent.core.footprint)
     when_full: Literal["block", "drop_newest"] = "block"
 
 

@@ -18,7 +18,7 @@ TEXT = """
 sources:
   gen: {type: generate, format: docker, count: 100000, batch_size: 1000}
 sinks:
-  slow: {type: test_gate, inputs: [gen]}
+  slow: {type: test_gate, inputs: [gen], buffer: {max_bytes: 32MiB}}  # more than the budgets tested here
 """
 
 
