@@ -76,3 +76,18 @@ def test_a_line_cut_while_its_rest_is_still_unread_resumes_at_its_start() -> Non
     assert splitter.feed(b" goes on") == [] and splitter.starts([]) == [103]
     assert splitter.feed(b"\nnext\n") == [b"next"] and splitter.starts([b"next"]) == [121, 126]
     assert splitter.cut == []
+
+
+def test_a_line_longer_than_the_bound_is_cut_when_its_start_came_in_an_earlier_feed() -> None:
+    splitter = LineSplitter(8)
+    assert splitter.feed(b"ab\n123456") == [b"ab"]
+    assert splitter.feed(b"789\nxy\n") == [b"12345678", b"xy"]  # this chunk is shorter than the bound
+    assert splitter.cut == [0] and splitter.truncated == 1
+    assert splitter.starts([b"12345678", b"xy"]) == [3, 13, 16]
+
+
+def test_a_line_longer_than_the_bound_inside_one_chunk_is_cut_after_a_short_first_line() -> None:
+    splitter = LineSplitter(8)
+    assert splitter.feed(b"ab") == []
+    assert splitter.feed(b"c\n1234567890\nxy\n") == [b"abc", b"12345678", b"xy"]
+    assert splitter.cut == [1] and splitter.truncated == 1
