@@ -493,6 +493,38 @@ def test_raw_lines() -> None:
     assert len(out) == 3
 
 
+# the events' keys: the fast paths copy a template of them; the slow path builds them, in the same order
+
+OVERLAPPING = {"offset": -1, "file": "/f.log", "message": "from extra", "inode": 7}
+
+
+@pytest.mark.parametrize("extra", [EXTRA, OVERLAPPING, {}])
+def test_fast_path_events_have_the_slow_paths_keys_in_the_same_order(extra: dict[str, Any]) -> None:
+    lines = [docker("a\n"), docker("b\n", attrs={"tag": "x"}), docker("c", "stderr"), docker("d\n", "stderr"),
+             docker("e\n", attrs={"tag": "y"})]
+    decoder = DockerDecoder(extra, 1 << 20)
+    out: list[dict] = []
+    decoder.decode(lines, starts(lines), out)  # a, b and e on the fast path; c + d reassembled (slow path)
+    fast = [{**extra, "message": "a", "stream": "stdout", "time": T0, "offset": 0},
+            {**extra, "message": "b", "stream": "stdout", "time": T0, "attrs": {"tag": "x"},
+             "offset": starts(lines)[1]},
+            {**extra, "message": "cd", "stream": "stderr", "time": T0, "offset": starts(lines)[2]},
+            {**extra, "message": "e", "stream": "stdout", "time": T0, "attrs": {"tag": "y"},
+             "offset": starts(lines)[4]}]
+    assert [list(event.items()) for event in out] == [list(event.items()) for event in fast]
+
+
+@pytest.mark.parametrize("extra", [EXTRA, OVERLAPPING, {}])
+def test_cri_and_raw_events_keep_the_extra_fields_first_in_their_order(extra: dict[str, Any]) -> None:
+    out: list[dict] = []
+    CriDecoder(extra, 1 << 20).decode([cri(b"hi")], [0, 100], out)
+    RawDecoder(extra, 1 << 20).decode([b"raw"], [100, 104], out)
+    assert [list(event.items()) for event in out] == [
+        list({**extra, "message": "hi", "stream": "stdout", "time": T0, "offset": 0}.items()),
+        list({**extra, "message": "raw", "offset": 100}.items())]
+    assert "offset" not in extra or extra["offset"] == -1  # the decoders never write into extra
+
+
 # properties
 
 STREAMS = ("stdout", "stderr")
