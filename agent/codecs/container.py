@@ -67,21 +67,6 @@ class LineDecoder(Protocol):
         ...
 
 
-class _DockerLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """What ``DockerDecoder``'s fast path takes: an object of these keys only, ``log``, ``stream`` and ``time``
-    strings, ``attrs`` as its JSON text (read by orjson, as the slow path reads it). Anything else, msgspec
-    raises and the line takes the slow path, which reads it with orjson; a line both read gives the same
-    values (tests/unit/codecs/test_container.py checks it)."""
-
-    log: str
-    stream: str
-    time: str
-    attrs: msgspec.Raw = msgspec.Raw()  # empty (false) when the line has none
-
-
-_read_docker_line = msgspec.json.Decoder(_DockerLine).decode
-
-
 def _template(extra: dict[str, Any], *keys: str) -> dict[str, Any]:
     """``extra`` followed by ``keys`` (None): an event's keys, in order, for the decoders' fast paths to copy.
 
@@ -276,7 +261,6 @@ class DockerDecoder(_Reassembler):
 
     def decode(self, lines: list[bytes], starts: list[int], out: list[dict]) -> int:
         """Append the events ``lines`` complete to ``out``, each with its ``offset``; return the safe offset."""
-        read = _read_docker_line  # ~20 % faster than orjson.loads to a dict, and it checks the types
         loads = orjson.loads
         copy = self._template.copy
         copy_attrs = self._template_attrs.copy
@@ -287,22 +271,22 @@ class DockerDecoder(_Reassembler):
         add_time = times.append
         for line, pos in zip(lines, starts, strict=False):  # starts has one more: the end
             try:
-                rec = read(line)
-                log = rec.log
-                if log[-1:] == "\n" and (stream := rec.stream) in free:
-                    if rec.attrs:
+                rec = loads(line)
+                log = rec["log"]
+                if log[-1:] == "\n" and (stream := rec["stream"]) in free:
+                    if "attrs" in rec:
                         event = copy_attrs()  # then stores that replace: see _template
-                        event["attrs"] = loads(memoryview(rec.attrs))
+                        event["attrs"] = rec["attrs"]
                     else:
                         event = copy()
                     event["message"] = log[:-1]
                     event["stream"] = stream
-                    event["time"] = time = rec.time
+                    event["time"] = time = rec["time"]
                     add_time(time)
                     event["offset"] = pos
                     append(event)
                     continue
-            except ValueError:  # msgspec.DecodeError and orjson.JSONDecodeError are ValueErrors
+            except (ValueError, KeyError, TypeError):
                 pass
             self._line(line, pos, out)
         if times and not _all_times(times):
