@@ -525,7 +525,7 @@ def test_cri_and_raw_events_keep_the_extra_fields_first_in_their_order(extra: di
     assert "offset" not in extra or extra["offset"] == -1  # the decoders never write into extra
 
 
-# the Docker fast path (msgspec, typed) and the slow path (orjson) read every line alike
+# the Docker fast path (all lines of a read at once) and the slow path (one line alone) read every line alike
 
 JSON_STRINGS = st.one_of(
     st.text(max_size=6).map(lambda t: orjson.dumps(t)),
@@ -575,7 +575,7 @@ def test_docker_fast_path_gives_what_the_slow_path_gives_for_any_line(lines: lis
     for line, pos in zip(lines, offs, strict=False):
         slow._line(line, pos, by_slow)  # orjson, each line on its own
     slow.flush(by_slow)
-    # known, and older than the msgspec fast path: the slow path drops "attrs": null, the fast path keeps it
+    # known (not changed here): the slow path drops "attrs": null, the fast path keeps it
     assert [[item for item in event.items() if item != ("attrs", None)] for event in by_fast] == [
         list(event.items()) for event in by_slow]
     assert (fast.errors, fast.truncated) == (slow.errors, slow.truncated)
