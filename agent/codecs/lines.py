@@ -59,7 +59,9 @@ class LineSplitter:
         self._partial = lines.pop()
         limit = self.max_line_bytes
         if len(data) > limit:
-            long_lines = bool(lines) and max(map(len, lines)) > limit
+            # a line after the first lies within ``chunk``: longer than limit only if the chunk is
+            long_lines = bool(lines) and (len(lines[0]) > limit
+                                          or (len(chunk) > limit and max(map(len, lines)) > limit))
             if long_lines or len(self._partial) > limit:
                 self._starts = line_starts(lines, origin)
                 if long_lines:
