@@ -44,7 +44,7 @@ from agent.config.units import ByteSize, Duration
 from agent.core.batch import Batch, Kind
 from agent.core.component import SinkContext
 from agent.core.errors import BuildError
-from agent.delivery.http import INLINE_COMPRESSION
+from agent.delivery.http import compress_async
 from agent.sinks.delivery import deliver_each
 
 log = logging.getLogger("agent.sinks.file")
@@ -150,33 +150,17 @@ class OpenFile:
         self.size = os.fstat(self.fh.fileno()).st_size
         self.compression = compression
         if self.size and compression == "none" and not _ends_with_newline(path):
-            self.write(b"\n")  # a line torn by a crash stays apart from the next one
+            self.append(b"\n")  # a line torn by a crash stays apart from the next one
         self.last_write = time.monotonic()
-        if compression == "zstd":
-            self._zstd = zstandard.ZstdCompressor(level=3)
 
-    def frame(self, data: bytes) -> bytes:
-        """``data`` as one complete gzip member or zstd frame (as it is, uncompressed); no I/O."""
-        if self.compression == "gzip":
-            return zlib.compress(data, 6, 31)
-        if self.compression == "zstd":
-            return self._zstd.compress(data)
-        return data
-
-    async def write_async(self, data: bytes) -> None:
-        """:meth:`write`, compressing in a worker thread when ``data`` is large enough to stall the loop."""
-        if self.compression == "none" or len(data) <= INLINE_COMPRESSION:
-            framed = self.frame(data)
-        else:
-            framed = await asyncio.to_thread(self.frame, data)
+    async def write(self, data: bytes) -> None:
+        """Append ``data``, compressed as one complete gzip member or zstd frame (as HTTP bodies are, in a
+        worker thread when large); on an error, see :meth:`cut`."""
+        framed, _ = await compress_async(data, self.compression)
         self.append(framed)
 
-    def write(self, data: bytes) -> None:
-        """Append ``data``, compressed as one complete gzip member or zstd frame; on an error, see :meth:`cut`."""
-        self.append(self.frame(data))
-
     def append(self, data: bytes) -> None:
-        """Append bytes already framed by :meth:`frame`."""
+        """Append bytes as they are."""
         view = memoryview(data)
         while view:
             view = view[self.fh.write(view):]
@@ -251,7 +235,7 @@ class FileSink:
                 out = self.files.pop(path, None) or await self._open(path)
                 self.files[path] = out  # the most recently written last: the first one is closed first
                 touched.setdefault(path, (out, out.size))
-                await out.write_async(data)
+                await out.write(data)
                 written += len(data)
         except BaseException:
             self._undo(touched.values())

@@ -23,6 +23,7 @@ from agent.config import units
 from agent.config.registry import BuildContext
 from agent.core.batch import Batch, Kind
 from agent.core.component import SinkContext
+from agent.delivery import http
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.sinks.file import OpenFile, PathTemplate
 from agent.topology.running import Topology
@@ -341,16 +342,16 @@ async def test_large_batches_are_compressed_off_the_event_loop(tmp_path: Path, c
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 8.11: a batch of megabytes at gzip level 6 takes tens of milliseconds, which the loop must not."""
     threads: list[int] = []
-    original = OpenFile.frame
+    original = http.compress
 
-    def recording(self: OpenFile, data: bytes) -> bytes:
+    def recording(body: bytes, how: str) -> Any:
         threads.append(threading.get_ident())
-        return original(self, data)
+        return original(body, how)
 
-    monkeypatch.setattr(OpenFile, "frame", recording)
+    monkeypatch.setattr(http, "compress", recording)
     out = OpenFile(str(tmp_path / f"x.{compression}"), compression)
-    await out.write_async(b"small\n")
-    await out.write_async(b"y" * (1 << 20) + b"\n")
+    await out.write(b"small\n")
+    await out.write(b"y" * (1 << 20) + b"\n")
     out.close()
     assert threads[0] == threading.get_ident() != threads[1]
     data = (tmp_path / f"x.{compression}").read_bytes()
