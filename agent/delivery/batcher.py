@@ -27,6 +27,10 @@ class Request:
         for ack in acks:
             ack.release(status)
 
+    def as_batch(self) -> Batch:
+        """The request as a batch holding its ack references, to put back in an inbox."""
+        return Batch(self.events, self.kind, self.byte_size, self.acks)
+
 
 @dataclass(slots=True)
 class _Partition:

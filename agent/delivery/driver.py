@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.core.ack import AckStatus
-from agent.core.batch import Batch
 from agent.core.component import Inbox, SinkContext
 from agent.core.errors import DeliveryError, HealthcheckError, PermanentError, RetryableError
 from agent.core.retry import Backoff
@@ -188,7 +187,7 @@ class HttpDriver:
         """
         self._handing_back = ctx
         for request in [*pending, *batcher.drain()]:
-            ctx.inbox.requeue(Batch(request.events, request.kind, request.byte_size, request.acks))
+            ctx.inbox.requeue(request.as_batch())
         for task in self._in_flight:
             task.cancel()
 
@@ -201,7 +200,7 @@ class HttpDriver:
         except asyncio.CancelledError:
             for part in parts:
                 if self._handing_back is not None:  # not lost: the next instance sends it (maybe again)
-                    self._handing_back.inbox.requeue(Batch(part.events, part.kind, part.byte_size, part.acks))
+                    self._handing_back.inbox.requeue(part.as_batch())
                 else:
                     self.stats.discard("shutdown_timeout", len(part.events))
                     part.finalize(AckStatus.ERRORED)
@@ -229,7 +228,7 @@ class HttpDriver:
                 if target is None:
                     part.finalize(AckStatus.ERRORED)
                 else:
-                    target.requeue(Batch(part.events, part.kind, part.byte_size, part.acks))
+                    target.requeue(part.as_batch())
 
     async def _deliver_until_done(self, request: Request) -> list[Request]:
         """Send ``request`` until it is finished (returns []) or has to be split (returns its two halves)."""
