@@ -222,14 +222,9 @@ class TailSource:
         entry = self.store.get(tailed.key)
         size = tailed.size()
         if entry is not None and tailed.matches(entry.fp_len, entry.fp):
-            offset = entry.offset if entry.offset <= size else 0
-            tailed.seek(offset)
-            if offset and os.pread(tailed.fd, 1, offset - 1) != b"\n":  # recorded mid-line, by read_from: end
-                tailed.splitter.skip_to_next_line()
+            _seek_to_line(tailed, entry.offset if entry.offset <= size else 0)  # (read_from: end records mid-line)
         elif at_startup and self.config.read_from == "end" and size and self.store.first_start:
-            tailed.seek(size)
-            if os.pread(tailed.fd, 1, size - 1) != b"\n":
-                tailed.splitter.skip_to_next_line()
+            _seek_to_line(tailed, size)
             # recorded at once: after a restart, a file with no record is read from its start
             self.store.commit(Entry(tailed.key, tailed.path, tailed.fp_len, tailed.fp, size, time.time()))
         else:
@@ -451,6 +446,13 @@ def _key_of(path: str) -> str | None:
         return file_key(os.stat(path))
     except OSError:
         return None
+
+
+def _seek_to_line(tailed: TailedFile, offset: int) -> None:
+    """Read on from ``offset``; if it falls inside a line, from the start of the next one."""
+    tailed.seek(offset)
+    if offset and os.pread(tailed.fd, 1, offset - 1) != b"\n":
+        tailed.splitter.skip_to_next_line()
 
 
 def _open_if(path: str, tailed: TailedFile) -> int:
