@@ -357,8 +357,7 @@ class CheckpointStore:
             except OSError as exc:  # a full disk: the next commit starts a clean generation instead
                 log.error("cannot write a checkpoint", extra={"error": exc.strerror})
                 self._failed = True
-                if self._report is not None:
-                    self._report("checkpoint_write_failed")
+                self._write_failed()
 
     def get(self, key: str) -> Entry | None:
         return self.entries.get(key)
