@@ -7,17 +7,23 @@ import time
 from pathlib import Path
 
 
-def test_stdin_to_file_drains_and_exits_at_end_of_input(tmp_path: Path) -> None:
+def stdin_to_file(tmp_path: Path, source_options: str = "") -> tuple[Path, Path]:
+    """A config reading stdin into a text file; returns the config's path and the file's."""
     out = tmp_path / "out.log"
     config = tmp_path / "p.yaml"
     config.write_text(f"""
 data_dir: {tmp_path}/data
 api: {{enabled: false}}
 sources:
-  in: {{type: stdin, max_line_bytes: 1KiB}}
+  in: {{type: stdin{source_options}}}
 sinks:
   out: {{type: file, inputs: [in], encoding: text, path: "{out}"}}
 """)
+    return config, out
+
+
+def test_stdin_to_file_drains_and_exits_at_end_of_input(tmp_path: Path) -> None:
+    config, out = stdin_to_file(tmp_path, ", max_line_bytes: 1KiB")
     lines = [b"line %d \xff" % i for i in range(50_000)] + [b"z" * 5000, b"last line without newline"]
     result = subprocess.run([sys.executable, "-m", "agent", "run", "-c", str(config)],
                             input=b"\n".join(lines), capture_output=True, timeout=60)
@@ -28,18 +34,9 @@ sinks:
     assert written[-1] == b"last line without newline"
 
 
-def test_sigterm_while_stdin_stays_open_exits_cleanly(tmp_path: Path, free_port: int) -> None:
+def test_sigterm_while_stdin_stays_open_exits_cleanly(tmp_path: Path) -> None:
     """The reader thread blocked on an open pipe must not abort the interpreter at exit (was exit -6)."""
-    out = tmp_path / "out.log"
-    config = tmp_path / "p.yaml"
-    config.write_text(f"""
-data_dir: {tmp_path}/data
-api: {{enabled: false}}
-sources:
-  in: {{type: stdin}}
-sinks:
-  out: {{type: file, inputs: [in], encoding: text, path: "{out}"}}
-""")
+    config, out = stdin_to_file(tmp_path)
     stderr_path = tmp_path / "stderr"
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(config)], stdin=subprocess.PIPE,
