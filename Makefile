@@ -14,7 +14,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/agent run
 
-test: $(STAMP)
+# The real Prometheus and node exporter the integration tests start on loopback ports (Debian packages;
+# CI runs as root). Their services are stopped again if the package scripts started them.
+PEERS := /usr/bin/prometheus /usr/bin/prometheus-node-exporter
+SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(PEERS) &:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		prometheus prometheus-node-exporter
+	$(SUDO) invoke-rc.d prometheus stop 2>/dev/null || true
+	$(SUDO) invoke-rc.d prometheus-node-exporter stop 2>/dev/null || true
+
+test: $(STAMP) $(PEERS)
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
