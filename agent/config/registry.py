@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "agent.sinks.elasticsearch",
     "agent.sinks.file",
     "agent.sinks.http",
+    "agent.sinks.prometheus_exporter",
     "agent.sinks.socket",
 )
 

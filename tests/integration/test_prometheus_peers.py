@@ -5,13 +5,17 @@ queryable through its HTTP API."""
 from __future__ import annotations
 
 import struct
+import subprocess
 import time
 import urllib.request
 
 import cramjam
 import pytest
-from peers.prometheus import Prometheus, http_get
+from peers.prometheus import Prometheus, binary, http_get
 from prometheus_client.parser import text_string_to_metric_families
+
+from agent.core.metric import Sample
+from agent.sinks.prometheus_exporter import SeriesStore
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +58,16 @@ def test_a_remote_written_sample_is_queryable(prometheus: Prometheus) -> None:
     [result] = prometheus.wait_for('peer_check{job="fixture"}')
     assert result["metric"] == {"__name__": "peer_check", "job": "fixture", "instance": "here"}
     assert float(result["value"][1]) == 42.5
+
+
+def test_promtool_finds_nothing_to_lint_on_the_exporter_sinks_page() -> None:
+    store = SeriesStore(300)
+    store.add([Sample("http_requests_total", (("code", "200"), ("path", '/a "b"\n')), 7.0, 1, "counter"),
+               Sample("latency_seconds_bucket", (("le", "0.5"),), 1.0, 1, "histogram"),
+               Sample("latency_seconds_bucket", (("le", "+Inf"),), 2.0, 1, "histogram"),
+               Sample("latency_seconds_sum", (), 0.7, 1, "histogram"),
+               Sample("latency_seconds_count", (), 2.0, 1, "histogram"),
+               Sample("temperature_celsius", (), -1.5, 1, "gauge")], now=0.0)
+    checked = subprocess.run([binary("promtool"), "check", "metrics"], input=store.render().encode(),
+                             capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # 3: lint warnings, 1: a parse error
