@@ -23,6 +23,13 @@ single request does ends :meth:`HttpDriver.run`.
 A request split in two (413, or an encode failure) keeps both halves on the
 task's list of parts until each is finished, so a reload hands back every
 part still held.
+
+Ordered partitions: a sink with ``ordered_partitions = True`` (remote-write,
+where one series' samples must arrive in time order) never has two requests
+of one partition key in flight: a request waits until the one formed before
+it with the same key has finished (delivered, rejected or given up), and the
+halves of a split go one after the other. Requests of different keys still
+run concurrently, up to the concurrency limit.
 """
 
 from __future__ import annotations
@@ -65,10 +72,42 @@ class Outcome:
     rejected: list[tuple[int, str, Any]] = field(default_factory=list)  # (index, reason, peer's error)
 
 
+class _Turn:
+    """One request's place in its partition's line (see "Ordered partitions" in the module docstring)."""
+
+    __slots__ = ("_key", "_line", "_mine", "_previous")
+
+    def __init__(self, line: dict[Hashable, asyncio.Future[None]], key: Hashable) -> None:
+        self._line, self._key = line, key
+        self._previous = line.get(key)
+        self._mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line[key] = self._mine
+
+    async def wait(self) -> None:
+        """Until the previous request of this key has finished."""
+        if self._previous is not None and not self._previous.done():
+            await asyncio.shield(self._previous)  # a cancelled waiter must not cancel the request before it
+
+    def finish(self) -> None:
+        """Let the next request of this key go, once every earlier one has finished too."""
+        previous = self._previous
+        if previous is None or previous.done():
+            self._done()
+        else:  # cancelled while waiting: the next one still waits for the one before this
+            previous.add_done_callback(lambda _: self._done())
+
+    def _done(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+        if self._line.get(self._key) is self._mine:
+            del self._line[self._key]
+
+
 class RequestSink(Protocol):
     """What an HTTP sink implements; everything else is the driver's."""
 
     partition_key: Callable[[Any], Hashable] | None  # None: one partition
+    # optional: ``ordered_partitions = True`` sends one partition's requests one at a time, in order
 
     def encode(self, request: Request) -> bytes: ...  # pure; may raise PayloadTooLarge
 
@@ -95,6 +134,9 @@ class HttpDriver:
         self._handing_back: SinkContext | None = None
         self._inbox: Inbox | None = None  # while the main loop reads it: where a request a driver fault hit goes back
         self._fault_backoff = Backoff(config.request.retry_initial_backoff, config.request.retry_max_backoff)
+        # partition key -> the last request formed for it (ordered partitions only)
+        self._lines: dict[Hashable, asyncio.Future[None]] | None = \
+            {} if getattr(sink, "ordered_partitions", False) else None
 
     async def healthcheck(self) -> None:
         """The sink's own check, for `agent validate`."""
@@ -192,8 +234,11 @@ class HttpDriver:
             task.cancel()
 
     async def _deliver(self, request: Request) -> None:
+        turn = None if self._lines is None else _Turn(self._lines, request.key)  # before any await: in order
         parts = [request]  # the parts not finished yet; the first is the one being sent
         try:
+            if turn is not None:
+                await turn.wait()
             while parts:
                 halves = await self._deliver_until_done(parts[0])
                 parts[:1] = halves  # no await in between: a split's halves are never out of reach
@@ -211,6 +256,8 @@ class HttpDriver:
                           extra={"component_id": self.component_id})
             await self._back_to_inbox(parts)
         finally:
+            if turn is not None:
+                turn.finish()
             self.limiter.release()
             self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
 
