@@ -1,0 +1,171 @@
+"""``kubernetes_sd_configs`` with role ``pod``, restricted to this node's pods: Prometheus's
+``discovery/kubernetes/pod.go`` over the shared node-scoped pod cache (``agent.kubernetes.pods``).
+
+Each pod is one group (``pod/<namespace>/<name>``): one target per declared container port (``__address__``
+``podIP:port``) and one per container without ports (``__address__`` the pod IP), init containers included
+(``__meta_kubernetes_pod_container_init="true"``). A pod without an IP, or deleted, is an empty group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.kubernetes.config import (
+    SERVICE_ACCOUNT_DIR,
+    ClusterConfig,
+    Secret,
+    SecretFile,
+    from_kubeconfig,
+    in_cluster,
+    make_ssl_context,
+)
+from agent.kubernetes.pods import node_name, shared_pod_watcher
+from agent.prometheus.config import KubernetesSDConfig
+
+META = "__meta_kubernetes_"
+POD = META + "pod_"
+_INVALID_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def sanitize_label_name(name: str) -> str:
+    """Prometheus's ``strutil.SanitizeLabelName``: every character outside ``[a-zA-Z0-9_]`` becomes ``_``."""
+    return _INVALID_LABEL_CHAR.sub("_", name)
+
+
+def pod_source(namespace: str, name: str) -> str:
+    return f"pod/{namespace}/{name}"
+
+
+def pod_labels(pod: dict[str, Any]) -> dict[str, str]:
+    """The labels every target of the pod shares (pod.go ``podLabels`` and the namespace)."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    labels = {
+        META + "namespace": meta.get("namespace", ""),
+        POD + "name": meta.get("name", ""),
+        POD + "ip": status.get("podIP", ""),
+        POD + "ready": _ready(status),
+        POD + "phase": status.get("phase", ""),
+        POD + "node_name": spec.get("nodeName", ""),
+        POD + "host_ip": status.get("hostIP", ""),
+        POD + "uid": meta.get("uid", ""),
+    }
+    for kind, section in (("label", "labels"), ("annotation", "annotations")):
+        for key, value in (meta.get(section) or {}).items():
+            name = sanitize_label_name(key)
+            labels[f"{POD}{kind}_{name}"] = value
+            labels[f"{POD}{kind}present_{name}"] = "true"
+    controller = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
+    if controller is not None:
+        if controller.get("kind"):
+            labels[POD + "controller_kind"] = controller["kind"]
+        if controller.get("name"):
+            labels[POD + "controller_name"] = controller["name"]
+    return labels
+
+
+def _ready(status: dict[str, Any]) -> str:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return str(condition.get("status", "")).lower()
+    return "unknown"
+
+
+def pod_targets(pod: dict[str, Any]) -> list[dict[str, str]]:
+    """The pod's targets, each with the pod's shared labels (a target's own labels win, as in Prometheus)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    ip = status.get("podIP") or ""
+    if not ip:  # a pod starting, or evicted
+        return []
+    shared = pod_labels(pod)
+    host = f"[{ip}]" if ":" in ip else ip  # net.JoinHostPort
+    targets = []
+    for init, containers, statuses in ((False, spec.get("containers"), status.get("containerStatuses")),
+                                       (True, spec.get("initContainers"), status.get("initContainerStatuses"))):
+        ids = {s.get("name"): s.get("containerID", "") for s in statuses or []}
+        for container in containers or []:
+            common = {**shared, POD + "container_name": container.get("name", ""),
+                      POD + "container_id": ids.get(container.get("name"), ""),
+                      POD + "container_image": container.get("image", ""),
+                      POD + "container_init": "true" if init else "false"}
+            ports = container.get("ports") or []
+            if not ports:
+                targets.append({**common, "__address__": ip})
+            for port in ports:
+                number = str(port.get("containerPort", 0))
+                targets.append({**common, "__address__": f"{host}:{number}",
+                                POD + "container_port_name": port.get("name", ""),
+                                POD + "container_port_number": number,
+                                POD + "container_port_protocol": port.get("protocol", "TCP")})
+    return targets
+
+
+def cluster_config(config: KubernetesSDConfig, environ: Mapping[str, str] = os.environ,
+                   service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> ClusterConfig:
+    """How to reach the API server: ``api_server`` with the job's HTTP client settings, a ``kubeconfig_file``,
+    or in-cluster (the service account)."""
+    if config.kubeconfig_file:
+        return from_kubeconfig(config.kubeconfig_file)
+    if not config.api_server:
+        return in_cluster(environ, service_account_dir)
+    tls = config.tls_config
+    authorization: tuple[str, Secret] | None = None
+    basic: tuple[str, Secret] | None = None
+    if config.authorization is not None:
+        a = config.authorization
+        authorization = (a.type, SecretFile(a.credentials_file) if a.credentials_file else a.credentials or "")
+    elif config.bearer_token_file or config.bearer_token:
+        authorization = ("Bearer", SecretFile(config.bearer_token_file) if config.bearer_token_file
+                         else config.bearer_token or "")
+    elif config.basic_auth is not None:
+        b = config.basic_auth
+        basic = (b.username, SecretFile(b.password_file) if b.password_file else b.password or "")
+    ssl_context = None
+    if config.api_server.startswith("https:"):
+        ssl_context = make_ssl_context(ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
+                                       insecure=tls.insecure_skip_verify)
+    return ClusterConfig(server=config.api_server.rstrip("/"), ssl_context=ssl_context,
+                         server_name=tls.server_name, authorization=authorization, basic_auth=basic,
+                         source="api_server")
+
+
+class KubernetesPodDiscoverer:
+    """A ``Discoverer`` for one ``kubernetes_sd_configs`` entry (role pod): ``run(update)`` calls
+    ``update(source, targets)`` for each pod of this node as it is added, changed or deleted."""
+
+    def __init__(self, config: KubernetesSDConfig, name: str = "kubernetes_sd", *, node: str | None = None,
+                 environ: Mapping[str, str] = os.environ, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+                 **watch_options: Any) -> None:
+        self.config = config
+        self.name = name
+        self.node = node or node_name(environ)
+        self.environ = environ
+        self.service_account_dir = service_account_dir
+        self.watch_options = watch_options
+
+    async def run(self, update: Callable[[str, list[dict[str, str]]], None]) -> None:
+        cluster = cluster_config(self.config, self.environ, self.service_account_dir)
+        namespaces = set(self.config.namespaces.names)
+        if self.config.namespaces.own_namespace:
+            namespaces.add(cluster.namespace)
+        selector = next((s for s in self.config.selectors if s.role == "pod"), None)
+
+        def on_event(event: str, pod: dict[str, Any]) -> None:
+            meta = pod.get("metadata") or {}
+            namespace, name = meta.get("namespace", ""), meta.get("name", "")
+            if namespaces and namespace not in namespaces:
+                return
+            update(pod_source(namespace, name), [] if event == "DELETED" else pod_targets(pod))
+
+        async with shared_pod_watcher(cluster, self.node, label_selector=selector.label if selector else None,
+                                      field_selector=selector.field if selector else None,
+                                      **self.watch_options) as watcher:
+            unsubscribe = watcher.subscribe(on_event)
+            try:
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                unsubscribe()

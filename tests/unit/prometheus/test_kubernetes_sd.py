@@ -1,0 +1,167 @@
+"""``kubernetes_sd_configs`` role pod: Prometheus's pod_test.go translated, and the discoverer over the fake
+API server (node restriction, add/modify/delete, namespaces, selectors, auth from the job's settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+from fakes.kubernetes import FakeKubernetes, make_pod
+
+from agent.core.retry import Backoff
+from agent.prometheus.config import KubernetesSDConfig
+from agent.prometheus.kubernetes_sd import KubernetesPodDiscoverer, pod_targets, sanitize_label_name
+
+META = {
+    "__meta_kubernetes_pod_name": "testpod",
+    "__meta_kubernetes_namespace": "default",
+    "__meta_kubernetes_pod_node_name": "testnode",
+    "__meta_kubernetes_pod_ip": "1.2.3.4",
+    "__meta_kubernetes_pod_host_ip": "2.3.4.5",
+    "__meta_kubernetes_pod_ready": "true",
+    "__meta_kubernetes_pod_phase": "Running",
+    "__meta_kubernetes_pod_uid": "abc123",
+}
+
+
+def multi_port_pod() -> dict[str, Any]:
+    """pod_test.go's makeMultiPortPods: two containers, one with two ports, one without."""
+    return {
+        "metadata": {"name": "testpod", "namespace": "default", "uid": "abc123",
+                     "labels": {"test/label": "testvalue"}, "annotations": {"test/annotation": "testannotationvalue"},
+                     "ownerReferences": [{"kind": "testcontrollerkind", "name": "testcontrollername",
+                                          "controller": True}]},
+        "spec": {"nodeName": "testnode", "containers": [
+            {"name": "testcontainer0", "image": "testcontainer0:latest", "ports": [
+                {"name": "testport0", "protocol": "TCP", "containerPort": 9000},
+                {"name": "testport1", "protocol": "UDP", "containerPort": 9001}]},
+            {"name": "testcontainer1", "image": "testcontainer1:latest"}]},
+        "status": {"podIP": "1.2.3.4", "hostIP": "2.3.4.5", "phase": "Running",
+                   "conditions": [{"type": "Ready", "status": "True"}],
+                   "containerStatuses": [{"name": "testcontainer0", "containerID": "docker://a1b2c3d4e5f6"},
+                                         {"name": "testcontainer1", "containerID": "containerd://6f5e4d3c2b1a"}]},
+    }
+
+
+def test_a_pod_with_two_containers_one_with_two_ports_one_without() -> None:
+    group = {
+        **META,
+        "__meta_kubernetes_pod_label_test_label": "testvalue",
+        "__meta_kubernetes_pod_labelpresent_test_label": "true",
+        "__meta_kubernetes_pod_annotation_test_annotation": "testannotationvalue",
+        "__meta_kubernetes_pod_annotationpresent_test_annotation": "true",
+        "__meta_kubernetes_pod_controller_kind": "testcontrollerkind",
+        "__meta_kubernetes_pod_controller_name": "testcontrollername",
+    }
+    c0 = {"__meta_kubernetes_pod_container_name": "testcontainer0",
+          "__meta_kubernetes_pod_container_image": "testcontainer0:latest",
+          "__meta_kubernetes_pod_container_id": "docker://a1b2c3d4e5f6",
+          "__meta_kubernetes_pod_container_init": "false"}
+    assert pod_targets(multi_port_pod()) == [
+        {**group, **c0, "__address__": "1.2.3.4:9000", "__meta_kubernetes_pod_container_port_name": "testport0",
+         "__meta_kubernetes_pod_container_port_number": "9000",
+         "__meta_kubernetes_pod_container_port_protocol": "TCP"},
+        {**group, **c0, "__address__": "1.2.3.4:9001", "__meta_kubernetes_pod_container_port_name": "testport1",
+         "__meta_kubernetes_pod_container_port_number": "9001",
+         "__meta_kubernetes_pod_container_port_protocol": "UDP"},
+        {**group, "__address__": "1.2.3.4", "__meta_kubernetes_pod_container_name": "testcontainer1",
+         "__meta_kubernetes_pod_container_image": "testcontainer1:latest",
+         "__meta_kubernetes_pod_container_id": "containerd://6f5e4d3c2b1a",
+         "__meta_kubernetes_pod_container_init": "false"},
+    ]
+
+
+def test_init_containers_are_targets_marked_init() -> None:
+    pod = multi_port_pod()
+    pod["spec"]["containers"] = []
+    pod["spec"]["initContainers"] = [{"name": "customlabelssetup", "image": "setup:1",
+                                      "ports": [{"name": "init", "protocol": "TCP", "containerPort": 9100}]}]
+    pod["status"]["initContainerStatuses"] = [{"name": "customlabelssetup", "containerID": "docker://init1"}]
+    [target] = pod_targets(pod)
+    assert target["__address__"] == "1.2.3.4:9100"
+    assert target["__meta_kubernetes_pod_container_init"] == "true"
+    assert target["__meta_kubernetes_pod_container_id"] == "docker://init1"
+
+
+def test_readiness_is_unknown_without_the_condition_and_a_pod_without_ip_has_no_targets() -> None:
+    pod = multi_port_pod()
+    pod["status"]["conditions"] = []
+    assert {t["__meta_kubernetes_pod_ready"] for t in pod_targets(pod)} == {"unknown"}
+    pod["status"]["podIP"] = ""
+    assert pod_targets(pod) == []
+
+
+def test_label_names_are_sanitized_like_prometheus() -> None:
+    assert sanitize_label_name("app.kubernetes.io/name") == "app_kubernetes_io_name"
+    assert sanitize_label_name("prometheus.io/scrape") == "prometheus_io_scrape"
+    assert sanitize_label_name("ünïcode-ok_1") == "_n_code_ok_1"
+
+
+def test_an_ipv6_pod_address_is_bracketed_with_its_port() -> None:
+    pod = multi_port_pod()
+    pod["status"]["podIP"] = "fd00::5"
+    assert [t["__address__"] for t in pod_targets(pod)] == ["[fd00::5]:9000", "[fd00::5]:9001", "fd00::5"]
+
+
+def sd_config(k8s: FakeKubernetes, **extra: Any) -> KubernetesSDConfig:
+    return msgspec.convert({"role": "pod", "api_server": k8s.url, "bearer_token": "secret-token", **extra},
+                           KubernetesSDConfig)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+@contextlib.asynccontextmanager
+async def discovering(config: KubernetesSDConfig) -> AsyncIterator[dict[str, list[dict[str, str]]]]:
+    groups: dict[str, list[dict[str, str]]] = {}
+    discoverer = KubernetesPodDiscoverer(config, "kubernetes_sd_configs/0", node="node-a",
+                                         backoff=Backoff(initial=0.01, cap=0.05))
+    assert discoverer.name == "kubernetes_sd_configs/0"
+    task = asyncio.create_task(discoverer.run(groups.__setitem__))
+    try:
+        yield groups
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_the_discoverer_follows_this_nodes_pods() -> None:
+    async with FakeKubernetes(token="secret-token") as k8s:
+        k8s.add_pod(make_pod("web", ip="10.0.0.5", spec={"containers": [
+            {"name": "app", "image": "web:1", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}))
+        k8s.add_pod(make_pod("other-node", node="node-b"))
+        async with discovering(sd_config(k8s)) as groups:
+            await until(lambda: "pod/default/web" in groups)
+            assert [t["__address__"] for t in groups["pod/default/web"]] == ["10.0.0.5:8080"]
+            k8s.modify_pod("default", "web", lambda p: p["status"].update(podIP="10.0.0.6"))
+            await until(lambda: groups["pod/default/web"][0]["__address__"] == "10.0.0.6:8080")
+            k8s.add_pod(make_pod("starting", ip=""))
+            await until(lambda: "pod/default/starting" in groups)
+            assert groups["pod/default/starting"] == []
+            k8s.delete_pod("default", "web")
+            await until(lambda: groups["pod/default/web"] == [])
+            assert not any("other-node" in source for source in groups)
+
+
+async def test_namespaces_and_selectors_narrow_what_is_discovered() -> None:
+    async with FakeKubernetes(token="secret-token") as k8s:
+        k8s.add_pod(make_pod("a", namespace="ns1", metadata={"labels": {"scrape": "yes"}}))
+        k8s.add_pod(make_pod("b", namespace="ns2", metadata={"labels": {"scrape": "yes"}}))
+        k8s.add_pod(make_pod("c", namespace="ns3", metadata={"labels": {"scrape": "yes"}}))
+        k8s.add_pod(make_pod("d", namespace="ns1", metadata={"labels": {"scrape": "no"}}))
+        config = sd_config(k8s, namespaces={"names": ["ns1", "ns2"]},
+                           selectors=[{"role": "pod", "label": "scrape=yes"}])
+        async with discovering(config) as groups:
+            await until(lambda: len(groups) == 2)
+            await asyncio.sleep(0.05)
+            assert set(groups) == {"pod/ns1/a", "pod/ns2/b"}
+        assert k8s.list_requests[0].query["labelSelector"] == "scrape=yes"
