@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the config")
 
+    migrate = sub.add_parser("migrate", help="translate another tool's config into a pipeline (printed on stdout)")
+    migrate.add_argument("format", choices=["prometheus"], help="prometheus: a prometheus.yml")
+    migrate.add_argument("file")
+
     tap = sub.add_parser("tap", help="stream a sample of what a component emits")
     tap.add_argument("component")
     _api_arguments(tap)
@@ -102,6 +106,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.client import Api, top
 
         return top(Api.of(args.config, args.api, args.token), args.interval)
+    if args.command == "migrate":
+        from agent.migrate import main as migrate_main
+
+        return migrate_main(args.format, args.file)
     if args.command == "bench":
         from agent.bench import main as bench_main
 
