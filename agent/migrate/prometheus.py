@@ -34,7 +34,7 @@ _WHY = {
     "evaluation_interval": "only rules use it, and rules are not evaluated by the agent",
 }
 _REMOTE_WRITE_KEYS = {  # remote_write key: its schema (None: taken as it is)
-    "url": None, "headers": None, "bearer_token": None, "bearer_token_file": None,
+    "url": None, "remote_timeout": None, "headers": None, "bearer_token": None, "bearer_token_file": None,
     "basic_auth": prom.BasicAuth, "authorization": prom.Authorization, "tls_config": prom.TLSConfig,
     "queue_config": prom.QueueConfig, "write_relabel_configs": list[prom.RelabelConfig],
 }

@@ -44,6 +44,7 @@ remote_write:
     name: mimir
     headers: {X-Scope-OrgID: team-a}
     remote_timeout: 30s
+    send_exemplars: true
     queue_config: {max_samples_per_send: 500, sample_age_limit: 1h}
     write_relabel_configs:
       - {source_labels: [__name__], regex: 'go_.*', action: drop}
@@ -97,9 +98,9 @@ def test_what_cannot_be_translated_is_named_with_its_line() -> None:
         "prometheus.yml:19: scrape_configs[2]: job nodes left out: scrape_configs[2].kubernetes_sd_configs[0].role: "
         'invalid value "node", expected one of: pod',
         "prometheus.yml:21: remote_read: the agent keeps no samples to query",
-        "prometheus.yml:27: remote_write[0].remote_timeout: not translated",
-        "prometheus.yml:28: remote_write[0].queue_config.sample_age_limit: not translated",
-        "prometheus.yml:33: tracing: the agent does not trace itself",
+        "prometheus.yml:28: remote_write[0].send_exemplars: not translated",
+        "prometheus.yml:29: remote_write[0].queue_config.sample_age_limit: not translated",
+        "prometheus.yml:34: tracing: the agent does not trace itself",
     ]
 
 
@@ -113,7 +114,8 @@ def test_jobs_and_remote_writes_keep_their_keys() -> None:
     assert services == {"job_name": "services", "file_sd_configs": [{"files": ["targets/*.json"]}], "sample_limit": 5000}
     assert doc["sinks"] == {
         "mimir": {"type": "prometheus_remote_write", "inputs": ["prometheus"], "url": "http://mimir/api/v1/push",
-                  "headers": {"X-Scope-OrgID": "team-a"}, "queue_config": {"max_samples_per_send": 500},
+                  "headers": {"X-Scope-OrgID": "team-a"}, "remote_timeout": "30s",
+                  "queue_config": {"max_samples_per_send": 500},
                   "write_relabel_configs": [{"source_labels": ["__name__"], "regex": "go_.*", "action": "drop"}],
                   "external_labels": {"cluster": "eu-1"}},
         "remote_write_2": {"type": "prometheus_remote_write", "inputs": ["prometheus"],
