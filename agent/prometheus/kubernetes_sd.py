@@ -104,30 +104,34 @@ def pod_targets(pod: dict[str, Any]) -> list[dict[str, str]]:
     return targets
 
 
-def cluster_config(config: KubernetesSDConfig, environ: Mapping[str, str] = os.environ,
+def cluster_config(config: KubernetesSDConfig, config_dir: Path = Path("."), environ: Mapping[str, str] = os.environ,
                    service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> ClusterConfig:
     """How to reach the API server: ``api_server`` with the job's HTTP client settings, a ``kubeconfig_file``,
-    or in-cluster (the service account)."""
+    or in-cluster (the service account). Relative paths are taken from ``config_dir``, as Prometheus does."""
+
+    def path(name: str | None) -> str | None:
+        return None if name is None else str(config_dir / name)
+
+    def secret(value: str | None, file: str | None) -> Secret:
+        return SecretFile(config_dir / file) if file else value or ""
+
     if config.kubeconfig_file:
-        return from_kubeconfig(config.kubeconfig_file)
+        return from_kubeconfig(config_dir / config.kubeconfig_file)
     if not config.api_server:
         return in_cluster(environ, service_account_dir)
     tls = config.tls_config
     authorization: tuple[str, Secret] | None = None
     basic: tuple[str, Secret] | None = None
-    if config.authorization is not None:
-        a = config.authorization
-        authorization = (a.type, SecretFile(a.credentials_file) if a.credentials_file else a.credentials or "")
+    if (a := config.authorization) is not None:
+        authorization = (a.type.strip(), secret(a.credentials, a.credentials_file))
     elif config.bearer_token_file or config.bearer_token:
-        authorization = ("Bearer", SecretFile(config.bearer_token_file) if config.bearer_token_file
-                         else config.bearer_token or "")
-    elif config.basic_auth is not None:
-        b = config.basic_auth
-        basic = (b.username, SecretFile(b.password_file) if b.password_file else b.password or "")
+        authorization = ("Bearer", secret(config.bearer_token, config.bearer_token_file))
+    elif (b := config.basic_auth) is not None:
+        basic = (b.username, secret(b.password, b.password_file))
     ssl_context = None
     if config.api_server.startswith("https:"):
-        ssl_context = make_ssl_context(ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
-                                       insecure=tls.insecure_skip_verify)
+        ssl_context = make_ssl_context(ca_file=path(tls.ca_file), cert_file=path(tls.cert_file),
+                                       key_file=path(tls.key_file), insecure=tls.insecure_skip_verify)
     return ClusterConfig(server=config.api_server.rstrip("/"), ssl_context=ssl_context,
                          server_name=tls.server_name, authorization=authorization, basic_auth=basic,
                          source="api_server")
@@ -137,18 +141,19 @@ class KubernetesPodDiscoverer:
     """A ``Discoverer`` for one ``kubernetes_sd_configs`` entry (role pod): ``run(update)`` calls
     ``update(source, targets)`` for each pod of this node as it is added, changed or deleted."""
 
-    def __init__(self, config: KubernetesSDConfig, name: str = "kubernetes_sd", *, node: str | None = None,
-                 environ: Mapping[str, str] = os.environ, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
-                 **watch_options: Any) -> None:
-        self.config = config
+    def __init__(self, name: str, config: KubernetesSDConfig, config_dir: Path = Path("."), *,
+                 node: str | None = None, environ: Mapping[str, str] = os.environ,
+                 service_account_dir: Path = SERVICE_ACCOUNT_DIR, **watch_options: Any) -> None:
         self.name = name
+        self.config = config
+        self.config_dir = config_dir
         self.node = node or node_name(environ)
         self.environ = environ
         self.service_account_dir = service_account_dir
         self.watch_options = watch_options
 
     async def run(self, update: Callable[[str, list[dict[str, str]]], None]) -> None:
-        cluster = cluster_config(self.config, self.environ, self.service_account_dir)
+        cluster = cluster_config(self.config, self.config_dir, self.environ, self.service_account_dir)
         namespaces = set(self.config.namespaces.names)
         if self.config.namespaces.own_namespace:
             namespaces.add(cluster.namespace)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.kubernetes import FakeKubernetes, make_pod
+from helpers import wait_for
 
 from agent.core.retry import Backoff
 from agent.kubernetes.client import KubeClient
@@ -19,13 +20,6 @@ from agent.kubernetes.pods import PodWatcher, node_name, shared_pod_watcher
 
 TOKEN = "secret-token"
 
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def config(k8s: FakeKubernetes, token: str = TOKEN) -> ClusterConfig:
@@ -58,7 +52,7 @@ async def test_only_the_nodes_own_pods_are_listed_and_watched() -> None:
             assert set(watcher.pods) == {"default/mine"}
             k8s.add_pod(make_pod("theirs-too", node="node-b"))
             k8s.add_pod(make_pod("mine-too", node="node-a"))
-            await until(lambda: "default/mine-too" in watcher.pods)
+            await wait_for(lambda: "default/mine-too" in watcher.pods)
             assert set(watcher.pods) == {"default/mine", "default/mine-too"}
             assert events == [("ADDED", "mine"), ("ADDED", "mine-too")]
         first = k8s.list_requests[0].query
@@ -73,12 +67,12 @@ async def test_only_the_nodes_own_pods_are_listed_and_watched() -> None:
 async def test_add_modify_delete_reach_the_cache_and_the_listeners() -> None:
     async with FakeKubernetes(token=TOKEN) as k8s, watching(config(k8s)) as (watcher, events):
         k8s.add_pod(make_pod("web", metadata={"labels": {"app": "web"}}))
-        await until(lambda: watcher.get("default", "web") is not None)
+        await wait_for(lambda: watcher.get("default", "web") is not None)
         k8s.modify_pod("default", "web", lambda p: p["metadata"]["labels"].update(app="web2"))
-        await until(lambda: (watcher.get("default", "web") or {})["metadata"]["labels"] == {"app": "web2"})
+        await wait_for(lambda: (watcher.get("default", "web") or {})["metadata"]["labels"] == {"app": "web2"})
         assert watcher.by_uid("uid-default-web") is watcher.get("default", "web")
         k8s.delete_pod("default", "web")
-        await until(lambda: not watcher.pods)
+        await wait_for(lambda: not watcher.pods)
         assert watcher.by_uid("uid-default-web") is None
         assert events == [("ADDED", "web"), ("MODIFIED", "web"), ("DELETED", "web")]
 
@@ -89,29 +83,29 @@ async def test_410_gone_relists_and_reconciles_without_losing_pods(expired_as: s
         for name in ("stays", "goes"):
             k8s.add_pod(make_pod(name))
         async with watching(config(k8s)) as (watcher, events):
-            await until(lambda: len(k8s.watches) == 1)
+            await wait_for(lambda: len(k8s.watches) == 1)
             k8s.drop_watches()
             k8s.delete_pod("default", "goes")  # happens while the watcher is away ...
             k8s.add_pod(make_pod("new"))
             k8s.compact()  # ... and the history it would resume from is gone
-            await until(lambda: "default/new" in watcher.pods)
+            await wait_for(lambda: "default/new" in watcher.pods)
             assert set(watcher.pods) == {"default/stays", "default/new"}
             assert watcher.stats["relists"] == 1
             assert ("DELETED", "stays") not in events
             assert events[2:] == [("DELETED", "goes"), ("ADDED", "new")]
             assert "resourceVersion" not in k8s.list_requests[-1].query  # the relist reads the latest state
             k8s.add_pod(make_pod("after"))  # and the watch goes on from the relist
-            await until(lambda: "default/after" in watcher.pods)
+            await wait_for(lambda: "default/after" in watcher.pods)
 
 
 async def test_a_dropped_watch_resumes_from_the_last_resource_version() -> None:
     async with FakeKubernetes(token=TOKEN) as k8s, watching(config(k8s)) as (watcher, events):
         k8s.add_pod(make_pod("one"))
-        await until(lambda: "default/one" in watcher.pods)
+        await wait_for(lambda: "default/one" in watcher.pods)
         seen = watcher.resource_version
         k8s.drop_watches()
         k8s.add_pod(make_pod("two"))  # written while no watch is open
-        await until(lambda: "default/two" in watcher.pods)
+        await wait_for(lambda: "default/two" in watcher.pods)
         assert len(k8s.list_requests) == 1  # resumed, not relisted
         assert k8s.watch_requests[-1].query["resourceVersion"] == seen
         assert events == [("ADDED", "one"), ("ADDED", "two")]
@@ -119,24 +113,24 @@ async def test_a_dropped_watch_resumes_from_the_last_resource_version() -> None:
 
 async def test_bookmarks_advance_the_resource_version() -> None:
     async with FakeKubernetes(token=TOKEN) as k8s, watching(config(k8s)) as (watcher, _):
-        await until(lambda: len(k8s.watches) == 1)
+        await wait_for(lambda: len(k8s.watches) == 1)
         k8s.add_pod(make_pod("elsewhere", node="node-b"))  # not ours: only a bookmark tells us of it
         k8s.bookmark()
-        await until(lambda: watcher.resource_version == str(k8s.rv))
+        await wait_for(lambda: watcher.resource_version == str(k8s.rv))
         k8s.compact()  # what was before the bookmark is gone; resuming after it needs no relist
         k8s.drop_watches()
         k8s.add_pod(make_pod("mine"))
-        await until(lambda: "default/mine" in watcher.pods)
+        await wait_for(lambda: "default/mine" in watcher.pods)
         assert watcher.stats["relists"] == 0
 
 
 async def test_a_silent_watch_connection_is_given_up_and_opened_again() -> None:
     async with FakeKubernetes(token=TOKEN) as k8s, watching(config(k8s), idle_timeout=0.2) as (watcher, _):
         # the fake keeps the stream open (timeoutSeconds >= 300) and says nothing: a dead connection
-        await until(lambda: len(k8s.watch_requests) >= 3)
+        await wait_for(lambda: len(k8s.watch_requests) >= 3)
         assert int(k8s.watch_requests[0].query["timeoutSeconds"]) >= 300
         k8s.add_pod(make_pod("late"))
-        await until(lambda: "default/late" in watcher.pods)
+        await wait_for(lambda: "default/late" in watcher.pods)
 
 
 async def test_errors_back_off_and_recover_honouring_retry_after() -> None:
@@ -157,14 +151,14 @@ async def test_a_rotated_service_account_token_is_read_again(tmp_path: Path) -> 
         cluster = in_cluster({"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"}, tmp_path)
         cluster.server = k8s.url  # the fake speaks plain http
         async with watching(cluster) as (watcher, _):
-            await until(lambda: len(k8s.watches) == 1)
+            await wait_for(lambda: len(k8s.watches) == 1)
             new = tmp_path / "token.new"
             new.write_text("second\n")
             os.replace(new, tmp_path / "token")  # as the kubelet swaps it: a new file
             k8s.rotate_token("second")
             k8s.drop_watches()
             k8s.add_pod(make_pod("after-rotation"))
-            await until(lambda: "default/after-rotation" in watcher.pods)
+            await wait_for(lambda: "default/after-rotation" in watcher.pods)
             assert k8s.watch_requests[-1].headers["authorization"] == "Bearer second"
 
 
@@ -175,11 +169,11 @@ async def test_components_asking_for_the_same_node_share_one_watch() -> None:
         async with shared_pod_watcher(cluster, "node-a") as first, shared_pod_watcher(cluster, "node-a") as second:
             assert first is second
             await asyncio.wait_for(first.synced.wait(), 5)
-            await until(lambda: len(k8s.watches) == 1)
+            await wait_for(lambda: len(k8s.watches) == 1)
             async with shared_pod_watcher(cluster, "node-b") as other:
                 assert other is not first
                 await asyncio.wait_for(other.synced.wait(), 5)
-        await until(lambda: not k8s.watches)  # the last user left: the watch is closed
+        await wait_for(lambda: not k8s.watches)  # the last user left: the watch is closed
         assert len(k8s.list_requests) == 2  # one per node
 
 
@@ -189,10 +183,32 @@ async def test_a_failing_listener_does_not_stop_the_watch() -> None:
             raise RuntimeError("listener bug")
         watcher.subscribe(broken)
         k8s.add_pod(make_pod("web"))
-        await until(lambda: ("ADDED", "web") in events)
+        await wait_for(lambda: ("ADDED", "web") in events)
         assert "default/web" in watcher.pods
 
 
 def test_the_node_name_comes_from_node_name_else_the_hostname() -> None:
     assert node_name({"NODE_NAME": "worker-7"}) == "worker-7"
     assert node_name({}) != ""
+
+
+class CountingBackoff(Backoff):
+    def __init__(self) -> None:
+        super().__init__(initial=0.01, cap=0.02)
+        self.calls = 0
+
+    def next(self, floor: float | None = None) -> float:
+        self.calls += 1
+        return super().next(floor)
+
+
+async def test_a_410_right_after_a_list_backs_off_instead_of_relisting_in_a_tight_loop() -> None:
+    backoff = CountingBackoff()
+    async with FakeKubernetes(token=TOKEN) as k8s, watching(config(k8s), backoff=backoff) as (watcher, _):
+        await wait_for(lambda: len(k8s.watches) == 1)
+        k8s.fail_next_requests(4, status=410)  # the watch, then every relist, answer 410 Gone
+        k8s.drop_watches()
+        k8s.add_pod(make_pod("after"))
+        await wait_for(lambda: "default/after" in watcher.pods)
+        assert watcher.stats["relists"] == 4
+        assert backoff.calls >= 3  # each 410 that follows a fresh list waited before listing again

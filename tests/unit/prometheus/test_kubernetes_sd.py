@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import trustme
 from fakes.kubernetes import FakeKubernetes, make_pod
+from helpers import wait_for
 
 from agent.core.retry import Backoff
 from agent.prometheus.config import KubernetesSDConfig
-from agent.prometheus.kubernetes_sd import KubernetesPodDiscoverer, pod_targets, sanitize_label_name
+from agent.prometheus.kubernetes_sd import (
+    KubernetesPodDiscoverer,
+    cluster_config,
+    pod_targets,
+    sanitize_label_name,
+)
 
 META = {
     "__meta_kubernetes_pod_name": "testpod",
@@ -111,20 +119,13 @@ def sd_config(k8s: FakeKubernetes, **extra: Any) -> KubernetesSDConfig:
                            KubernetesSDConfig)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
 
 @contextlib.asynccontextmanager
 async def discovering(config: KubernetesSDConfig) -> AsyncIterator[dict[str, list[dict[str, str]]]]:
     groups: dict[str, list[dict[str, str]]] = {}
-    discoverer = KubernetesPodDiscoverer(config, "kubernetes_sd_configs/0", node="node-a",
+    discoverer = KubernetesPodDiscoverer("kubernetes_sd/0", config, node="node-a",
                                          backoff=Backoff(initial=0.01, cap=0.05))
-    assert discoverer.name == "kubernetes_sd_configs/0"
+    assert discoverer.name == "kubernetes_sd/0"
     task = asyncio.create_task(discoverer.run(groups.__setitem__))
     try:
         yield groups
@@ -140,15 +141,15 @@ async def test_the_discoverer_follows_this_nodes_pods() -> None:
             {"name": "app", "image": "web:1", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}))
         k8s.add_pod(make_pod("other-node", node="node-b"))
         async with discovering(sd_config(k8s)) as groups:
-            await until(lambda: "pod/default/web" in groups)
+            await wait_for(lambda: "pod/default/web" in groups)
             assert [t["__address__"] for t in groups["pod/default/web"]] == ["10.0.0.5:8080"]
             k8s.modify_pod("default", "web", lambda p: p["status"].update(podIP="10.0.0.6"))
-            await until(lambda: groups["pod/default/web"][0]["__address__"] == "10.0.0.6:8080")
+            await wait_for(lambda: groups["pod/default/web"][0]["__address__"] == "10.0.0.6:8080")
             k8s.add_pod(make_pod("starting", ip=""))
-            await until(lambda: "pod/default/starting" in groups)
+            await wait_for(lambda: "pod/default/starting" in groups)
             assert groups["pod/default/starting"] == []
             k8s.delete_pod("default", "web")
-            await until(lambda: groups["pod/default/web"] == [])
+            await wait_for(lambda: groups["pod/default/web"] == [])
             assert not any("other-node" in source for source in groups)
 
 
@@ -161,7 +162,34 @@ async def test_namespaces_and_selectors_narrow_what_is_discovered() -> None:
         config = sd_config(k8s, namespaces={"names": ["ns1", "ns2"]},
                            selectors=[{"role": "pod", "label": "scrape=yes"}])
         async with discovering(config) as groups:
-            await until(lambda: len(groups) == 2)
+            await wait_for(lambda: len(groups) == 2)
             await asyncio.sleep(0.05)
             assert set(groups) == {"pod/ns1/a", "pod/ns2/b"}
         assert k8s.list_requests[0].query["labelSelector"] == "scrape=yes"
+
+
+def test_the_jobs_auth_and_tls_reach_the_api_server_with_relative_paths(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "creds").write_text("from-file\n")
+    config = msgspec.convert({"role": "pod", "api_server": "https://api:6443/", "tls_config": {"ca_file": "ca.pem"},
+                              "authorization": {"credentials_file": "creds"}}, KubernetesSDConfig)
+    cluster = cluster_config(config, tmp_path)
+    assert cluster.server == "https://api:6443"
+    assert cluster.headers() == {"Authorization": "Bearer from-file"}
+    assert cluster.ssl_context is not None and cluster.ssl_context.cert_store_stats()["x509_ca"] == 1
+    (tmp_path / "creds").write_text("rotated, and longer")
+    assert cluster.headers() == {"Authorization": "Bearer rotated, and longer"}
+    basic = msgspec.convert({"role": "pod", "api_server": "http://api",
+                             "basic_auth": {"username": "u", "password": "p"}}, KubernetesSDConfig)
+    assert cluster_config(basic, tmp_path).headers() == {"Authorization": "Basic dTpw"}
+
+
+def test_without_api_server_or_kubeconfig_it_is_in_cluster(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("sa-token")
+    (tmp_path / "namespace").write_text("monitoring")
+    config = msgspec.convert({"role": "pod"}, KubernetesSDConfig)
+    cluster = cluster_config(config, tmp_path, {"KUBERNETES_SERVICE_HOST": "10.0.0.1",
+                                                "KUBERNETES_SERVICE_PORT": "443"}, tmp_path)
+    assert (cluster.server, cluster.namespace, cluster.source) == ("https://10.0.0.1:443", "monitoring", "in-cluster")
+    assert cluster.headers() == {"Authorization": "Bearer sa-token"}
