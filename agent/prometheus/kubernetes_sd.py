@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.core.errors import BuildError
 from agent.kubernetes.config import (
     SERVICE_ACCOUNT_DIR,
     ClusterConfig,
+    KubeConfigError,
     Secret,
     SecretFile,
     from_kubeconfig,
@@ -139,21 +141,24 @@ def cluster_config(config: KubernetesSDConfig, config_dir: Path = Path("."), env
 
 class KubernetesPodDiscoverer:
     """A ``Discoverer`` for one ``kubernetes_sd_configs`` entry (role pod): ``run(update)`` calls
-    ``update(source, targets)`` for each pod of this node as it is added, changed or deleted."""
+    ``update(source, targets)`` for each pod of this node as it is added, changed or deleted.
+
+    Built with the cluster's configuration read: no cluster and no usable kubeconfig is a BuildError."""
 
     def __init__(self, name: str, config: KubernetesSDConfig, config_dir: Path = Path("."), *,
                  node: str | None = None, environ: Mapping[str, str] = os.environ,
                  service_account_dir: Path = SERVICE_ACCOUNT_DIR, **watch_options: Any) -> None:
         self.name = name
         self.config = config
-        self.config_dir = config_dir
         self.node = node or node_name(environ)
-        self.environ = environ
-        self.service_account_dir = service_account_dir
         self.watch_options = watch_options
+        try:  # a kubeconfig that cannot be read, or no cluster around: the agent does not start
+            self.cluster = cluster_config(config, config_dir, environ, service_account_dir)
+        except KubeConfigError as exc:
+            raise BuildError(f"kubernetes_sd_configs: {exc}") from None
 
     async def run(self, update: Callable[[str, list[dict[str, str]]], None]) -> None:
-        cluster = cluster_config(self.config, self.config_dir, self.environ, self.service_account_dir)
+        cluster = self.cluster
         namespaces = set(self.config.namespaces.names)
         if self.config.namespaces.own_namespace:
             namespaces.add(cluster.namespace)

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import trustme
 from fakes.kubernetes import FakeKubernetes, make_pod
 from helpers import wait_for
 
+from agent.core.errors import BuildError
 from agent.core.retry import Backoff
 from agent.prometheus.config import KubernetesSDConfig
 from agent.prometheus.kubernetes_sd import (
@@ -193,3 +195,12 @@ def test_without_api_server_or_kubeconfig_it_is_in_cluster(tmp_path: Path) -> No
                                                 "KUBERNETES_SERVICE_PORT": "443"}, tmp_path)
     assert (cluster.server, cluster.namespace, cluster.source) == ("https://10.0.0.1:443", "monitoring", "in-cluster")
     assert cluster.headers() == {"Authorization": "Bearer sa-token"}
+
+
+def test_no_cluster_and_no_kubeconfig_is_a_build_error(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match=r"kubernetes_sd_configs: .*KUBERNETES_SERVICE_HOST"):
+        KubernetesPodDiscoverer("kubernetes_sd/0", msgspec.convert({"role": "pod"}, KubernetesSDConfig),
+                                environ={}, service_account_dir=tmp_path)
+    config = msgspec.convert({"role": "pod", "kubeconfig_file": "absent.yaml"}, KubernetesSDConfig)
+    with pytest.raises(BuildError, match=r"absent\.yaml"):
+        KubernetesPodDiscoverer("kubernetes_sd/0", config, tmp_path)
