@@ -424,3 +424,20 @@ def test_empty_relabeler_is_false_and_copies() -> None:
     labels = {"a": "1"}
     out = Relabeler([]).apply(labels)
     assert out == labels and out is not labels
+
+
+def test_groups_of_non_ascii_values_are_cut_at_characters() -> None:
+    """RE2 reports byte offsets into UTF-8; groups must be whole characters (Go: "x€日本" -> "€", "日本")."""
+    relabeler = rules({"source_labels": ["v"], "regex": "x(.)(.*)", "target_label": "out", "replacement": "$2|$1"})
+    assert relabeler.apply({"v": "x€日本"})["out"] == "日本|€"
+
+
+def test_undecodable_bytes_kept_by_a_decoder_are_hashed_and_matched_as_go_does() -> None:
+    """A value a decoder read with surrogateescape (b"caf\\xe9"): hashmod hashes the raw bytes, as Go does
+    (md5 -> last 8 bytes % 10 = 8), and ``.`` matches the unreadable byte, as Go's does."""
+    value = b"caf\xe9".decode("utf-8", "surrogateescape")
+    relabeler = rules({"source_labels": ["v"], "target_label": "h", "modulus": 10, "action": "hashmod"},
+                      {"source_labels": ["v"], "regex": "caf(.)", "target_label": "t", "replacement": "${1}x"})
+    got = relabeler.apply({"v": value})
+    assert got["h"] == "8"
+    assert got["t"].encode("utf-8", "surrogateescape") == b"\xe9x"
