@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.observe.stats import REQUEST_BUCKETS, ComponentStats, StatsRegistry
+from agent.observe.stats import REQUEST_BUCKETS, ComponentStats, ScrapeStats, StatsRegistry
 
 _LABELS = ["component_id", "component_kind", "component_type"]
 
@@ -42,6 +43,7 @@ class AgentCollector(Collector):
         durations = HistogramMetricFamily("agent_sink_request_duration_seconds", "Duration of delivery requests.",
                                           labels=_LABELS)
         own: dict[str, Metric] = {}
+        scrapes = _ScrapeFamilies()
         for s in self.stats:
             labels = [s.component_id, s.component_kind, s.component_type]
             for name, family in counters.items():
@@ -52,11 +54,14 @@ class AgentCollector(Collector):
                 discarded.add_metric([*labels, reason], n)
             if s.component_kind == "sink":
                 retries.add_metric(labels, s.retries)
-                durations.add_metric(labels, _cumulative_buckets(s), s.request_seconds_sum)
+                durations.add_metric(labels, _cumulative_buckets(s.request_counts), s.request_seconds_sum)
             _add_own_families(s, labels, own)
+            if s.scrape is not None:
+                scrapes.add(s.scrape, labels)
         yield from counters.values()
         yield from (errors, discarded, retries, durations)
         yield from own.values()
+        yield from scrapes.families()
         yield from self._buffer_metrics()
         reloads = CounterMetricFamily("agent_config_reloads", "Config reloads by result.", labels=["result"])
         for result in ("success", "failure"):
@@ -110,11 +115,42 @@ def _add_own_families(stats: ComponentStats, labels: list[str], families: dict[s
         family.add_metric([*labels, *(v for _, v in extra)], value)  # type: ignore[attr-defined]
 
 
-def _cumulative_buckets(stats: ComponentStats) -> list[tuple[str, float]]:
+class _ScrapeFamilies:
+    """agent_scrape_*: the targets of prometheus_scrape sources (health, durations, samples, failures)."""
+
+    def __init__(self) -> None:
+        self.used = False
+        self.targets = GaugeMetricFamily("agent_scrape_targets", "Scrape targets by the health of their last scrape.",
+                                         labels=[*_LABELS, "health"])
+        self.durations = HistogramMetricFamily("agent_scrape_duration_seconds", "Duration of scrapes.",
+                                               labels=[*_LABELS, "job"])
+        self.samples = GaugeMetricFamily("agent_scrape_samples", "Samples of a target's last scrape, after "
+                                         "metric relabelling.", labels=[*_LABELS, "job", "instance"])
+        self.failures = CounterMetricFamily("agent_scrape_failures", "Failed scrapes by reason.",
+                                            labels=[*_LABELS, "job", "instance", "reason"])
+
+    def add(self, scrape: ScrapeStats, labels: list[str]) -> None:
+        self.used = True
+        health = Counter(scrape.health.values())
+        for state in ("up", "down", "unknown"):
+            self.targets.add_metric([*labels, state], health[state])
+        for job, counts in scrape.durations.items():
+            self.durations.add_metric([*labels, job], _cumulative_buckets(counts), scrape.duration_sums[job])
+        for (job, instance), n in scrape.samples.items():
+            self.samples.add_metric([*labels, job, instance], n)
+        for (job, instance, reason), n in scrape.failures.items():
+            self.failures.add_metric([*labels, job, instance, reason], n)
+
+    def families(self) -> Iterator[Metric]:
+        if self.used:
+            yield from (self.targets, self.durations, self.samples, self.failures)
+
+
+def _cumulative_buckets(counts: list[int]) -> list[tuple[str, float]]:
     bounds = [*map(str, REQUEST_BUCKETS), "+Inf"]
     total = 0
     out = []
-    for bound, count in zip(bounds, stats.request_counts, strict=True):
+    for bound, count in zip(bounds, counts, strict=True):
         total += count
         out.append((bound, float(total)))
     return out

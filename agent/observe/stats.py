@@ -16,6 +16,39 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 @dataclass(slots=True)
+class ScrapeStats:
+    """A ``prometheus_scrape`` source's targets, by (job, instance): health, the last scrape's samples, scrape
+    durations per job and failures by reason. Exported as ``agent_scrape_*``; a target that goes away is
+    forgotten."""
+
+    health: dict[tuple[str, str], str] = field(default_factory=dict)  # "up" | "down" | "unknown"
+    samples: dict[tuple[str, str], int] = field(default_factory=dict)
+    failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (job, instance, reason)
+    durations: dict[str, list[int]] = field(default_factory=dict)  # job -> non-cumulative REQUEST_BUCKETS counts
+    duration_sums: dict[str, float] = field(default_factory=dict)
+
+    def set_health(self, job: str, instance: str, health: str) -> None:
+        self.health[(job, instance)] = health
+
+    def observe(self, job: str, instance: str, up: bool, seconds: float, samples: int) -> None:
+        """One scrape's outcome."""
+        self.health[(job, instance)] = "up" if up else "down"
+        self.samples[(job, instance)] = samples
+        counts = self.durations.setdefault(job, [0] * (len(REQUEST_BUCKETS) + 1))
+        counts[bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        self.duration_sums[job] = self.duration_sums.get(job, 0.0) + seconds
+
+    def fail(self, job: str, instance: str, reason: str) -> None:
+        self.failures[(job, instance, reason)] += 1
+
+    def forget(self, job: str, instance: str) -> None:
+        self.health.pop((job, instance), None)
+        self.samples.pop((job, instance), None)
+        for key in [k for k in self.failures if k[:2] == (job, instance)]:
+            del self.failures[key]
+
+
+@dataclass(slots=True)
 class ComponentStats:
     """Counters of one component, labelled by id and type when exported."""
 
@@ -34,6 +67,7 @@ class ComponentStats:
     # exported as agent_<type>_<name>; a callable is read at export time (live even while the component waits)
     gauges: dict[str, float | Callable[[], float]] = field(default_factory=dict)
     counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)  # (name, labels)
+    scrape: ScrapeStats | None = None  # a prometheus_scrape source's targets
 
     def error(self, error_type: str, stage: str, n: int = 1) -> None:
         self.errors[(error_type, stage)] += n
