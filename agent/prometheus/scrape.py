@@ -1,0 +1,347 @@
+"""One target's scrape loop, as Prometheus's ``scrape/scrape.go`` runs it.
+
+Every ``interval``, at an offset inside the interval that is stable per target (so targets are spread),
+the loop GETs the target's page within ``timeout``, parses it (text 0.0.4 or OpenMetrics, by the
+response's Content-Type), attaches the target labels (``honor_labels``), applies
+``metric_relabel_configs``, checks the limits, and sends one batch: the samples, staleness markers for the
+series that went away, and the five report series (``up``, ``scrape_duration_seconds``...). A scrape that
+fails for any reason (refused, timed out, HTTP status, garbage, a limit) sends ``up`` 0 and marks the
+previous scrape's series stale; nothing a target does ends the loop.
+
+Labels are worked out once per series, not once per sample: the same series come back every scrape, so
+the result of label handling and relabelling is cached per (name, labels as written) and the cache keeps
+only the series of the last successful scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from agent import __version__
+from agent.core.batch import Batch, Kind
+from agent.core.metric import Sample
+from agent.delivery.config import TlsConfig
+from agent.delivery.http import ssl_context
+from agent.observe.stats import ScrapeStats
+from agent.prometheus import STALE_NAN
+from agent.prometheus.config import ScrapeConfig, TLSConfig
+from agent.prometheus.discovery import authorization
+from agent.prometheus.exposition import Exposition, kind_of, parse_exposition
+from agent.prometheus.relabel import Relabeler
+from agent.prometheus.targets import ScrapeTarget
+
+log = logging.getLogger(__name__)
+
+ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+USER_AGENT = f"agent/{__version__}"
+SAMPLE_BYTES = 128  # a Sample in memory: the object, its value and timestamp (name and labels are shared)
+REPORT_NAMES = ("up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+                "scrape_series_added")
+
+Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[str, Labels]
+Send = Callable[[Batch], Awaitable[None]]
+
+
+class ScrapeError(Exception):
+    """A scrape that failed; ``reason`` is what it is counted as (timeout, http_status, sample_limit...)."""
+
+    def __init__(self, reason: str, message: str, scraped: int = 0, kept: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.scraped = scraped  # samples on the page (for scrape_samples_scraped), when it was parsed
+        self.kept = kept
+
+
+def offset(key: str, interval: float, now: float | None = None) -> float:
+    """Seconds until this target's next slot: a point inside the interval fixed by the target's key (like
+    Prometheus's ``Target.offset``), pinned to absolute time so it does not move between calls."""
+    interval_ns = max(1, int(interval * 1e9))
+    now_ns = time.time_ns() if now is None else int(now * 1e9)
+    slot = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") % interval_ns
+    delay = interval_ns - now_ns % interval_ns + slot
+    if delay > interval_ns:
+        delay -= interval_ns
+    return delay / 1e9
+
+
+def _ssl(tls: TLSConfig, config_dir: Path) -> ssl.SSLContext:
+    """A ``tls_config`` as a client TLS context (paths relative to the config's directory)."""
+    def path(name: str | None) -> str | None:
+        return None if name is None else str(config_dir / name)
+
+    verify = not tls.insecure_skip_verify
+    return ssl_context(TlsConfig(ca_file=path(tls.ca_file), cert_file=path(tls.cert_file),
+                                 key_file=path(tls.key_file), verify_certificate=verify, verify_hostname=verify))
+
+
+class ScrapeClient:
+    """The HTTP side of one job's scrapes: one connection pool, its TLS, its credentials."""
+
+    def __init__(self, config: ScrapeConfig, config_dir: Path) -> None:
+        self.config = config
+        self.config_dir = config_dir
+        self._ssl = _ssl(config.tls_config, config_dir)  # BuildError for an unreadable CA or key
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
+
+    async def fetch(self, url: str, seconds: float) -> tuple[bytes, str]:
+        """The decoded body and Content-Type of one scrape, within ``seconds``; raises ScrapeError."""
+        headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": USER_AGENT,
+                   "X-Prometheus-Scrape-Timeout-Seconds": f"{seconds:g}"}
+        try:
+            headers.update(authorization(self.config, self.config_dir))
+        except OSError as exc:
+            raise ScrapeError("auth", f"cannot read a credentials file: {exc.strerror}: {exc.filename}") from None
+        server_name = self.config.tls_config.server_name if url.startswith("https:") else None
+        try:
+            async with asyncio.timeout(seconds), self._open().get(url, headers=headers,
+                                                                  server_hostname=server_name) as response:
+                if response.status != 200:
+                    raise ScrapeError("http_status", f"server returned HTTP status {response.status} "
+                                      f"{response.reason or ''}".rstrip())
+                body = await _read_body(response, int(self.config.body_size_limit))
+                return body, response.headers.get("Content-Type", "")
+        except TimeoutError:
+            raise ScrapeError("timeout", f"scrape timed out after {seconds:g}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ScrapeError("connection", f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, gunzipped if it was sent gzipped; ``limit`` (0: none) bounds the decoded size as Prometheus
+    does (a body of ``limit`` bytes or more fails), so a gzip bomb stops at the limit."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("gzip", "identity", ""):
+        raise ScrapeError("content_encoding", f"unsupported Content-Encoding {encoding!r}")
+    inflate = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(256 * 1024):
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(chunk, limit - size if limit else 0)
+            except zlib.error as exc:
+                raise ScrapeError("gzip", f"invalid gzip body: {exc}") from None
+        size += len(chunk)
+        if limit and size >= limit:
+            raise ScrapeError("body_size_limit", f"body size limit of {limit} bytes exceeded")
+        parts.append(chunk)
+    if inflate is not None and not inflate.eof:
+        raise ScrapeError("gzip", "gzip body cut short")
+    return b"".join(parts)
+
+
+@dataclass(slots=True, frozen=True)
+class _Series:
+    """What a scraped series becomes: its final name and labels and its type."""
+
+    name: str
+    labels: Labels
+    kind: str
+
+
+class ScrapeLoop:
+    """Scrapes one :class:`ScrapeTarget` until stopped; ``send`` takes each scrape's batch."""
+
+    def __init__(self, target: ScrapeTarget, client: ScrapeClient, send: Send, stats: ScrapeStats,
+                 external_labels: dict[str, str] | None = None) -> None:
+        self.target = target
+        self.client = client
+        self.send = send
+        self.stats = stats
+        self.external = sorted((external_labels or {}).items())
+        self.relabeler = Relabeler(target.metric_relabel_configs)
+        self.instance = dict(target.labels).get("instance", "")
+        self.report_labels = self._with_external(target.labels)
+        self._cache: dict[SeriesKey, _Series | None] = {}
+        self._last: dict[SeriesKey, _Series] = {}  # the series of the last successful scrape (staleness)
+        self._task: asyncio.Task[None] | None = None
+        self._retired = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.stats.set_health(self.target.job, self.instance, "unknown")
+        self._task = asyncio.get_running_loop().create_task(self.run(), name=f"scrape {self.target.url}")
+
+    async def stop(self, mark_stale: bool) -> None:
+        """Stop scraping; ``mark_stale`` (the target went away) ends its series with stale markers first.
+        On agent shutdown nothing is marked stale, as in Prometheus."""
+        self._retired = mark_stale
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.stats.forget(self.target.job, self.instance)
+
+    async def run(self) -> None:
+        try:
+            await self._schedule()
+        except asyncio.CancelledError:
+            if self._retired:
+                await self._send_stale_all()
+            raise
+
+    async def _schedule(self) -> None:
+        interval = self.target.interval
+        loop = asyncio.get_running_loop()
+        due = loop.time() + offset(self.target.key, interval)
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self.scrape_once()
+            due += interval
+            now = loop.time()
+            if due < now:  # a scrape (or backpressure) took longer than an interval: skip the missed slots
+                due += ((now - due) // interval + 1) * interval
+
+    # -- one scrape -----------------------------------------------------------------------------------------
+
+    async def scrape_once(self) -> None:
+        """One scrape: fetch, parse, label, check, and send the batch (samples, stale markers, report)."""
+        started = time.monotonic()
+        scrape_ms = int(time.time() * 1000)
+        try:
+            samples, scraped, kept, added = await self._attempt(scrape_ms)
+            up = True
+        except ScrapeError as error:
+            self.stats.fail(self.target.job, self.instance, error.reason)
+            log.warning("scrape of %s failed (%s): %s", self.target.url, error.reason, error)
+            samples = self._stale(self._last.values(), scrape_ms)  # as Prometheus: a failed scrape ends them
+            self._last = {}
+            scraped, kept, added, up = error.scraped, error.kept, 0, False
+        duration = time.monotonic() - started
+        report = (float(up), duration, float(scraped), float(kept), float(added))
+        samples.extend(Sample(name, self.report_labels, value, scrape_ms, "gauge")
+                       for name, value in zip(REPORT_NAMES, report, strict=True))
+        self.stats.observe(self.target.job, self.instance, up, duration, kept if up else 0)
+        await self.send(Batch(samples, Kind.METRICS, SAMPLE_BYTES * len(samples)))
+
+    async def _attempt(self, scrape_ms: int) -> tuple[list[Sample], int, int, int]:
+        """Fetch (within ``timeout``) and process; every failure becomes a ScrapeError."""
+        try:
+            body, content_type = await self.client.fetch(self.target.url, self.target.timeout)
+            return self._process(body, content_type, scrape_ms)
+        except ScrapeError:
+            raise
+        except Exception as exc:  # a fault of this scrape (an odd page, a bug): never of the loop
+            log.exception("scrape of %s failed unexpectedly", self.target.url)
+            raise ScrapeError("error", f"{type(exc).__name__}: {exc}") from None
+
+    def _process(self, body: bytes, content_type: str, scrape_ms: int) -> tuple[list[Sample], int, int, int]:
+        """The samples of a page and its stale markers; (samples, on the page, after relabelling, series added)."""
+        openmetrics = content_type.split(";", 1)[0].strip().lower() == "application/openmetrics-text"
+        try:
+            page = parse_exposition(body, openmetrics)
+        except ValueError as exc:
+            raise ScrapeError("parse", str(exc)) from None
+        honor_timestamps = self.target.config.honor_timestamps
+        cache = self._cache
+        fresh: dict[SeriesKey, _Series | None] = {}
+        current: dict[SeriesKey, _Series] = {}
+        out: list[Sample] = []
+        added = 0
+        for name, labels, value, timestamp in page.samples:
+            key = (name, labels)
+            try:
+                series = cache[key]
+            except KeyError:
+                series = self._series(name, labels, page)
+                added += series is not None
+            fresh[key] = series
+            if series is None:
+                continue
+            if timestamp is None or not honor_timestamps:  # only these get stale markers, as in Prometheus
+                timestamp = scrape_ms
+                current[(series.name, series.labels)] = series
+            out.append(Sample(series.name, series.labels, value, timestamp, series.kind))
+        limit = self.target.config.sample_limit
+        if limit and len(out) > limit:
+            raise ScrapeError("sample_limit", f"sample_limit exceeded ({len(out)} samples, limit {limit})",
+                              len(page.samples), len(out))
+        kept = len(out)
+        out.extend(self._stale((s for key, s in self._last.items() if key not in current), scrape_ms))
+        self._cache, self._last = fresh, current
+        return out, len(page.samples), kept, added
+
+    def _series(self, name: str, scraped: Labels, page: Exposition) -> _Series | None:
+        """One series' final labels: target labels attached (``honor_labels``), ``metric_relabel_configs``
+        applied, limits checked, external labels added; None when relabelling dropped it."""
+        labels = {k: v for k, v in scraped if v}
+        if self.target.config.honor_labels:
+            for k, v in self.target.labels:
+                labels.setdefault(k, v)
+        else:
+            clashes = sorted(((k, labels[k]) for k, _ in self.target.labels if labels.get(k)),
+                             key=lambda kv: len(kv[0]))
+            labels.update(self.target.labels)
+            for k, v in clashes:
+                exported = "exported_" + k
+                while labels.get(exported):
+                    exported = "exported_" + exported
+                labels[exported] = v
+        labels["__name__"] = name
+        if self.relabeler:
+            relabelled = self.relabeler.apply(labels)
+            if relabelled is None:
+                return None
+            labels = {k: v for k, v in relabelled.items() if v}
+        new_name = labels.pop("__name__", "")
+        if not new_name:
+            raise ScrapeError("no_metric_name", f"a series of {name} has no metric name after relabelling")
+        self._check_limits(new_name, labels)
+        return _Series(new_name, self._with_external(tuple(sorted(labels.items()))), kind_of(name, page.types))
+
+    def _check_limits(self, name: str, labels: dict[str, str]) -> None:
+        config = self.target.config
+        if config.label_limit and len(labels) + 1 > config.label_limit:
+            raise ScrapeError("label_limit", f"label_limit exceeded (metric: {name:.50}, "
+                              f"{len(labels) + 1} labels, limit {config.label_limit})")
+        for key, value in (("__name__", name), *labels.items()):
+            if config.label_name_length_limit and len(key) > config.label_name_length_limit:
+                raise ScrapeError("label_name_length_limit", f"label_name_length_limit exceeded (metric: "
+                                  f"{name:.50}, label: {key:.50}, limit {config.label_name_length_limit})")
+            if config.label_value_length_limit and len(value) > config.label_value_length_limit:
+                raise ScrapeError("label_value_length_limit", f"label_value_length_limit exceeded (metric: "
+                                  f"{name:.50}, label: {key:.50}, limit {config.label_value_length_limit})")
+
+    def _with_external(self, labels: Labels) -> Labels:
+        """``labels`` with the external labels they do not have (they never override a series' own)."""
+        if not self.external:
+            return labels
+        have = {k for k, _ in labels}
+        extra = [(k, v) for k, v in self.external if k not in have]
+        return tuple(sorted((*labels, *extra))) if extra else labels
+
+    # -- staleness ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _stale(series: Iterable[_Series], timestamp_ms: int) -> list[Sample]:
+        return [Sample(s.name, s.labels, STALE_NAN, timestamp_ms, s.kind) for s in series]
+
+    async def _send_stale_all(self) -> None:
+        """The target went away: its last series and its report series end now."""
+        now = int(time.time() * 1000)
+        samples = self._stale(self._last.values(), now)
+        samples.extend(Sample(name, self.report_labels, STALE_NAN, now, "gauge") for name in REPORT_NAMES)
+        self._last = {}
+        await self.send(Batch(samples, Kind.METRICS, SAMPLE_BYTES * len(samples)))
