@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "agent.sources.stdin",
     "agent.sources.socket",
     "agent.sources.tail",
+    "agent.sources.prometheus_scrape",
     "agent.transforms.parse",
     "agent.sinks.blackhole",
     "agent.sinks.console",
