@@ -5,12 +5,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
 from agent.config.units import ByteSize, Duration
 from agent.prometheus.relabel import RelabelConfig
+
+_FILE_SD_NAME = re.compile(r"[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)")  # Prometheus's patFileSDName
 
 
 class BasicAuth(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -84,12 +88,28 @@ class FileSDConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     files: list[str]
     refresh_interval: Duration = Duration(300.0)
 
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise ValueError("file service discovery config must contain at least one path name")
+        for name in self.files:
+            if not _FILE_SD_NAME.fullmatch(name):
+                raise ValueError(f"path name {name!r} is not valid for file discovery (a .json, .yml or .yaml "
+                                 "file; a * only in the last path element)")
+
 
 class HTTPSDConfig(HttpClientSettings, kw_only=True):
     """``http_sd_configs``: a URL answering a JSON list of target groups, polled."""
 
     url: str
     refresh_interval: Duration = Duration(60.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        url = urlsplit(self.url)
+        if url.scheme not in ("http", "https"):
+            raise ValueError("URL scheme must be 'http' or 'https'")
+        if not url.netloc:
+            raise ValueError("host is missing in URL")
 
 
 class KubernetesNamespaces(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -152,6 +172,9 @@ class ScrapeConfig(HttpClientSettings, kw_only=True):
         super().__post_init__()
         if not self.job_name:
             raise ValueError("job_name is empty")
+        urls = [t for static in self.static_configs for t in static.targets if "/" in t]
+        if urls and not self.relabel_configs:  # Prometheus refuses a URL unless relabelling may rewrite it
+            raise ValueError(f"{urls[0]!r} is not a valid hostname (host:port, without scheme or path)")
         if self.scrape_interval is not None and self.scrape_timeout is not None \
                 and self.scrape_timeout > self.scrape_interval:
             raise ValueError(f"scrape_timeout {self.scrape_timeout:g}s is longer than scrape_interval "
