@@ -111,6 +111,13 @@ def test_the_docs_example_parses_to_every_sample_with_types() -> None:
     assert same(flat(DOCS_EXAMPLE), reference(DOCS_EXAMPLE))
 
 
+def assert_refused(page: bytes, om: bool, what: str) -> None:
+    """The page is refused with an ExpositionError that names a line and says `what`."""
+    with pytest.raises(ExpositionError, match=r"^line ") as caught:
+        parse_exposition(page, om)
+    assert what in str(caught.value)
+
+
 def test_kind_of_finds_the_family_of_suffixed_samples() -> None:
     types = {
         "h": "histogram",
@@ -209,9 +216,7 @@ def test_help_escapes_and_odd_help_text_do_not_break_parsing() -> None:
     ],
 )
 def test_malformed_text_pages_name_the_line_and_the_fault(page: bytes, what: str) -> None:
-    with pytest.raises(ExpositionError, match=r"^line ") as caught:
-        parse_exposition(page, False)
-    assert what in str(caught.value)
+    assert_refused(page, False, what)
 
 
 def test_invalid_utf8_in_a_plain_comment_is_accepted_as_prometheus_does() -> None:
@@ -269,9 +274,7 @@ def test_openmetrics_page_with_eof_timestamps_in_seconds_exemplars_and_created()
     ],
 )
 def test_malformed_openmetrics_pages(page: bytes, what: str) -> None:
-    with pytest.raises(ExpositionError, match=r"^line ") as caught:
-        parse_exposition(page, True)
-    assert what in str(caught.value)
+    assert_refused(page, True, what)
 
 
 def test_text_pages_may_end_without_eof_and_may_be_empty() -> None:
