@@ -7,8 +7,9 @@
 
 A hand-written encoder, because this is the metrics path's hot loop: a series' label fields are one
 ``bytes`` (:func:`encode_labels`) that a caller can keep and reuse for every later sample of that
-series (the remote-write sink does), and a sample is one ``struct`` call with the fields around it
-taken from a small cache keyed by timestamp (a scrape gives many samples the same one). Values are
+series (the remote-write sink does, with :func:`encode_groups`), and a sample is one ``struct`` call
+with the fields around it taken from a small cache keyed by timestamp (a scrape gives many samples
+the same one). Values are
 packed as little-endian doubles, which keeps a NaN's payload: the stale marker goes out bit for bit.
 
 The caller gives labels sorted by name, unique, with non-empty names and values, ``__name__``
@@ -18,7 +19,9 @@ included, and a series' samples in time order: the encoder writes what it is giv
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
+from typing import NamedTuple, Protocol
 
 import cramjam
 
@@ -30,7 +33,7 @@ PROTOCOL_HEADERS = {
 }
 
 _MASK64 = (1 << 64) - 1
-_TAILS_MAX = 4096  # timestamps whose sample framing is cached
+_FRAMINGS_MAX = 4096  # timestamps whose sample framing is cached
 
 
 def varint(n: int) -> bytes:
@@ -63,39 +66,84 @@ def encode_labels(labels: Iterable[tuple[str, str]]) -> bytes:
     return b"".join([_label(name, value) for name, value in labels])
 
 
+class TimedValue(Protocol):
+    """A sample as the encoder reads it (``agent.core.metric.Sample`` is one)."""
+
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+class Point(NamedTuple):
+    """A bare (value, timestamp) sample."""
+
+    value: float
+    timestamp_ms: int
+
+
 # timestamp -> (struct of one samples field, its tag and length and the value's tag, the timestamp field)
-_tails: dict[int, tuple[struct.Struct, bytes, bytes]] = {}
+_framings: dict[int, tuple[struct.Struct, bytes, bytes]] = {}
+_by_time = attrgetter("timestamp_ms")
+_FIELD_HEADS = [b"\n" + length for length in _SMALL]  # a timeseries field's tag and length
 
 
-def _tail(timestamp_ms: int) -> tuple[struct.Struct, bytes, bytes]:
-    if len(_tails) >= _TAILS_MAX:
-        _tails.clear()
-    stamp = b"\x10" + varint(timestamp_ms)
-    framing = (struct.Struct(f"<3sd{len(stamp)}s"), b"\x12" + _length(9 + len(stamp)) + b"\t", stamp)
-    _tails[timestamp_ms] = framing
+def _framing(timestamp_ms: int) -> tuple[struct.Struct, bytes, bytes]:
+    framing = _framings.get(timestamp_ms)
+    if framing is None:
+        if len(_framings) >= _FRAMINGS_MAX:
+            _framings.clear()
+        stamp = b"\x10" + varint(timestamp_ms)
+        framing = (struct.Struct(f"<3sd{len(stamp)}s"), b"\x12" + _length(9 + len(stamp)) + b"\t", stamp)
+        _framings[timestamp_ms] = framing
     return framing
 
 
-def encode_sample(value: float, timestamp_ms: int) -> bytes:
-    """One ``samples`` field of a TimeSeries."""
-    framing = _tails.get(timestamp_ms) or _tail(timestamp_ms)
+def encode_groups(groups: Iterable[tuple[bytes, TimedValue | list[TimedValue]]]) -> bytes:
+    """A WriteRequest of one TimeSeries per group: its label fields (:func:`encode_labels`) and its samples,
+    one sample or a list of them (sorted here by time, in place).
+
+    The usual group is one sample with the timestamp of the one before (a scrape's samples share it):
+    that costs a ``struct`` call and a few list slots, no bytes concatenated.
+    """
+    parts: list[bytes] = []
+    extend = parts.extend
+    heads = _FIELD_HEADS
+    last = None
+    pack: Callable[..., bytes] = struct.pack
+    head, stamp, size = b"", b"", 0
+    for fields, group in groups:
+        if type(group) is list:
+            group.sort(key=_by_time)
+            body = fields + b"".join([_one(s.value, s.timestamp_ms) for s in group])
+            extend((_head(len(body)), body))
+            continue
+        timestamp_ms = group.timestamp_ms  # type: ignore[union-attr]
+        if timestamp_ms != last:
+            last = timestamp_ms
+            framing = _framing(timestamp_ms)
+            pack, head, stamp, size = framing[0].pack, framing[1], framing[2], framing[0].size
+        n = len(fields) + size
+        extend((heads[n] if n < 16384 else _head(n), fields, pack(head, group.value, stamp)))  # type: ignore[union-attr]
+    return b"".join(parts)
+
+
+def _head(n: int) -> bytes:
+    return _FIELD_HEADS[n] if n < 16384 else b"\n" + varint(n)
+
+
+def _one(value: float, timestamp_ms: int) -> bytes:
+    framing = _framing(timestamp_ms)
     return framing[0].pack(framing[1], value, framing[2])
-
-
-def encode_series(label_fields: bytes, samples: Sequence[tuple[float, int]]) -> bytes:
-    """One ``timeseries`` field of a WriteRequest: labels from :func:`encode_labels`, samples in time order."""
-    if len(samples) == 1:
-        value, timestamp_ms = samples[0]
-        sample = encode_sample(value, timestamp_ms)
-        return b"\n" + _length(len(label_fields) + len(sample)) + label_fields + sample
-    fields = [encode_sample(value, timestamp_ms) for value, timestamp_ms in samples]
-    body = label_fields + b"".join(fields)
-    return b"\n" + _length(len(body)) + body
 
 
 def encode_write_request(series: list[tuple[Sequence[tuple[str, str]], Sequence[tuple[float, int]]]]) -> bytes:
     """A WriteRequest of ``series``: (labels, samples) pairs, as the module docstring requires them."""
-    return b"".join([encode_series(encode_labels(labels), samples) for labels, samples in series])
+    groups: list[tuple[bytes, TimedValue | list[TimedValue]]] = [
+        (encode_labels(labels), [Point(value, timestamp_ms) for value, timestamp_ms in samples])
+        for labels, samples in series]
+    return encode_groups(groups)
 
 
 def compress(body: bytes) -> bytes:

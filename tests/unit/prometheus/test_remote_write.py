@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.prometheus import STALE_NAN, is_stale
-from agent.prometheus.remote_write import compress, encode_labels, encode_series, encode_write_request, varint
+from agent.prometheus.remote_write import Point, compress, encode_groups, encode_labels, encode_write_request, varint
 
 NOW = 1_767_225_600_123  # 2026-01-01, in ms
 
@@ -55,9 +55,18 @@ def test_negative_varints_are_ten_bytes_of_twos_complement() -> None:
 
 
 def test_long_labels_get_multi_byte_lengths() -> None:
-    value = "v" * 20_000  # over the table of precomputed lengths
-    labels = [("__name__", "m"), ("big", value)]
-    assert decode_write_request(encode_series(encode_labels(labels), [(1.0, NOW)])) == [(labels, [(1.0, NOW)])]
+    labels = [("__name__", "m"), ("big", "v" * 20_000)]  # over the table of precomputed lengths
+    body = encode_groups([(encode_labels(labels), Point(1.0, NOW)), (encode_labels(labels), [Point(2.0, NOW)])])
+    assert decode_write_request(body) == [(labels, [(1.0, NOW)]), (labels, [(2.0, NOW)])]
+
+
+def test_groups_of_one_sample_or_several_are_sorted_by_time_and_share_nothing_by_mistake() -> None:
+    a, b = encode_labels([("__name__", "a")]), encode_labels([("__name__", "b")])
+    body = encode_groups([(a, Point(1.0, NOW)), (b, [Point(3.0, NOW + 2), Point(2.0, NOW + 1)]),
+                          (a, Point(4.0, NOW + 5)), (b, Point(5.0, NOW))])  # a new timestamp after a cached one
+    assert decode_write_request(body) == [
+        ([("__name__", "a")], [(1.0, NOW)]), ([("__name__", "b")], [(2.0, NOW + 1), (3.0, NOW + 2)]),
+        ([("__name__", "a")], [(4.0, NOW + 5)]), ([("__name__", "b")], [(5.0, NOW)])]
 
 
 def test_compress_writes_the_snappy_block_format_not_the_framed_one() -> None:
@@ -76,5 +85,5 @@ label_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, ma
                                    min_size=1, max_size=4)),
                 max_size=8))
 def test_any_series_round_trip(raw: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> None:
-    series = [(sorted(labels.items()), samples) for labels, samples in raw]
+    series = [(sorted(labels.items()), sorted(samples, key=lambda s: s[1])) for labels, samples in raw]
     assert decode_write_request(encode_write_request(series)) == series
