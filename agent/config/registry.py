@@ -34,6 +34,7 @@ BUILTIN_MODULES = (
     "agent.sinks.file",
     "agent.sinks.http",
     "agent.sinks.prometheus_exporter",
+    "agent.sinks.prometheus_remote_write",
     "agent.sinks.socket",
 )
 

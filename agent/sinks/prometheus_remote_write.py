@@ -1,0 +1,247 @@
+"""Sink `prometheus_remote_write`: metric samples to a remote-write 1.0 receiver, configured like a ``remote_write``
+entry of prometheus.yml.
+
+Each request is one snappy-compressed protobuf ``WriteRequest`` (:mod:`agent.prometheus.remote_write`) with
+the protocol's headers: the samples of one series grouped into one TimeSeries, labels sorted, samples in time
+order. A series' labels are its name and labels, plus every ``external_labels`` label it does not have
+already, then ``write_relabel_configs``; a series those drop, or leave without a name, is not sent (counted
+in ``agent_prometheus_remote_write_dropped_samples_total`` and as discarded, ``write_relabel``). What that
+gives for a series, and its encoded label fields, are remembered (up to :data:`SERIES_CACHE` series a
+generation, two generations), so a series costs its relabelling and encoding once, not once a sample.
+
+``queue_config`` maps onto the shared HTTP delivery: ``max_shards`` ordered shards (a series always hashes to
+the same one, and a shard never has two requests in flight, so one series' samples never arrive out of
+order) and as many requests in flight at most; requests of at most ``max_samples_per_send`` samples, sent
+once full or ``batch_send_deadline`` after their first sample; retries back off between ``min_backoff`` and
+``max_backoff``. ``capacity`` and ``min_shards`` are accepted and unused (the sink's ``buffer:`` is its queue).
+
+Answers, as the spec has them: 2xx delivers; 5xx, and 429 unless ``retry_on_http_429: false``, are retried
+for as long as it takes, never sooner than a Retry-After; any other answer is final: the request's samples
+go to the ``dead_letter`` (if set) with the receiver's message, capped at :data:`MESSAGE_LIMIT` bytes,
+and are counted as rejected. A batch is acknowledged to its source once every request holding part of it
+is delivered or rejected.
+
+Credentials: ``basic_auth`` (``password`` or ``password_file``), ``authorization`` (``credentials`` or
+``credentials_file``) or ``bearer_token(_file)``; a file is read at each request, so a rotated secret is
+picked up, and its content is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+
+from agent.config.model import SinkConfig
+from agent.config.registry import BuildContext, register
+from agent.config.units import ByteSize, Duration
+from agent.core.component import SinkContext
+from agent.core.errors import PermanentError, RetryableError
+from agent.delivery.batcher import Request
+from agent.delivery.config import BatchConfig, DeadLetterConfig, HttpSinkConfig, RequestConfig, TlsConfig
+from agent.delivery.driver import HttpDriver, Outcome
+from agent.delivery.http import HttpClient, ThrottledError, retry_after
+from agent.prometheus.config import Authorization, BasicAuth, HttpClientSettings, QueueConfig, TLSConfig
+from agent.prometheus.discovery import authorization
+from agent.prometheus.relabel import RelabelConfig, Relabeler
+from agent.prometheus.remote_write import PROTOCOL_HEADERS, compress, encode_groups, encode_labels
+
+log = logging.getLogger("agent.sinks.prometheus_remote_write")
+
+SERIES_CACHE = 100_000  # series whose labels are remembered, per generation
+MESSAGE_LIMIT = 1024  # bytes of a refusing receiver's answer kept with the dead letters
+MAX_REQUEST_BYTES = 256 * 1024 * 1024  # the batch limit in bytes: max_samples_per_send is what bounds a request
+# Prometheus's config.go reservedHeaders, and Authorization (set only through the credentials keys)
+RESERVED_HEADERS = frozenset({
+    "authorization", "host", "content-encoding", "content-length", "content-type", "user-agent", "connection",
+    "keep-alive", "proxy-authenticate", "proxy-authorization", "www-authenticate", "accept-encoding",
+    "x-prometheus-remote-write-version", "x-prometheus-remote-read-version", "x-amz-date",
+    "x-amz-security-token", "x-amz-content-sha256"})
+_MISSING: Any = object()
+
+
+class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_only=True):
+    """A ``remote_write`` entry of prometheus.yml, with the agent's ``inputs``, ``buffer`` and ``dead_letter``."""
+
+    input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
+    url: str
+    name: str | None = None
+    remote_timeout: Duration = Duration(30.0)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    external_labels: dict[str, str] = msgspec.field(default_factory=dict)
+    write_relabel_configs: list[RelabelConfig] = msgspec.field(default_factory=list)
+    queue_config: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    bearer_token: str | None = None
+    bearer_token_file: str | None = None
+    tls_config: TLSConfig = msgspec.field(default_factory=TLSConfig)
+    dead_letter: DeadLetterConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        for header in self.headers:
+            if header.lower() == "authorization":
+                raise ValueError("the authorization header must be set with basic_auth, authorization or "
+                                 "bearer_token, not headers")
+            if header.lower() in RESERVED_HEADERS:
+                raise ValueError(f"{header} is a reserved header; it cannot be set in headers")
+        if self.tls_config.server_name is not None:
+            raise ValueError("tls_config.server_name is not supported by this sink")
+        self.client_settings()  # at most one way to authenticate
+
+    def client_settings(self) -> HttpClientSettings:
+        return HttpClientSettings(basic_auth=self.basic_auth, authorization=self.authorization,
+                                  bearer_token=self.bearer_token, bearer_token_file=self.bearer_token_file,
+                                  tls_config=self.tls_config)
+
+    def http_config(self, config_dir: Path) -> HttpSinkConfig:
+        """The shared HTTP delivery's config: ``queue_config`` as batches, shards, backoff (module docstring)."""
+        queue, tls = self.queue_config, self.tls_config
+        def path(name: str | None) -> str | None:
+            return None if name is None else str(config_dir / name)
+
+        verify = not tls.insecure_skip_verify
+        return HttpSinkConfig(
+            inputs=self.inputs, buffer=self.buffer, dead_letter=self.dead_letter, healthcheck=False,
+            batch=BatchConfig(max_events=queue.max_samples_per_send, max_bytes=ByteSize(MAX_REQUEST_BYTES),
+                              timeout=queue.batch_send_deadline),
+            request=RequestConfig(concurrency=queue.max_shards, timeout=self.remote_timeout,
+                                  retry_initial_backoff=queue.min_backoff, retry_max_backoff=queue.max_backoff,
+                                  headers=dict(self.headers)),
+            tls=TlsConfig(ca_file=path(tls.ca_file), cert_file=path(tls.cert_file), key_file=path(tls.key_file),
+                          verify_certificate=verify, verify_hostname=verify))
+
+
+class SeriesLabels:
+    """A series' final labels as encoded label fields (None: not sent), computed once and remembered."""
+
+    def __init__(self, external_labels: dict[str, str], relabel: Relabeler) -> None:
+        self.external = external_labels
+        self.relabel = relabel if relabel else None
+        self.young: dict[tuple[str, tuple[tuple[str, str], ...]], bytes | None] = {}
+        self._old: dict[tuple[str, tuple[tuple[str, str], ...]], bytes | None] = {}
+
+    def get(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> bytes | None:
+        fields = self.young.get(key, _MISSING)
+        return self.resolve(key) if fields is _MISSING else fields  # type: ignore[no-any-return]
+
+    def resolve(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> bytes | None:
+        """What :attr:`young` lacks: from the older generation, or computed now."""
+        fields = self._old.pop(key, _MISSING)
+        if fields is _MISSING:
+            fields = self.compute(*key)
+        if len(self.young) >= SERIES_CACHE:
+            self._old, self.young = self.young, {}
+        self.young[key] = fields
+        return fields  # type: ignore[no-any-return]
+
+    def compute(self, name: str, labels: tuple[tuple[str, str], ...]) -> bytes | None:
+        merged = dict(labels)
+        merged["__name__"] = name
+        for label, value in self.external.items():
+            merged.setdefault(label, value)
+        final = merged if self.relabel is None else self.relabel.apply(merged)
+        if final is None or not final.get("__name__"):
+            return None
+        return encode_labels(sorted((k, v) for k, v in final.items() if v))
+
+
+class Credentials:
+    """The Authorization header of each request; secret files are read each time, never logged."""
+
+    def __init__(self, settings: HttpClientSettings, config_dir: Path) -> None:
+        self.settings = settings
+        self.config_dir = config_dir
+        files = (settings.bearer_token_file, settings.basic_auth and settings.basic_auth.password_file,
+                 settings.authorization and settings.authorization.credentials_file)
+        self._static = None if any(files) else authorization(settings, config_dir)
+
+    def header(self) -> dict[str, str]:
+        if self._static is not None:
+            return self._static
+        try:
+            return authorization(self.settings, self.config_dir)
+        except OSError as exc:
+            error = RetryableError(f"cannot read a credentials file: {exc.filename}: {exc.strerror}")
+            error.error_type = "credentials_unreadable"  # type: ignore[attr-defined]
+            raise error from None
+
+
+@register("sink", "prometheus_remote_write", PrometheusRemoteWriteConfig,
+          "Sends metrics to a Prometheus remote-write 1.0 receiver.")
+class PrometheusRemoteWriteSink:
+    """Requests of samples as WriteRequests, in ordered shards by series (see the module docstring)."""
+
+    ordered_partitions = True
+    partition_key: Callable[[Any], Hashable] | None
+
+    def __init__(self, config: PrometheusRemoteWriteConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.stats = ctx.stats
+        self.series = SeriesLabels(config.external_labels, Relabeler(config.write_relabel_configs))
+        self.credentials = Credentials(config.client_settings(), ctx.config_dir)
+        shards = config.queue_config.max_shards
+        self.partition_key = None if shards == 1 else (lambda sample: hash(sample.labels) % shards)
+        self.driver = HttpDriver(self, config.http_config(ctx.config_dir), ctx.component_id, ctx.stats)
+
+    def encode(self, request: Request) -> bytes:
+        """The compressed WriteRequest of the request's samples; dropped series leave the request for good."""
+        young, resolve = self.series.young, self.series.resolve
+        groups: dict[bytes, Any] = {}  # label fields -> the series' sample, or its samples once there are two
+        dropped = 0
+        for sample in request.events:
+            key = (sample.name, sample.labels)
+            fields = young.get(key, _MISSING)
+            if fields is _MISSING:
+                fields = resolve(key)
+            if fields is None:
+                dropped += 1
+                continue
+            group = groups.get(fields)
+            if group is None:
+                groups[fields] = sample
+            elif type(group) is list:
+                group.append(sample)
+            else:
+                groups[fields] = [group, sample]
+        if dropped:
+            self._forget(request, dropped)
+        return compress(encode_groups(groups.items())) if groups else b""
+
+    def _forget(self, request: Request, dropped: int) -> None:
+        """Count the samples of dropped series and take them out of the request (a retry never counts them again)."""
+        self.stats.count("dropped_samples", dropped)
+        self.stats.discard("write_relabel", dropped)
+        lookup = self.series.get
+        request.events = [s for s in request.events if lookup((s.name, s.labels)) is not None]
+
+    async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
+        if not body:
+            return Outcome()
+        url = self.config.url
+        headers = {**PROTOCOL_HEADERS, **self.credentials.header()}
+        response = await client.request("POST", url, body, headers)
+        status = response.status
+        if 200 <= status < 300:
+            return Outcome()
+        message = response.body[:MESSAGE_LIMIT].decode("utf-8", "replace").strip()
+        detail = f"POST {url}: HTTP {status}: {message}"
+        if status >= 500:
+            raise RetryableError(detail, retry_after(response.headers))
+        if status == 429 and self.config.queue_config.retry_on_http_429:
+            raise ThrottledError(detail, retry_after(response.headers))
+        raise PermanentError(detail)
+
+    async def check(self, client: HttpClient) -> None:
+        return None  # remote-write has no read-only request to check a receiver with
+
+    async def healthcheck(self) -> None:
+        await self.driver.healthcheck()
+
+    async def run(self, ctx: SinkContext) -> None:
+        await self.driver.run(ctx)
