@@ -240,14 +240,14 @@ class ScrapeLoop:
         """Fetch (within ``timeout``) and process; every failure becomes a ScrapeError."""
         try:
             body, content_type = await self.client.fetch(self.target.url, self.target.timeout)
-            return self._process(body, content_type, scrape_ms)
+            return self.process(body, content_type, scrape_ms)
         except ScrapeError:
             raise
         except Exception as exc:  # a fault of this scrape (an odd page, a bug): never of the loop
             log.exception("scrape of %s failed unexpectedly", self.target.url)
             raise ScrapeError("error", f"{type(exc).__name__}: {exc}") from None
 
-    def _process(self, body: bytes, content_type: str, scrape_ms: int) -> tuple[list[Sample], int, int, int]:
+    def process(self, body: bytes, content_type: str, scrape_ms: int) -> tuple[list[Sample], int, int, int]:
         """The samples of a page and its stale markers; (samples, on the page, after relabelling, series added)."""
         openmetrics = content_type.split(";", 1)[0].strip().lower() == "application/openmetrics-text"
         try:
