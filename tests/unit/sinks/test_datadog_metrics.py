@@ -204,3 +204,45 @@ async def test_a_refused_key_holds_the_samples_until_it_is_accepted(tmp_path: Pa
         assert points(dd.series, "agent.req_total") == [(10, 10), (30, 10)]  # held and retried: no double count
         assert len(points(dd.series, "agent.inflight")) == 3
     assert topo.nodes["feed"].stats.gauges["committed_events"] == 6
+
+
+# -- fed by prometheus_scrape ---------------------------------------------------------------------
+
+
+async def test_scraped_counters_reach_datadog_as_deltas_and_a_reset_restarts_from_its_value(tmp_path: Path) -> None:
+    from fakes.exporter import FakeExporter
+
+    def page(requests: float, temperature: float) -> str:
+        return (f"# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\"}} {requests}\n"
+                f"# TYPE temperature gauge\ntemperature {temperature}\n")
+
+    async with FakeDatadog(api_key=KEY) as dd, FakeExporter() as exporter:
+        exporter.serve("/metrics", page(10, 20.5))
+        target = exporter.base.removeprefix("http://")
+        text = f"""
+sources:
+  node: {{type: prometheus_scrape, scrape_configs: [{{job_name: app, scrape_interval: 200ms, scrape_timeout: 200ms,
+          static_configs: [{{targets: ["{target}"]}}]}}]}}
+sinks:
+  dd: {{type: datadog_metrics, inputs: [node], api_key: "{KEY}", endpoint: "{dd.url}", batch: {{timeout: 50ms}},
+        request: {{retry_initial_backoff: 20ms}}}}
+"""
+        topo = Topology(pipeline(text, tmp_path), StatsRegistry())
+        run = asyncio.create_task(topo.run())
+        try:
+            for requests in (25, 40, 5):  # the last one is lower: the counter was reset (a restart)
+                seen = len(exporter.requests)
+                await wait_for(lambda seen=seen: len(exporter.requests) > seen, timeout=5)  # type: ignore[misc]
+                exporter.serve("/metrics", page(requests, 20.5))
+            seen = len(exporter.requests)
+            await wait_for(lambda: len(exporter.requests) > seen + 1, timeout=5)
+            await wait_for(lambda: len(points(dd.series, "http_requests_total")) >= 3, timeout=5)
+        finally:
+            topo.request_stop()
+            assert await asyncio.wait_for(run, 10) == 0
+    deltas = [value for value, _ in points(dd.series, "http_requests_total")]
+    assert deltas[:3] == [15, 15, 5]  # the first scrape only set the baseline; after the reset: the new value
+    assert all(interval is not None and interval >= 1 for _, interval in points(dd.series, "http_requests_total"))
+    assert {value for value, interval in points(dd.series, "temperature")} == {20.5}
+    assert [v for v, _ in points(dd.series, "up")][:3] == [1.0, 1.0, 1.0]
+    assert dd.violations == []
