@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -119,13 +120,15 @@ class RequestSink(Protocol):
 class HttpDriver:
     """Runs one HTTP sink (see the module docstring)."""
 
-    def __init__(self, sink: RequestSink, config: HttpSinkConfig, component_id: str, stats: ComponentStats) -> None:
+    def __init__(self, sink: RequestSink, config: HttpSinkConfig, component_id: str, stats: ComponentStats,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        """``tls_context``, when given, is used instead of one built from ``config.tls``."""
         self.sink = sink
         self.config = config
         self.component_id = component_id
         self.stats = stats
         request = config.request
-        self.client = HttpClient(config.tls, config.auth, request.headers, request.timeout)
+        self.client = HttpClient(tls_context or config.tls, config.auth, request.headers, request.timeout)
         adaptive = request.concurrency == "adaptive"
         self.limiter = Limiter(request.max_concurrency if adaptive else int(request.concurrency),
                                adaptive=adaptive, maximum=request.max_concurrency)

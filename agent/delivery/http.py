@@ -61,14 +61,38 @@ class Response:
     body: bytes
 
 
-def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A client TLS context; verification stays on unless the config turns it off."""
+class ServerNameContext(ssl.SSLContext):
+    """A client TLS context that sends (SNI) and verifies ``server_name`` whatever host a connection dials
+    (asyncio's and uvloop's TLS both wrap through :meth:`wrap_bio`)."""
+
+    server_name = ""
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: str | bytes | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+
+def ssl_context(tls: TlsConfig, server_name: str | None = None) -> ssl.SSLContext:
+    """A client TLS context; verification stays on unless the config turns it off. With ``server_name``, the
+    name sent and verified instead of the host connected to. A file that cannot be loaded is a BuildError
+    naming it."""
+    if server_name is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        context = pinned = ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
+        pinned.server_name = server_name
     try:
-        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.ca_file:
+            context.load_verify_locations(cafile=tls.ca_file)
+        else:
+            context.load_default_certs()
+    except (OSError, ssl.SSLError) as exc:
+        raise BuildError(f"tls: ca_file {tls.ca_file}: {exc}") from None
+    try:
         if tls.cert_file:
             context.load_cert_chain(tls.cert_file, tls.key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise BuildError(f"tls: {exc}") from None
+        raise BuildError(f"tls: cert_file {tls.cert_file}, key_file {tls.key_file}: {exc}") from None
     context.check_hostname = tls.verify_hostname and tls.verify_certificate
     if not tls.verify_certificate:
         context.verify_mode = ssl.CERT_NONE
@@ -133,10 +157,12 @@ def raise_for_status(response: Response, what: str) -> None:
 
 
 class HttpClient:
-    """One aiohttp session for one sink, with its TLS, auth and default headers."""
+    """One aiohttp session for one sink, with its TLS (a ``tls:`` config, or a context built elsewhere), auth
+    and default headers."""
 
-    def __init__(self, tls: TlsConfig, auth: AuthConfig | None, headers: dict[str, str], timeout: float) -> None:
-        self._ssl = ssl_context(tls)
+    def __init__(self, tls: TlsConfig | ssl.SSLContext, auth: AuthConfig | None, headers: dict[str, str],
+                 timeout: float) -> None:
+        self._ssl = tls if isinstance(tls, ssl.SSLContext) else ssl_context(tls)
         self._headers = {"User-Agent": USER_AGENT, **headers, **auth_headers(auth)}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
