@@ -10,6 +10,7 @@ import base64
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+RACY_NS = 2_000_000_000  # a file changed this recently may change again unseen: mtimes are coarse (a clock tick)
 
 
 class KubeConfigError(ValueError):
@@ -25,17 +27,24 @@ class KubeConfigError(ValueError):
 
 
 class SecretFile:
-    """A secret in a file that may be replaced at any time: read again when its inode, size or mtime change."""
+    """A secret in a file that may be replaced at any time: read again when its inode, size or mtime change.
+
+    An mtime only has the resolution of the kernel's clock tick, so a file rewritten in place with a value of
+    the same length within that tick looks unchanged: one modified less than :data:`RACY_NS` before it was
+    read is read again each time until it has settled (as git treats a "racily clean" file).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._stat: tuple[int, int, int] | None = None
+        self._settled = False
         self._value = ""
 
     def read(self) -> str:
         st = self.path.stat()  # follows the ..data symlink the kubelet swaps atomically
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp != self._stat:
+        if stamp != self._stat or not self._settled:
+            self._settled = time.time_ns() - st.st_mtime_ns > RACY_NS
             self._value = self.path.read_text().strip()
             self._stat = stamp
         return self._value
@@ -66,14 +75,21 @@ class ClusterConfig:
 
     def headers(self) -> dict[str, str]:
         """The Authorization header, with credentials read afresh from their files if those changed."""
-        if self.authorization is not None:
-            kind, credentials = self.authorization
-            return {"Authorization": f"{kind} {_reveal(credentials)}"}
-        if self.basic_auth is not None:
-            user, password = self.basic_auth
-            token = base64.b64encode(f"{user}:{_reveal(password)}".encode()).decode()
-            return {"Authorization": f"Basic {token}"}
-        return {}
+        return authorization_header(self.authorization, self.basic_auth)
+
+
+def authorization_header(authorization: tuple[str, Secret] | None,
+                         basic_auth: tuple[str, Secret] | None) -> dict[str, str]:
+    """``Authorization: <type> <credentials>`` or ``Basic`` of (username, password), secrets read now from their
+    files if those changed (OSError if one cannot be read); no header without either."""
+    if authorization is not None:
+        kind, credentials = authorization
+        return {"Authorization": f"{kind} {_reveal(credentials)}"}
+    if basic_auth is not None:
+        user, password = basic_auth
+        token = base64.b64encode(f"{user}:{_reveal(password)}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    return {}
 
 
 def make_ssl_context(*, ca_file: str | None = None, ca_data: str | None = None, cert_file: str | None = None,
