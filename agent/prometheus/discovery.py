@@ -12,7 +12,6 @@ fails a job: a file or an answer that cannot be read keeps what it gave before, 
 from __future__ import annotations
 
 import asyncio
-import base64
 import glob
 import logging
 import os
@@ -26,9 +25,9 @@ import orjson
 import yaml
 
 from agent.core.errors import BuildError, RetryableError
-from agent.delivery.config import TlsConfig
 from agent.delivery.http import HttpClient
-from agent.prometheus.config import FileSDConfig, HttpClientSettings, HTTPSDConfig, ScrapeConfig, StaticConfig
+from agent.prometheus.client import Credentials, ssl_context
+from agent.prometheus.config import FileSDConfig, HTTPSDConfig, ScrapeConfig, StaticConfig
 from agent.prometheus.kubernetes_sd import KubernetesPodDiscoverer
 
 log = logging.getLogger("agent.prometheus.discovery")
@@ -197,6 +196,7 @@ class HttpDiscoverer:
         self.errors = 0
         self._config = config
         self._dir = config_dir
+        self._credentials = Credentials(config, config_dir)
 
     async def run(self, update: Update) -> None:
         sent: LabelSets | None = None
@@ -220,11 +220,8 @@ class HttpDiscoverer:
                 await client.close()
 
     def _client(self) -> HttpClient:
-        tls = self._config.tls_config
-        verify = not tls.insecure_skip_verify
         return HttpClient(
-            TlsConfig(ca_file=self._path(tls.ca_file), cert_file=self._path(tls.cert_file),
-                      key_file=self._path(tls.key_file), verify_certificate=verify, verify_hostname=verify),
+            ssl_context(self._config.tls_config, self._dir),
             None,
             {"Accept": "application/json",
              "X-Prometheus-Refresh-Interval-Seconds": f"{self._config.refresh_interval:g}"},
@@ -233,32 +230,9 @@ class HttpDiscoverer:
 
     async def _fetch(self, client: HttpClient) -> LabelSets:
         url = self._config.url
-        response = await client.request("GET", url, headers=authorization(self._config, self._dir))
+        response = await client.request("GET", url, headers=self._credentials.header())
         if response.status != 200:
             raise ValueError(f"server returned HTTP status {response.status}")
         if not _JSON_TYPE.fullmatch(response.headers.get("content-type", "")):
             raise ValueError(f"unsupported content type {response.headers.get('content-type', '')!r}")
         return label_sets_of(orjson.loads(response.body), {"__meta_url": url}, strict=False)
-
-    def _path(self, path: str | None) -> str | None:
-        return None if path is None else str(self._dir / path)
-
-
-def authorization(settings: HttpClientSettings, config_dir: Path) -> dict[str, str]:
-    """The ``Authorization`` header of a Prometheus HTTP client config, its secret files read now (a rotated
-    secret is picked up) and trimmed of surrounding whitespace, as Prometheus does."""
-
-    def read(path: str) -> str:
-        return (config_dir / path).read_text().strip()
-
-    if (basic := settings.basic_auth) is not None:
-        password = read(basic.password_file) if basic.password_file else basic.password or ""
-        token = base64.b64encode(f"{basic.username}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
-    if (auth := settings.authorization) is not None:
-        credentials = read(auth.credentials_file) if auth.credentials_file else auth.credentials or ""
-        return {"Authorization": f"{auth.type.strip()} {credentials}"}
-    if settings.bearer_token_file or settings.bearer_token:
-        token = read(settings.bearer_token_file) if settings.bearer_token_file else settings.bearer_token or ""
-        return {"Authorization": f"Bearer {token}"}
-    return {}

@@ -16,17 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.errors import BuildError
-from agent.kubernetes.config import (
-    SERVICE_ACCOUNT_DIR,
-    ClusterConfig,
-    KubeConfigError,
-    Secret,
-    SecretFile,
-    from_kubeconfig,
-    in_cluster,
-    make_ssl_context,
-)
+from agent.kubernetes.config import SERVICE_ACCOUNT_DIR, ClusterConfig, KubeConfigError, from_kubeconfig, in_cluster
 from agent.kubernetes.pods import node_name, shared_pod_watcher
+from agent.prometheus.client import Credentials, ssl_context
 from agent.prometheus.config import KubernetesSDConfig
 
 META = "__meta_kubernetes_"
@@ -111,31 +103,15 @@ def cluster_config(config: KubernetesSDConfig, config_dir: Path = Path("."), env
     """How to reach the API server: ``api_server`` with the job's HTTP client settings, a ``kubeconfig_file``,
     or in-cluster (the service account). Relative paths are taken from ``config_dir``, as Prometheus does."""
 
-    def path(name: str | None) -> str | None:
-        return None if name is None else str(config_dir / name)
-
-    def secret(value: str | None, file: str | None) -> Secret:
-        return SecretFile(config_dir / file) if file else value or ""
-
     if config.kubeconfig_file:
         return from_kubeconfig(config_dir / config.kubeconfig_file)
     if not config.api_server:
         return in_cluster(environ, service_account_dir)
     tls = config.tls_config
-    authorization: tuple[str, Secret] | None = None
-    basic: tuple[str, Secret] | None = None
-    if (a := config.authorization) is not None:
-        authorization = (a.type.strip(), secret(a.credentials, a.credentials_file))
-    elif config.bearer_token_file or config.bearer_token:
-        authorization = ("Bearer", secret(config.bearer_token, config.bearer_token_file))
-    elif (b := config.basic_auth) is not None:
-        basic = (b.username, secret(b.password, b.password_file))
-    ssl_context = None
-    if config.api_server.startswith("https:"):
-        ssl_context = make_ssl_context(ca_file=path(tls.ca_file), cert_file=path(tls.cert_file),
-                                       key_file=path(tls.key_file), insecure=tls.insecure_skip_verify)
-    return ClusterConfig(server=config.api_server.rstrip("/"), ssl_context=ssl_context,
-                         server_name=tls.server_name, authorization=authorization, basic_auth=basic,
+    credentials = Credentials(config, config_dir)
+    context = ssl_context(tls, config_dir) if config.api_server.startswith("https:") else None
+    return ClusterConfig(server=config.api_server.rstrip("/"), ssl_context=context, server_name=tls.server_name,
+                         authorization=credentials.authorization, basic_auth=credentials.basic_auth,
                          source="api_server")
 
 
@@ -154,7 +130,7 @@ class KubernetesPodDiscoverer:
         self.watch_options = watch_options
         try:  # a kubeconfig that cannot be read, or no cluster around: the agent does not start
             self.cluster = cluster_config(config, config_dir, environ, service_account_dir)
-        except KubeConfigError as exc:
+        except (KubeConfigError, BuildError) as exc:
             raise BuildError(f"kubernetes_sd_configs: {exc}") from None
 
     async def run(self, update: Callable[[str, list[dict[str, str]]], None]) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,12 +29,10 @@ import aiohttp
 from agent import __version__
 from agent.core.batch import Batch, Kind
 from agent.core.metric import Sample
-from agent.delivery.config import TlsConfig
-from agent.delivery.http import ssl_context
 from agent.observe.stats import ScrapeStats
 from agent.prometheus import STALE_NAN
-from agent.prometheus.config import ScrapeConfig, TLSConfig
-from agent.prometheus.discovery import authorization
+from agent.prometheus.client import Credentials, CredentialsError, ssl_context
+from agent.prometheus.config import ScrapeConfig
 from agent.prometheus.exposition import Exposition, kind_of, parse_exposition
 from agent.prometheus.relabel import Relabeler
 from agent.prometheus.targets import ScrapeTarget
@@ -76,23 +73,13 @@ def offset(key: str, interval: float, now: float | None = None) -> float:
     return delay / 1e9
 
 
-def _ssl(tls: TLSConfig, config_dir: Path) -> ssl.SSLContext:
-    """A ``tls_config`` as a client TLS context (paths relative to the config's directory)."""
-    def path(name: str | None) -> str | None:
-        return None if name is None else str(config_dir / name)
-
-    verify = not tls.insecure_skip_verify
-    return ssl_context(TlsConfig(ca_file=path(tls.ca_file), cert_file=path(tls.cert_file),
-                                 key_file=path(tls.key_file), verify_certificate=verify, verify_hostname=verify))
-
-
 class ScrapeClient:
     """The HTTP side of one job's scrapes: one connection pool, its TLS, its credentials."""
 
     def __init__(self, config: ScrapeConfig, config_dir: Path) -> None:
         self.config = config
-        self.config_dir = config_dir
-        self._ssl = _ssl(config.tls_config, config_dir)  # BuildError for an unreadable CA or key
+        self._ssl = ssl_context(config.tls_config, config_dir)  # BuildError for an unreadable CA or key
+        self._credentials = Credentials(config, config_dir)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -106,13 +93,11 @@ class ScrapeClient:
         headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": USER_AGENT,
                    "X-Prometheus-Scrape-Timeout-Seconds": f"{seconds:g}"}
         try:
-            headers.update(authorization(self.config, self.config_dir))
-        except OSError as exc:
-            raise ScrapeError("auth", f"cannot read a credentials file: {exc.strerror}: {exc.filename}") from None
-        server_name = self.config.tls_config.server_name if url.startswith("https:") else None
+            headers.update(self._credentials.header())
+        except CredentialsError as exc:
+            raise ScrapeError("auth", str(exc)) from None
         try:
-            async with asyncio.timeout(seconds), self._open().get(url, headers=headers,
-                                                                  server_hostname=server_name) as response:
+            async with asyncio.timeout(seconds), self._open().get(url, headers=headers) as response:
                 if response.status != 200:
                     raise ScrapeError("http_status", f"server returned HTTP status {response.status} "
                                       f"{response.reason or ''}".rstrip())

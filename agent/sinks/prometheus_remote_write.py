@@ -21,16 +21,16 @@ go to the ``dead_letter`` (if set) with the receiver's message, capped at :data:
 and are counted as rejected. A batch is acknowledged to its source once every request holding part of it
 is delivered or rejected.
 
-Credentials: ``basic_auth`` (``password`` or ``password_file``), ``authorization`` (``credentials`` or
-``credentials_file``) or ``bearer_token(_file)``; a file is read at each request, so a rotated secret is
-picked up, and its content is never logged.
+Credentials and TLS are Prometheus's (:mod:`agent.prometheus.client`): ``basic_auth`` (``password`` or
+``password_file``), ``authorization`` (``credentials`` or ``credentials_file``) or ``bearer_token(_file)``, a
+file read again once it changes, so a rotated secret is picked up, its content never logged; ``tls_config``
+with ``server_name``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -41,11 +41,11 @@ from agent.config.units import ByteSize, Duration
 from agent.core.component import SinkContext
 from agent.core.errors import PermanentError, RetryableError
 from agent.delivery.batcher import Request
-from agent.delivery.config import BatchConfig, DeadLetterConfig, HttpSinkConfig, RequestConfig, TlsConfig
+from agent.delivery.config import BatchConfig, DeadLetterConfig, HttpSinkConfig, RequestConfig
 from agent.delivery.driver import HttpDriver, Outcome
 from agent.delivery.http import HttpClient, ThrottledError, retry_after
+from agent.prometheus.client import Credentials, ssl_context
 from agent.prometheus.config import Authorization, BasicAuth, HttpClientSettings, QueueConfig, TLSConfig
-from agent.prometheus.discovery import authorization
 from agent.prometheus.relabel import RelabelConfig, Relabeler
 from agent.prometheus.remote_write import PROTOCOL_HEADERS, compress, encode_groups, encode_labels
 
@@ -90,8 +90,6 @@ class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_
                                  "bearer_token, not headers")
             if header.lower() in RESERVED_HEADERS:
                 raise ValueError(f"{header} is a reserved header; it cannot be set in headers")
-        if self.tls_config.server_name is not None:
-            raise ValueError("tls_config.server_name is not supported by this sink")
         self.client_settings()  # at most one way to authenticate
 
     def client_settings(self) -> HttpClientSettings:
@@ -99,22 +97,17 @@ class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_
                                   bearer_token=self.bearer_token, bearer_token_file=self.bearer_token_file,
                                   tls_config=self.tls_config)
 
-    def http_config(self, config_dir: Path) -> HttpSinkConfig:
-        """The shared HTTP delivery's config: ``queue_config`` as batches, shards, backoff (module docstring)."""
-        queue, tls = self.queue_config, self.tls_config
-        def path(name: str | None) -> str | None:
-            return None if name is None else str(config_dir / name)
-
-        verify = not tls.insecure_skip_verify
+    def http_config(self) -> HttpSinkConfig:
+        """The shared HTTP delivery's config: ``queue_config`` as batches, shards, backoff (module docstring);
+        TLS is :func:`agent.prometheus.client.ssl_context`'s."""
+        queue = self.queue_config
         return HttpSinkConfig(
             inputs=self.inputs, buffer=self.buffer, dead_letter=self.dead_letter, healthcheck=False,
             batch=BatchConfig(max_events=queue.max_samples_per_send, max_bytes=ByteSize(MAX_REQUEST_BYTES),
                               timeout=queue.batch_send_deadline),
             request=RequestConfig(concurrency=queue.max_shards, timeout=self.remote_timeout,
                                   retry_initial_backoff=queue.min_backoff, retry_max_backoff=queue.max_backoff,
-                                  headers=dict(self.headers)),
-            tls=TlsConfig(ca_file=path(tls.ca_file), cert_file=path(tls.cert_file), key_file=path(tls.key_file),
-                          verify_certificate=verify, verify_hostname=verify))
+                                  headers=dict(self.headers)))
 
 
 class SeriesLabels:
@@ -151,27 +144,6 @@ class SeriesLabels:
         return encode_labels(sorted((k, v) for k, v in final.items() if v))
 
 
-class Credentials:
-    """The Authorization header of each request; secret files are read each time, never logged."""
-
-    def __init__(self, settings: HttpClientSettings, config_dir: Path) -> None:
-        self.settings = settings
-        self.config_dir = config_dir
-        files = (settings.bearer_token_file, settings.basic_auth and settings.basic_auth.password_file,
-                 settings.authorization and settings.authorization.credentials_file)
-        self._static = None if any(files) else authorization(settings, config_dir)
-
-    def header(self) -> dict[str, str]:
-        if self._static is not None:
-            return self._static
-        try:
-            return authorization(self.settings, self.config_dir)
-        except OSError as exc:
-            error = RetryableError(f"cannot read a credentials file: {exc.filename}: {exc.strerror}")
-            error.error_type = "credentials_unreadable"  # type: ignore[attr-defined]
-            raise error from None
-
-
 @register("sink", "prometheus_remote_write", PrometheusRemoteWriteConfig,
           "Sends metrics to a Prometheus remote-write 1.0 receiver.")
 class PrometheusRemoteWriteSink:
@@ -187,7 +159,8 @@ class PrometheusRemoteWriteSink:
         self.credentials = Credentials(config.client_settings(), ctx.config_dir)
         shards = config.queue_config.max_shards
         self.partition_key = None if shards == 1 else (lambda sample: hash(sample.labels) % shards)
-        self.driver = HttpDriver(self, config.http_config(ctx.config_dir), ctx.component_id, ctx.stats)
+        self.driver = HttpDriver(self, config.http_config(), ctx.component_id, ctx.stats,
+                                 ssl_context(config.tls_config, ctx.config_dir))
 
     def encode(self, request: Request) -> bytes:
         """The compressed WriteRequest of the request's samples; dropped series leave the request for good."""

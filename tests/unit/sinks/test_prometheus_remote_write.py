@@ -89,14 +89,12 @@ sinks:
 def test_queue_config_becomes_batches_shards_and_backoff(tmp_path: Path) -> None:
     cfg = make_config(url="https://r/w", remote_timeout="7s", headers={"X-Scope-OrgID": "t"},
                       queue_config={"max_samples_per_send": 500, "batch_send_deadline": "2s", "max_shards": 3,
-                                    "min_backoff": "100ms", "max_backoff": "9s"},
-                      tls_config={"ca_file": "ca.pem", "insecure_skip_verify": True})
-    http = cfg.http_config(tmp_path)
+                                    "min_backoff": "100ms", "max_backoff": "9s"})
+    http = cfg.http_config()
     assert (http.batch.max_events, http.batch.timeout) == (500, 2.0)
     assert (http.request.concurrency, http.request.timeout) == (3, 7.0)
     assert (http.request.retry_initial_backoff, http.request.retry_max_backoff) == (0.1, 9.0)
     assert http.request.headers == {"X-Scope-OrgID": "t"}
-    assert http.tls.ca_file == str(tmp_path / "ca.pem") and not http.tls.verify_certificate
 
 
 @pytest.mark.parametrize("header", ["Content-Encoding", "content-type", "User-Agent", "Authorization", "Host",
