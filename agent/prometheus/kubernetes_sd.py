@@ -1,7 +1,7 @@
 """``kubernetes_sd_configs`` with role ``pod``, restricted to this node's pods: Prometheus's
 ``discovery/kubernetes/pod.go`` over the shared node-scoped pod cache (``agent.kubernetes.pods``).
 
-Each pod is one group (``pod/<namespace>/<name>``): one target per declared container port (``__address__``
+Each pod is one group (``<discoverer>/pod/<namespace>/<name>``): one target per declared container port (``__address__``
 ``podIP:port``) and one per container without ports (``__address__`` the pod IP), init containers included
 (``__meta_kubernetes_pod_container_init="true"``). A pod without an IP, or deleted, is an empty group.
 """
@@ -29,10 +29,6 @@ _INVALID_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 def sanitize_label_name(name: str) -> str:
     """Prometheus's ``strutil.SanitizeLabelName``: every character outside ``[a-zA-Z0-9_]`` becomes ``_``."""
     return _INVALID_LABEL_CHAR.sub("_", name)
-
-
-def pod_source(namespace: str, name: str) -> str:
-    return f"pod/{namespace}/{name}"
 
 
 def pod_labels(pod: dict[str, Any]) -> dict[str, str]:
@@ -117,7 +113,8 @@ def cluster_config(config: KubernetesSDConfig, config_dir: Path = Path("."), env
 
 class KubernetesPodDiscoverer:
     """A ``Discoverer`` for one ``kubernetes_sd_configs`` entry (role pod): ``run(update)`` calls
-    ``update(source, targets)`` for each pod of this node as it is added, changed or deleted.
+    ``update(source, targets)`` for each pod of this node as it is added, changed or deleted, ``source`` being
+    ``<name>/pod/<namespace>/<pod>`` (two entries of one job seeing the same pod keep their own groups).
 
     Built with the cluster's configuration read: no cluster and no usable kubeconfig is a BuildError."""
 
@@ -145,7 +142,7 @@ class KubernetesPodDiscoverer:
             namespace, name = meta.get("namespace", ""), meta.get("name", "")
             if namespaces and namespace not in namespaces:
                 return
-            update(pod_source(namespace, name), [] if event == "DELETED" else pod_targets(pod))
+            update(f"{self.name}/pod/{namespace}/{name}", [] if event == "DELETED" else pod_targets(pod))
 
         async with shared_pod_watcher(cluster, self.node, label_selector=selector.label if selector else None,
                                       field_selector=selector.field if selector else None,

@@ -123,11 +123,12 @@ def sd_config(k8s: FakeKubernetes, **extra: Any) -> KubernetesSDConfig:
 
 
 @contextlib.asynccontextmanager
-async def discovering(config: KubernetesSDConfig) -> AsyncIterator[dict[str, list[dict[str, str]]]]:
-    groups: dict[str, list[dict[str, str]]] = {}
-    discoverer = KubernetesPodDiscoverer("kubernetes_sd/0", config, node="node-a",
-                                         backoff=Backoff(initial=0.01, cap=0.05))
-    assert discoverer.name == "kubernetes_sd/0"
+async def discovering(config: KubernetesSDConfig, name: str = "kubernetes_sd/0",
+                      groups: dict[str, list[dict[str, str]]] | None = None,
+                      ) -> AsyncIterator[dict[str, list[dict[str, str]]]]:
+    groups = {} if groups is None else groups
+    discoverer = KubernetesPodDiscoverer(name, config, node="node-a", backoff=Backoff(initial=0.01, cap=0.05))
+    assert discoverer.name == name
     task = asyncio.create_task(discoverer.run(groups.__setitem__))
     try:
         yield groups
@@ -143,16 +144,28 @@ async def test_the_discoverer_follows_this_nodes_pods() -> None:
             {"name": "app", "image": "web:1", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}))
         k8s.add_pod(make_pod("other-node", node="node-b"))
         async with discovering(sd_config(k8s)) as groups:
-            await wait_for(lambda: "pod/default/web" in groups)
-            assert [t["__address__"] for t in groups["pod/default/web"]] == ["10.0.0.5:8080"]
+            await wait_for(lambda: "kubernetes_sd/0/pod/default/web" in groups)
+            assert [t["__address__"] for t in groups["kubernetes_sd/0/pod/default/web"]] == ["10.0.0.5:8080"]
             k8s.modify_pod("default", "web", lambda p: p["status"].update(podIP="10.0.0.6"))
-            await wait_for(lambda: groups["pod/default/web"][0]["__address__"] == "10.0.0.6:8080")
+            await wait_for(lambda: groups["kubernetes_sd/0/pod/default/web"][0]["__address__"] == "10.0.0.6:8080")
             k8s.add_pod(make_pod("starting", ip=""))
-            await wait_for(lambda: "pod/default/starting" in groups)
-            assert groups["pod/default/starting"] == []
+            await wait_for(lambda: "kubernetes_sd/0/pod/default/starting" in groups)
+            assert groups["kubernetes_sd/0/pod/default/starting"] == []
             k8s.delete_pod("default", "web")
-            await wait_for(lambda: groups["pod/default/web"] == [])
+            await wait_for(lambda: groups["kubernetes_sd/0/pod/default/web"] == [])
             assert not any("other-node" in source for source in groups)
+
+
+async def test_two_configs_of_a_job_seeing_one_pod_keep_their_own_groups() -> None:
+    groups: dict[str, list[dict[str, str]]] = {}
+    async with FakeKubernetes(token="secret-token") as k8s:
+        k8s.add_pod(make_pod("web", ip="10.0.0.5"))
+        async with discovering(sd_config(k8s), "kubernetes_sd/0", groups), \
+                discovering(sd_config(k8s, namespaces={"names": ["default"]}), "kubernetes_sd/1", groups):
+            await wait_for(lambda: len(groups) == 2)
+            k8s.delete_pod("default", "web")
+            await wait_for(lambda: list(groups.values()) == [[], []])
+    assert set(groups) == {"kubernetes_sd/0/pod/default/web", "kubernetes_sd/1/pod/default/web"}
 
 
 async def test_namespaces_and_selectors_narrow_what_is_discovered() -> None:
@@ -166,7 +179,7 @@ async def test_namespaces_and_selectors_narrow_what_is_discovered() -> None:
         async with discovering(config) as groups:
             await wait_for(lambda: len(groups) == 2)
             await asyncio.sleep(0.05)
-            assert set(groups) == {"pod/ns1/a", "pod/ns2/b"}
+            assert set(groups) == {"kubernetes_sd/0/pod/ns1/a", "kubernetes_sd/0/pod/ns2/b"}
         assert k8s.list_requests[0].query["labelSelector"] == "scrape=yes"
 
 
