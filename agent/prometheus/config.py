@@ -110,6 +110,8 @@ class HTTPSDConfig(HttpClientSettings, kw_only=True):
             raise ValueError("URL scheme must be 'http' or 'https'")
         if not url.netloc:
             raise ValueError("host is missing in URL")
+        if self.refresh_interval <= 0:  # Prometheus's ticker would panic; a poll loop would spin
+            raise ValueError("refresh_interval must be greater than 0")
 
 
 class KubernetesNamespaces(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

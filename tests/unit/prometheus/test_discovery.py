@@ -275,6 +275,7 @@ async def test_http_sd_authorization_header(sd_server: FakeExporter, tmp_path: P
     ({"file_sd_configs": [{"files": ["*/targets.json"]}]}, "not valid for file discovery"),
     ({"http_sd_configs": [{"url": "ftp://h/sd"}]}, "scheme must be"),
     ({"http_sd_configs": [{"url": "http:///sd"}]}, "host is missing"),
+    ({"http_sd_configs": [{"url": "http://h/sd", "refresh_interval": "0s"}]}, "refresh_interval must be greater"),
     ({"static_configs": [{"targets": ["http://h:9100/metrics"]}]}, "not a valid hostname"),
 ])
 def test_discovery_config_errors_as_prometheus(fields: dict[str, Any], message: str) -> None:
