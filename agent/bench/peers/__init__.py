@@ -32,16 +32,38 @@ talk to the parent over stdin/stdout, one JSON object per line:
   Prints ``{"documents": .., "distinct_ids": .., "done": true, ...}`` once N
   documents have arrived and a final report (``"final": true``) when its
   stdin closes; both carry its own CPU seconds since it started listening.
+* ``remote_write``: a Prometheus remote-write 1.0 receiver: listens on
+  127.0.0.1, prints ``{"port": P}``, takes ``POST /api/v1/write`` (snappy,
+  protobuf), decodes every request and counts its series, samples, ``up``
+  samples (and those not 1) and stale markers; a body that does not decode
+  is answered 400 and counted as ``refused``. Each line on stdin gets the
+  counts so far, the end of stdin the final ones (``"final": true``).
+* ``targets --targets N --series S``: N simulated exporters on N ports of
+  127.0.0.1 (prints ``{"ports": [...]}``), each page S series whose values
+  change at every scrape; counts the scrapes it answered. A line on stdin
+  gets the counts; ``freeze`` first stops answering (later requests are
+  held), so the count is final.
 
 The roles live in :mod:`~agent.bench.peers.load` (``send``, ``write``,
-``receive``) and :mod:`~agent.bench.peers.elasticsearch` (``bulk``), their
-command line in ``__main__``. This package imports only the standard library
+``receive``), :mod:`~agent.bench.peers.elasticsearch` (``bulk``),
+:mod:`~agent.bench.peers.remote_write` and :mod:`~agent.bench.peers.targets`,
+their command line in ``__main__``. This package imports only the standard library
 so the peers start fast (the ``bulk`` role also uses orjson, imported when it
-starts); the parent-side handles (:class:`Receiver`, :class:`LoadGenerator`,
-:class:`FileWriter`, :class:`BulkReceiver`, in :mod:`~agent.bench.peers.handles`)
+starts, ``remote_write`` cramjam); the parent-side handles (:class:`Receiver`,
+:class:`LoadGenerator`, :class:`FileWriter`, :class:`BulkReceiver`,
+:class:`RemoteWriteReceiver`, :class:`ScrapeTargets`, in :mod:`~agent.bench.peers.handles`)
 make sure a child is always terminated and reaped.
 """
 
-from agent.bench.peers.handles import BulkReceiver, FileWriter, LoadGenerator, PeerError, Receiver
+from agent.bench.peers.handles import (
+    BulkReceiver,
+    FileWriter,
+    LoadGenerator,
+    PeerError,
+    Receiver,
+    RemoteWriteReceiver,
+    ScrapeTargets,
+)
 
-__all__ = ["BulkReceiver", "FileWriter", "LoadGenerator", "PeerError", "Receiver"]
+__all__ = ["BulkReceiver", "FileWriter", "LoadGenerator", "PeerError", "Receiver", "RemoteWriteReceiver",
+           "ScrapeTargets"]

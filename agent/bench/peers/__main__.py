@@ -7,6 +7,8 @@ import argparse
 from agent.bench.peers.elasticsearch import bulk
 from agent.bench.peers.lines import LINE_BYTES
 from agent.bench.peers.load import receive, send, write
+from agent.bench.peers.remote_write import remote_write
+from agent.bench.peers.targets import targets
 
 
 def _main(argv: list[str] | None = None) -> None:
@@ -27,8 +29,16 @@ def _main(argv: list[str] | None = None) -> None:
     wrt.add_argument("--line-bytes", type=int, default=LINE_BYTES)
     blk = sub.add_parser("bulk")
     blk.add_argument("--documents", type=int, required=True)
+    sub.add_parser("remote_write")
+    tgt = sub.add_parser("targets")
+    tgt.add_argument("--targets", type=int, required=True)
+    tgt.add_argument("--series", type=int, required=True)
     args = parser.parse_args(argv)
-    if args.role == "bulk":
+    if args.role == "remote_write":
+        remote_write()
+    elif args.role == "targets":
+        targets(args.targets, args.series)
+    elif args.role == "bulk":
         bulk(args.documents)
     elif args.role == "send":
         send(args.port, args.lines, args.connections, args.line_bytes)

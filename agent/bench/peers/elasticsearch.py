@@ -23,6 +23,7 @@ _ES_BANNER = {
 }
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
             415: b"Unsupported Media Type"}
+_ES_HEADERS = b"Content-Type: application/json\r\nX-Elastic-Product: Elasticsearch\r\n"
 _DOC_OPS = frozenset(("index", "create", "update"))  # followed by a document line; delete is not
 _CREATED = b',"_version":1,"result":"created","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":%d,' \
            b'"_primary_term":1,"status":201}}'
@@ -150,10 +151,16 @@ class BulkCounter:
 
 
 class _HttpConnection(asyncio.Protocol):
-    """HTTP/1.1 keep-alive requests with a Content-Length or chunked body, answered in order."""
+    """HTTP/1.1 keep-alive requests with a Content-Length or chunked body, answered in order.
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle  # (method, target, headers, body) -> (status, body)
+    ``handle(method, target, headers, body)`` returns (status, body, extra header lines), or None to hold
+    the request unanswered (the connection reads nothing more); ``headers`` go on every answer.
+    """
+
+    def __init__(self, handle: Any, headers: bytes = _ES_HEADERS) -> None:
+        self._handle = handle
+        self._headers = headers
+        self._held = False
         self._buf = bytearray()
         self._head: tuple[str, str, dict[str, str]] | None = None
         self._need = 0
@@ -166,7 +173,7 @@ class _HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf
         buf += data
-        while True:
+        while not self._held:
             if self._head is None:
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
@@ -194,9 +201,13 @@ class _HttpConnection(asyncio.Protocol):
                 del buf[:self._need]
             method, target, headers = self._head
             self._head = None
-            status, payload, extra = self._handle(method, target, headers, body)
-            head = (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Elastic-Product: Elasticsearch\r\n"
-                    b"Content-Length: %d\r\n%s\r\n" % (status, _REASONS.get(status, b"Error"), len(payload), extra))
+            answer = self._handle(method, target, headers, body)
+            if answer is None:
+                self._held = True
+                return
+            status, payload, extra = answer
+            head = (b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n%s\r\n"
+                    % (status, _REASONS.get(status, b"Error"), self._headers, len(payload), extra))
             self._transport.write(head + payload if method != "HEAD" else head)
 
     def _read_chunked(self) -> bytes | None:

@@ -148,3 +148,36 @@ class BulkReceiver(_Listening):
         """Start it expecting ``documents`` documents; returns once it listens."""
         return await cls._spawn("bulk", "--documents", str(documents), wait_s=10.0)
 
+
+
+class _Asked(_Peer):
+    """A peer that answers a command line on stdin with one report."""
+
+    async def ask(self, command: bytes = b"report") -> dict[str, Any]:
+        self.write(command + b"\n")
+        return await self.read(wait_s=10.0)
+
+
+class RemoteWriteReceiver(_Listening, _Asked):
+    """Handle on a ``remote_write`` child: its port, what it decoded so far (:meth:`ask`), in all (:meth:`final`)."""
+
+    @classmethod
+    async def start(cls) -> RemoteWriteReceiver:
+        """Start the receiver; returns once it listens."""
+        return await cls._spawn("remote_write", wait_s=10.0)
+
+
+class ScrapeTargets(_Asked):
+    """Handle on a ``targets`` child: the port of each target; ``ask(b"freeze")`` stops its answers."""
+
+    ports: list[int]
+
+    def _on_first_report(self, report: dict[str, Any]) -> None:
+        if "ports" not in report:
+            raise PeerError(f"bench peer failed: {report}")
+        self.ports = [int(port) for port in report["ports"]]
+
+    @classmethod
+    async def start(cls, targets: int, series: int) -> ScrapeTargets:
+        """Start ``targets`` exporters of ``series`` series each; returns once they all listen."""
+        return await cls._spawn("targets", "--targets", str(targets), "--series", str(series), wait_s=30.0)
