@@ -9,23 +9,28 @@ import asyncio
 import json
 import random
 import re
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
 from agent.bench import run_scenario
-from agent.bench.peers import BulkReceiver
+from agent.bench.peers import BulkReceiver, RemoteWriteReceiver, ScrapeTargets
 from agent.bench.peers.elasticsearch import BulkCounter
 from agent.bench.peers.lines import LINE_BYTES, build_lines, numbered_lines
 from agent.bench.peers.load import _OrderCheck
+from agent.bench.peers.remote_write import DecodeError, iter_series
+from agent.bench.peers.targets import Targets
 from agent.bench.scenarios import SCENARIOS, BenchError
 from agent.bench.scenarios import common as bench_common
 from agent.bench.scenarios import elasticsearch as bench_es
+from agent.bench.scenarios import metrics as bench_metrics
 from agent.bench.scenarios import tail as bench_tail
 from agent.bench.scenarios.elasticsearch import ES_BATCH_EVENTS
 from agent.bench.scenarios.tail import JAVA_SINGLES, TAIL_FILES
@@ -39,7 +44,10 @@ ES_FIELDS = {"lines", "requests", "bulk_body_bytes", "bulk_wire_bytes", "receive
              "receiver_cpu_s_per_million_events", "distinct_ids"}
 EXTRA_FIELDS = {"tail_docker_to_blackhole": TAIL_FIELDS, "tail_docker_multiline_to_blackhole": TAIL_FIELDS,
                 "file_to_tcp": {"writer_wall_s"}, "tail_parse_to_elasticsearch": ES_FIELDS,
-                "tail_parse_to_elasticsearch_gzip": ES_FIELDS}
+                "tail_parse_to_elasticsearch_gzip": ES_FIELDS,
+                "scrape_page_to_remote_write": {"samples_per_scrape", "scraped_per_scrape", "requests",
+                                                "request_wire_bytes", "samples_per_s"}}
+PAGE_SAMPLES = 1490 - 125  # the node-exporter page less the go_* and node_scrape_collector_* series dropped
 
 
 def _java_records(lines: int) -> int:
@@ -50,6 +58,8 @@ def _java_records(lines: int) -> int:
 
 
 def _expected_events(name: str) -> int:
+    if name == "scrape_page_to_remote_write":  # whole pages
+        return -(-EVENTS // PAGE_SAMPLES) * PAGE_SAMPLES
     return _java_records(EVENTS) if name == "tail_docker_multiline_to_blackhole" else EVENTS
 
 
@@ -58,7 +68,11 @@ def _agent(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
+METRICS_SCENARIOS = {"scrape_page_to_remote_write", "scrape_500_targets_to_remote_write"}  # tested below
+LOG_SCENARIOS = [name for name in SCENARIOS if name not in METRICS_SCENARIOS]
+
+
+@pytest.mark.parametrize("name", LOG_SCENARIOS)
 def test_scenario_delivers_every_event(name: str) -> None:
     seen: list[int] = []
     result = run_scenario(name, EVENTS, seen.append)
@@ -108,14 +122,15 @@ def test_tail_files_have_kubelet_names() -> None:
     assert len({str(path) for path in paths}) == 6
 
 
-def test_cli_json_runs_all_scenarios() -> None:
-    proc = _agent("--events", str(EVENTS), "--json")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [row["scenario"] for row in rows] == list(SCENARIOS)
-    for row in rows:
-        assert set(row) == FIELDS | EXTRA_FIELDS.get(row["scenario"], set())
-        assert row["events"] == _expected_events(row["scenario"])
+def test_cli_json_runs_every_scenario() -> None:
+    """Each scenario by name but the 500 targets (a minute of wall; run small below), fields as documented."""
+    for name in [*LOG_SCENARIOS, "scrape_page_to_remote_write"]:
+        proc = _agent(name, "--events", str(EVENTS), "--json")
+        assert proc.returncode == 0, proc.stderr
+        (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert row["scenario"] == name
+        assert set(row) == FIELDS | EXTRA_FIELDS.get(name, set())
+        assert row["events"] == _expected_events(name)
         assert row["events_per_s"] > 0 and row["mib_per_s"] > 0 and row["wall_s"] > 0
 
 
@@ -247,3 +262,123 @@ def test_elasticsearch_scenario_check_catches_lost_and_duplicated_documents() ->
     assert bench_es._check_bulk("s", 10, good, "gzip")  # not compressed
     unparsed = {**good, "sample": {"message": '{"level":"info"}'}}
     assert "parsed app record" in " ".join(bench_es._check_bulk("s", 10, unparsed, "none"))
+
+
+# -- the metrics scenarios and their peers ---------------------------------------------------------------------
+
+
+def test_scrape_page_scenario_encodes_every_sample_as_relabelled() -> None:
+    seen: list[int] = []
+    result = run_scenario("scrape_page_to_remote_write", EVENTS, seen.append)
+    rounds = -(-EVENTS // PAGE_SAMPLES)
+    assert result.events == rounds * PAGE_SAMPLES and seen[-1] == result.events
+    assert result.extra["scraped_per_scrape"] == 1490 and result.extra["samples_per_scrape"] == PAGE_SAMPLES
+    assert result.bytes == rounds * len(bench_metrics.load_page())
+    assert result.extra["requests"] >= result.events // 2000 and 0 < result.extra["request_wire_bytes"] < result.bytes
+
+
+@pytest.mark.parametrize(("fault", "message"), [("lose_a_sample", "decodes to"), ("skip_relabelling", "not relabelled"),
+                                                ("wrong_value", "differ from the page")])
+def test_scrape_page_scenario_fails_on_wrong_requests(monkeypatch: pytest.MonkeyPatch, fault: str,
+                                                      message: str) -> None:
+    """A broken encoder or relabelling must fail the run instead of giving a rate."""
+    from agent.core.metric import Sample
+    from agent.sinks.prometheus_remote_write import PrometheusRemoteWriteSink
+
+    encode = PrometheusRemoteWriteSink.encode
+
+    def broken(self: PrometheusRemoteWriteSink, request: Any) -> bytes:
+        if fault == "lose_a_sample":
+            request = type(request)(request.kind, request.key, request.events[1:], [], 0)
+        elif fault == "wrong_value":
+            s = request.events[0]
+            request = type(request)(request.kind, request.key,
+                                    [Sample(s.name, s.labels, s.value + 1, s.timestamp_ms, s.kind),
+                                     *request.events[1:]], [], 0)
+        return encode(self, request)
+
+    if fault == "skip_relabelling":
+        monkeypatch.setattr(bench_metrics, "METRIC_RELABEL", bench_metrics.METRIC_RELABEL[:1])
+    else:
+        monkeypatch.setattr(PrometheusRemoteWriteSink, "encode", broken)
+    with pytest.raises(BenchError, match=message):
+        run_scenario("scrape_page_to_remote_write", 5000)
+
+
+def test_scrape_targets_scenario_delivers_every_scrape_exactly() -> None:
+    seen: list[int] = []
+    result = asyncio.run(bench_metrics.scrape_targets_to_remote_write(
+        "small", 1, seen.append, targets=8, series=40, interval=1.0, batch_send_deadline="100ms"))
+    extra = result.extra
+    assert extra["intervals"] == 2 and 8 <= extra["scrapes"] <= 16
+    assert result.events == extra["scrapes"] * 45 and seen[-1] == result.events  # 40 series + 5 report series
+    assert 0 < extra["steady_cpu_s"] and 0.9 < extra["steady_wall_s"] < 1.5 and extra["steady_cpu_fraction"] > 0
+    assert extra["requests"] > 0 and result.bytes > 0 and result.peak_rss_mib > 0
+
+
+def test_scrape_targets_check_catches_lost_stale_and_failed_scrapes() -> None:
+    served = {"scrapes": 10, "min_scrapes": 1}
+    good = {"samples": 450, "up": 10, "up_not_one": 0, "stale": 0, "refused": 0}
+    assert bench_metrics._check_delivery(good, served, 450, 2) == []
+    assert "decoded 449" in " ".join(bench_metrics._check_delivery({**good, "samples": 449}, served, 450, 2))
+    assert bench_metrics._check_delivery({**good, "up_not_one": 1}, served, 450, 2)
+    assert bench_metrics._check_delivery({**good, "stale": 3}, served, 450, 2)
+    assert "scraped 1 times" in " ".join(bench_metrics._check_delivery(good, served, 450, 3))
+
+
+def test_write_request_reader_reads_what_the_encoder_writes() -> None:
+    from agent.prometheus import STALE_NAN
+    from agent.prometheus.remote_write import encode_write_request
+
+    series = [([("__name__", "up"), ("job", "é")], [(1.0, -5), (0.0, 1_700_000_000_000)]),
+              ([("__name__", "x")], [(STALE_NAN, 3)])]
+    decoded = list(iter_series(encode_write_request(series)))
+    assert [labels for labels, _ in decoded] == [labels for labels, _ in series]
+    assert decoded[0][1] == [(1.0, -5), (0.0, 1_700_000_000_000)]
+    assert struct.pack("<d", decoded[1][1][0][0]) == struct.pack("<d", STALE_NAN)
+    with pytest.raises(DecodeError):
+        list(iter_series(b"\n\x05ab"))
+
+
+def test_target_pages_change_at_every_scrape_and_parse() -> None:
+    from agent.prometheus.exposition import parse_exposition
+
+    targets = Targets(2, 1000)
+    first, second, other = targets.page(0), targets.page(0), targets.page(1)
+    pages = [parse_exposition(page, False) for page in (first, second, other)]
+    assert [len(p.samples) for p in pages] == [1000, 1000, 1000]
+    assert len({(name, labels) for name, labels, _, _ in pages[0].samples}) == 1000
+    assert all(a[2] != b[2] for a, b in zip(pages[0].samples, pages[1].samples, strict=True))
+    assert set(pages[0].types.values()) == {"counter", "gauge"}
+    assert targets.counts()["scrapes"] == 3 and targets.counts()["min_scrapes"] == 1
+
+
+async def test_metrics_peers_count_writes_and_freeze_scrapes() -> None:
+    import cramjam
+
+    from agent.prometheus.remote_write import PROTOCOL_HEADERS, encode_write_request
+
+    body = cramjam.snappy.compress_raw(encode_write_request([([("__name__", "up")], [(1.0, 1), (0.0, 2)])]))
+    timeout = aiohttp.ClientTimeout(total=2.0)
+    async with await RemoteWriteReceiver.start() as rw, await ScrapeTargets.start(3, 10) as exporters, \
+            aiohttp.ClientSession(timeout=timeout) as session:
+        url = f"http://127.0.0.1:{rw.port}/api/v1/write"
+        async with session.post(url, data=bytes(body), headers=PROTOCOL_HEADERS) as response:
+            assert response.status == 200
+        async with session.post(url, data=b"\xff garbage", headers=PROTOCOL_HEADERS) as response:
+            assert response.status == 400
+        counts = await rw.ask()
+        assert (counts["requests"], counts["samples"], counts["up"], counts["up_not_one"], counts["refused"]) == \
+            (1, 2, 2, 1, 1)
+        assert len(exporters.ports) == 3
+        metrics = f"http://127.0.0.1:{exporters.ports[2]}/metrics"
+        async with session.get(metrics) as response:
+            assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert (await response.read()).count(b"\n") == 10 + 2 * 10  # HELP and TYPE of each of 10 families
+        frozen = await exporters.ask(b"freeze")
+        assert frozen["scrapes"] == 1 and frozen["min_scrapes"] == 0 and frozen["frozen"]
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.get(metrics, timeout=aiohttp.ClientTimeout(total=0.3)):
+                pass
+        assert (await exporters.final())["scrapes"] == 1
+        assert (await rw.final())["samples"] == 2

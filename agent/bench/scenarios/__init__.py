@@ -22,6 +22,13 @@ in another process (``python -m agent.bench.peers bulk``) and check what it
 counted: every document exactly once, by distinct ``_id``. That peer reports
 its own CPU seconds, so a run shows whether it, not the agent, set the pace.
 
+The metrics scenarios (:mod:`~agent.bench.scenarios.metrics`) count samples
+as events: ``scrape_page_to_remote_write`` runs the scrape loop's processing
+and the remote-write sink's encoding in process on a real node-exporter page;
+``scrape_500_targets_to_remote_write`` runs the agent against 500 simulated
+exporters and a decoding remote-write receiver, both in other processes, and
+reports its CPU over the steady intervals as a fraction of one core.
+
 What the scenarios share is in :mod:`~agent.bench.scenarios.common`, each
 family in a module of its own; :data:`SCENARIOS` lists them in the order
 ``agent bench`` lists and runs them.
@@ -37,6 +44,13 @@ from agent.bench.scenarios.elasticsearch import (
 )
 from agent.bench.scenarios.file_to_tcp import file_to_tcp
 from agent.bench.scenarios.generate import generate_parse_json_to_file, generate_to_blackhole
+from agent.bench.scenarios.metrics import (
+    INTERVAL_S,
+    SERIES,
+    TARGETS,
+    scrape_500_targets_to_remote_write,
+    scrape_page_to_remote_write,
+)
 from agent.bench.scenarios.tail import TAIL_FILES, tail_docker_multiline_to_blackhole, tail_docker_to_blackhole
 from agent.bench.scenarios.tcp import TCP_CONNECTIONS, tcp_to_blackhole, tcp_to_http, tcp_to_tcp
 
@@ -67,4 +81,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "flight) -> minimal _bulk server in another process", 1_000_000, tail_parse_to_elasticsearch),
     Scenario("tail_parse_to_elasticsearch_gzip", "the same with compression: gzip", 1_000_000,
              tail_parse_to_elasticsearch_gzip),
+    Scenario("scrape_page_to_remote_write", "a node-exporter page (1,490 samples) over and over: scrape loop "
+             "(parse, metric relabel drop + replace) -> remote-write requests (2000 samples, snappy), in process, "
+             "no HTTP; --events counts samples", 3_000_000, scrape_page_to_remote_write),
+    Scenario("scrape_500_targets_to_remote_write", f"{TARGETS} simulated exporters of {SERIES:,} series in another "
+             f"process, every {INTERVAL_S:g}s -> prometheus_scrape -> prometheus_remote_write -> decoding receiver "
+             "in another process; --events counts samples (whole intervals, the first one warm-up)",
+             4 * TARGETS * (SERIES + 5), scrape_500_targets_to_remote_write),
 )}
