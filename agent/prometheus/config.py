@@ -14,6 +14,7 @@ import msgspec
 from agent.config.units import ByteSize, Duration
 from agent.prometheus.relabel import RelabelConfig
 
+DEFAULT_SCRAPE_TIMEOUT = 10.0
 _FILE_SD_NAME = re.compile(r"[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)")  # Prometheus's patFileSDName
 
 
@@ -187,11 +188,13 @@ class GlobalConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``global``: the defaults of every job, and the labels every series gets."""
 
     scrape_interval: Duration = Duration(60.0)
-    scrape_timeout: Duration = Duration(10.0)
+    scrape_timeout: Duration = Duration(0.0)  # unset: 10s, or the interval when that is shorter (config.go)
     evaluation_interval: Duration = Duration(60.0)  # accepted (pasted prometheus.yml files have it), unused
     external_labels: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.scrape_timeout:
+            self.scrape_timeout = Duration(min(DEFAULT_SCRAPE_TIMEOUT, self.scrape_interval))
         if self.scrape_timeout > self.scrape_interval:
             raise ValueError(f"global scrape_timeout {self.scrape_timeout:g}s is longer than scrape_interval "
                              f"{self.scrape_interval:g}s")

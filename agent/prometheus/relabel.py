@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated
 
 import msgspec
 import re2
 
-Action = Literal["replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop",
-                 "labelkeep", "lowercase", "uppercase"]
+ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
+           "lowercase", "uppercase")
+# Read in any case, as relabel.go's Action.UnmarshalYAML lower-cases it ("Keep", "LabelDrop" are valid).
+Action = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(ACTIONS)})]
 
 _DEFAULT_REGEX = "(.*)"
 _DEFAULT_REPLACEMENT = "$1"
@@ -54,6 +56,9 @@ class RelabelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     action: Action = "replace"
 
     def __post_init__(self) -> None:
+        if self.action.lower() not in ACTIONS:
+            raise ValueError(f"unknown relabel action {self.action!r}, expected one of: {', '.join(sorted(ACTIONS))}")
+        self.action = self.action.lower()
         if self.regex is None:
             self.regex = ""
         compile_regex(self.regex)

@@ -398,7 +398,7 @@ def test_escaped_backslash_and_quoted_c_are_not_refused() -> None:
     ({"action": "labelkeep", "regex": "a", "target_label": "a"}, "labelkeep action requires only 'regex'"),
     ({"action": "labelkeep", "regex": "a", "replacement": "b"}, "labelkeep action requires only 'regex'"),
     ({"source_labels": ["utf-8.label"], "target_label": "d"}, "'utf-8.label' in source_labels is not a valid label"),
-    ({"action": "explode", "target_label": "x"}, "Invalid enum value 'explode'"),
+    ({"action": "explode", "target_label": "x"}, "unknown relabel action 'explode', expected one of: drop,"),
     ({"target_label": "x", "regexp": "a"}, "unknown field `regexp`"),
 ])
 def test_invalid_config_is_an_error_naming_the_problem(config: dict, message: str) -> None:
