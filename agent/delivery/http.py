@@ -23,6 +23,7 @@ import ssl
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import zstandard
@@ -185,16 +186,26 @@ class HttpClient:
                 limit = BODY_LIMIT if 200 <= response.status < 300 else ERROR_BODY_LIMIT
                 received, complete = await _read_capped(response, limit)
                 if not complete and limit == BODY_LIMIT:
-                    raise InvalidResponse(f"{method} {url}: a response body over {BODY_LIMIT} bytes")
+                    raise InvalidResponse(f"{method} {redacted(url)}: a response body over {BODY_LIMIT} bytes")
                 return Response(response.status, {k.lower(): v for k, v in response.headers.items()}, received)
         except TimeoutError:
-            raise RetryableError(f"{method} {url}: timed out") from None
+            raise RetryableError(f"{method} {redacted(url)}: timed out") from None
         except aiohttp.ClientError as exc:
-            raise RetryableError(f"{method} {url}: {exc or type(exc).__name__}") from None
+            detail = str(exc or type(exc).__name__).replace(url, redacted(url))
+            raise RetryableError(f"{method} {redacted(url)}: {detail}") from None
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def redacted(url: str) -> str:
+    """``url`` with the password of its user info shown as ``xxxxx``, as Go's ``URL.Redacted()`` writes it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:xxxxx@{host}"))
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
