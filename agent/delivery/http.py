@@ -19,6 +19,7 @@ import asyncio
 import base64
 import gzip
 import io
+import re
 import ssl
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -149,7 +150,7 @@ def raise_for_status(response: Response, what: str) -> None:
     status = response.status
     if 200 <= status < 300:
         return
-    detail = f"{what}: HTTP {status}: {response.body[:500].decode('utf-8', 'replace')}"
+    detail = f"{redact_urls(what)}: HTTP {status}: {response.body[:500].decode('utf-8', 'replace')}"
     if status in (429, 503):
         raise ThrottledError(detail, retry_after(response.headers))
     if status == 408 or (status >= 500 and status != 501):
@@ -206,6 +207,14 @@ def redacted(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:xxxxx@{host}"))
+
+
+_USER_INFO = re.compile(r"(://[^/@\s:]*:)[^/@\s]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every URL's user info shown as ``xxxxx`` (for messages that name a URL)."""
+    return _USER_INFO.sub(r"\1xxxxx@", text)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:

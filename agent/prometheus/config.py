@@ -148,6 +148,10 @@ class KubernetesSDConfig(HttpClientSettings, kw_only=True):
             raise ValueError("at most one of api_server and kubeconfig_file must be configured")
 
 
+DEFAULT_BODY_SIZE_LIMIT = 64 * 1024 * 1024  # of a page once unzipped: Prometheus has none, so a gzip bomb takes
+# its memory; 64 MiB is ~1,000 times a node exporter's page
+
+
 class ScrapeConfig(HttpClientSettings, kw_only=True):
     """One ``scrape_configs`` entry (a job). Unset intervals and timeouts come from ``global``."""
 
@@ -163,7 +167,7 @@ class ScrapeConfig(HttpClientSettings, kw_only=True):
     label_limit: int = 0
     label_name_length_limit: int = 0
     label_value_length_limit: int = 0
-    body_size_limit: ByteSize = ByteSize(0)
+    body_size_limit: ByteSize | None = None  # unset: DEFAULT_BODY_SIZE_LIMIT; 0: none, as in Prometheus
     static_configs: list[StaticConfig] = msgspec.field(default_factory=list)
     file_sd_configs: list[FileSDConfig] = msgspec.field(default_factory=list)
     http_sd_configs: list[HTTPSDConfig] = msgspec.field(default_factory=list)

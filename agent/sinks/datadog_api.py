@@ -22,7 +22,7 @@ from agent.core.errors import HealthcheckError, RetryableError
 from agent.delivery.batcher import Request
 from agent.delivery.config import HttpSinkConfig
 from agent.delivery.driver import HttpDriver, Outcome, PayloadTooLarge
-from agent.delivery.http import HttpClient, Response, ThrottledError, raise_for_status, retry_after
+from agent.delivery.http import HttpClient, Response, ThrottledError, raise_for_status, redacted, retry_after
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.sinks.datadog")
@@ -59,9 +59,9 @@ class KeyRefusals:
         self.stats.error("forbidden", "sending")
         log.error("Datadog refused the API key; holding the events and retrying until it is accepted "
                   "(fix api_key and reload)", extra={
-                      "component_id": self.component_id, "status": status, "url": url, "events": events,
+                      "component_id": self.component_id, "status": status, "url": redacted(url), "events": events,
                       "retry_every_s": self.retry_every})
-        return ApiKeyRefused(f"POST {url}: HTTP {status}: the API key was refused", self.retry_every)
+        return ApiKeyRefused(f"POST {redacted(url)}: HTTP {status}: the API key was refused", self.retry_every)
 
 
 async def post(client: HttpClient, url: str, key: str, data: bytes, headers: dict[str, str],

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -43,7 +44,7 @@ from agent.core.errors import PermanentError, RetryableError
 from agent.delivery.batcher import Request
 from agent.delivery.config import BatchConfig, DeadLetterConfig, HttpSinkConfig, RequestConfig
 from agent.delivery.driver import HttpDriver, Outcome
-from agent.delivery.http import HttpClient, ThrottledError, retry_after
+from agent.delivery.http import HttpClient, ThrottledError, redacted, retry_after
 from agent.prometheus.client import Credentials, ssl_context
 from agent.prometheus.config import Authorization, BasicAuth, HttpClientSettings, QueueConfig, TLSConfig
 from agent.prometheus.relabel import RelabelConfig, Relabeler
@@ -90,7 +91,11 @@ class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_
                                  "bearer_token, not headers")
             if header.lower() in RESERVED_HEADERS:
                 raise ValueError(f"{header} is a reserved header; it cannot be set in headers")
-        self.client_settings()  # at most one way to authenticate
+        settings = self.client_settings()  # at most one way to authenticate
+        if urlsplit(self.url).username is not None and (
+                settings.basic_auth or settings.authorization or settings.bearer_token or settings.bearer_token_file):
+            raise ValueError("url has a user and password, and basic_auth, authorization or bearer_token is set "
+                             "too: give the credentials one way")
 
     def client_settings(self) -> HttpClientSettings:
         return HttpClientSettings(basic_auth=self.basic_auth, authorization=self.authorization,
@@ -203,7 +208,7 @@ class PrometheusRemoteWriteSink:
         if 200 <= status < 300:
             return Outcome()
         message = response.body[:MESSAGE_LIMIT].decode("utf-8", "replace").strip()
-        detail = f"POST {url}: HTTP {status}: {message}"
+        detail = f"POST {redacted(url)}: HTTP {status}: {message}"
         if status >= 500:
             raise RetryableError(detail, retry_after(response.headers))
         if status == 429 and self.config.queue_config.retry_on_http_429:

@@ -36,3 +36,13 @@ async def test_a_refused_connection_names_the_url_without_its_password() -> None
 ])
 def test_redacted_hides_only_the_password(url: str, shown: str) -> None:
     assert redacted(url) == shown
+
+
+def test_an_error_answer_names_the_url_without_its_password() -> None:
+    from agent.core.errors import PermanentError
+    from agent.delivery.http import Response, raise_for_status
+
+    answer = Response(404, {}, b"not found")
+    with pytest.raises(PermanentError) as error:
+        raise_for_status(answer, "POST http://writer:s3cr3t-PW@es:9200/_bulk")
+    assert "s3cr3t-PW" not in str(error.value) and "POST http://writer:xxxxx@es:9200/_bulk: HTTP 404" in str(error.value)

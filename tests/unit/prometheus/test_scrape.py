@@ -17,6 +17,7 @@ from agent.core.batch import Batch
 from agent.core.metric import Sample
 from agent.observe.stats import ScrapeStats
 from agent.prometheus import is_stale
+from agent.prometheus import scrape as scrape_module
 from agent.prometheus.config import ScrapeConfig
 from agent.prometheus.scrape import ACCEPT, REPORT_NAMES, ScrapeClient, ScrapeLoop, offset
 from agent.prometheus.targets import ScrapeTarget
@@ -253,6 +254,44 @@ async def test_the_body_size_limit_holds_on_the_gunzipped_size() -> None:
         assert report(samples)["up"] == 0
         assert loop.stats.failures[("node", "host:9100", "body_size_limit")] == 1
         await close(loop)
+
+
+async def test_a_job_without_body_size_limit_still_stops_a_gzip_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scrape_module, "DEFAULT_BODY_SIZE_LIMIT", 64 * 1024)  # 64 MiB in the product
+    bomb = "# TYPE big gauge\n" + "".join(f'big{{i="{i}"}} 1\n' for i in range(20_000))
+    async with FakeExporter() as exporter:
+        exporter.serve("/metrics", bomb, gzip=True)
+        loop = make_loop(exporter.url(), Collected())  # body_size_limit unset
+        assert report(await scrape(loop))["up"] == 0
+        assert loop.stats.failures[("node", "host:9100", "body_size_limit")] == 1
+        unlimited = make_loop(exporter.url(), Collected(), body_size_limit=0)  # 0: none, as in Prometheus
+        assert report(await scrape(unlimited))["up"] == 1
+        await close(loop)
+        await close(unlimited)
+
+
+async def test_a_large_page_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(scrape_module, "LARGE_PAGE", 1000)
+    threads: list[int] = []
+    process = ScrapeLoop.process
+
+    def recording(self: ScrapeLoop, *args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return process(self, *args)
+
+    monkeypatch.setattr(ScrapeLoop, "process", recording)
+    page = "# TYPE g gauge\n" + "".join(f'g{{i="{i}"}} {i}\n' for i in range(100))
+    async with FakeExporter() as exporter:
+        exporter.serve("/metrics", page)
+        loop = make_loop(exporter.url(), Collected())
+        samples = await scrape(loop)
+        assert report(samples)["up"] == 1 and len(series(samples)) == 100
+        exporter.serve("/metrics", page[:500])
+        samples = await scrape(loop)  # a small page: on the loop itself
+        await close(loop)
+    assert threads[0] != threading.get_ident() and threads[1] == threading.get_ident()
 
 
 # -- labels and timestamps ----------------------------------------------------------------------------------------

@@ -124,6 +124,8 @@ sinks:
 def test_two_ways_to_authenticate_are_a_config_error() -> None:
     with pytest.raises(msgspec.ValidationError, match="at most one of"):
         make_config(bearer_token="a", basic_auth={"username": "u", "password": "p"})
+    with pytest.raises(msgspec.ValidationError, match="give the credentials one way"):  # aiohttp refuses both
+        make_config(url="http://u:p@receiver/api/v1/write", authorization={"credentials": "t"})
 
 
 # -- encoding ----------------------------------------------------------------------------------------
