@@ -14,14 +14,18 @@ from typing import Any
 import orjson
 
 from agent.core.batch import Batch, Kind
+from agent.core.metric import Sample
 
 _NL = orjson.OPT_APPEND_NEWLINE
 
 
 def encoding_default(value: Any) -> Any:
-    """orjson `default` for values it cannot encode: bytes as text, anything else by str()."""
+    """orjson `default` for values it cannot encode: bytes as text, a metric sample as its dict (a dead letter
+    shows it as tap does), anything else by str()."""
     if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
+    if isinstance(value, Sample):
+        return value.to_dict()
     return str(value)
 
 

@@ -9,8 +9,9 @@ fails for any reason (refused, timed out, HTTP status, garbage, a limit) sends `
 previous scrape's series stale; nothing a target does ends the loop.
 
 Labels are worked out once per series, not once per sample: the same series come back every scrape, so
-the result of label handling and relabelling is cached per (name, labels as written) and the cache keeps
-only the series of the last successful scrape.
+the result of label handling and relabelling, a :class:`~agent.core.metric.Series`, is cached per (name,
+labels as written) and the cache keeps only the series of the last successful scrape. A scrape then builds
+only a ``Sample(series, value, timestamp)`` per sample, and the series that went away are a set difference.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from agent import __version__
 from agent.core.batch import Batch, Kind
-from agent.core.metric import Sample
+from agent.core.metric import Sample, Series
 from agent.observe.stats import ScrapeStats
 from agent.prometheus import STALE_NAN
 from agent.prometheus.client import Credentials, CredentialsError, ssl_context
@@ -139,15 +139,6 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-@dataclass(slots=True, frozen=True)
-class _Series:
-    """What a scraped series becomes: its final name and labels and its type."""
-
-    name: str
-    labels: Labels
-    kind: str
-
-
 class ScrapeLoop:
     """Scrapes one :class:`ScrapeTarget` until stopped; ``send`` takes each scrape's batch."""
 
@@ -161,8 +152,9 @@ class ScrapeLoop:
         self.relabeler = Relabeler(target.metric_relabel_configs)
         self.instance = dict(target.labels).get("instance", "")
         self.report_labels = self._with_external(target.labels)
-        self._cache: dict[SeriesKey, _Series | None] = {}
-        self._last: dict[SeriesKey, _Series] = {}  # the series of the last successful scrape (staleness)
+        self.report_series = [Series(name, self.report_labels, "gauge") for name in REPORT_NAMES]
+        self._cache: dict[SeriesKey, Series | None] = {}
+        self._last: set[Series] = set()  # the series of the last successful scrape (staleness)
         self._task: asyncio.Task[None] | None = None
         self._retired = False
 
@@ -214,13 +206,13 @@ class ScrapeLoop:
             self.stats.fail(self.target.job, self.instance, error.reason)
             log.warning("scrape of %s failed (%s): %s", self.target.url, error.reason, error, extra={
                 "job": self.target.job, "instance": self.instance, "reason": error.reason})
-            samples = self._stale(self._last.values(), scrape_ms)  # as Prometheus: a failed scrape ends them
-            self._last = {}
+            samples = self._stale(self._last, scrape_ms)  # as Prometheus: a failed scrape ends them
+            self._last = set()
             scraped, kept, added, up = error.scraped, error.kept, 0, False
         duration = time.monotonic() - started
         report = (float(up), duration, float(scraped), float(kept), float(added))
-        samples.extend(Sample(name, self.report_labels, value, scrape_ms, "gauge")
-                       for name, value in zip(REPORT_NAMES, report, strict=True))
+        samples.extend(Sample(series, value, scrape_ms)
+                       for series, value in zip(self.report_series, report, strict=True))
         self.stats.observe(self.target.job, self.instance, up, duration, kept if up else 0)
         await self.send(Batch(samples, Kind.METRICS, SAMPLE_BYTES * len(samples)))
 
@@ -247,34 +239,41 @@ class ScrapeLoop:
             raise ScrapeError("parse", str(exc)) from None
         honor_timestamps = self.target.config.honor_timestamps
         cache = self._cache
-        fresh: dict[SeriesKey, _Series | None] = {}
-        current: dict[SeriesKey, _Series] = {}
+        fresh: dict[SeriesKey, Series | None] = {}
+        current: set[Series] = set()
+        mark = current.add
         out: list[Sample] = []
-        added = 0
+        append = out.append
+        new: list[Series] = []
         for name, labels, value, timestamp in page.samples:
             key = (name, labels)
             try:
                 series = cache[key]
             except KeyError:
                 series = self._series(name, labels, page)
-                added += series is not None
+                if series is not None:
+                    new.append(series)
             fresh[key] = series
             if series is None:
                 continue
             if timestamp is None or not honor_timestamps:  # only these get stale markers, as in Prometheus
                 timestamp = scrape_ms
-                current[(series.name, series.labels)] = series
-            out.append(Sample(series.name, series.labels, value, timestamp, series.kind))
+                mark(series)
+            append(Sample(series, value, timestamp))
         limit = self.target.config.sample_limit
         if limit and len(out) > limit:
             raise ScrapeError("sample_limit", f"sample_limit exceeded ({len(out)} samples, limit {limit})",
                               len(page.samples), len(out))
         kept = len(out)
-        out.extend(self._stale((s for key, s in self._last.items() if key not in current), scrape_ms))
+        gone = self._last - current
+        if gone and new:  # a series back under another type is not gone: no stale marker beside its sample
+            back = {(s.name, s.labels) for s in new}
+            gone = {s for s in gone if (s.name, s.labels) not in back}
+        out.extend(self._stale(gone, scrape_ms))
         self._cache, self._last = fresh, current
-        return out, len(page.samples), kept, added
+        return out, len(page.samples), kept, len(new)
 
-    def _series(self, name: str, scraped: Labels, page: Exposition) -> _Series | None:
+    def _series(self, name: str, scraped: Labels, page: Exposition) -> Series | None:
         """One series' final labels: target labels attached (``honor_labels``), ``metric_relabel_configs``
         applied, limits checked, external labels added; None when relabelling dropped it."""
         labels = {k: v for k, v in scraped if v}
@@ -300,7 +299,7 @@ class ScrapeLoop:
         if not new_name:
             raise ScrapeError("no_metric_name", f"a series of {name} has no metric name after relabelling")
         self._check_limits(new_name, labels)
-        return _Series(new_name, self._with_external(tuple(sorted(labels.items()))), kind_of(name, page.types))
+        return Series(new_name, self._with_external(tuple(sorted(labels.items()))), kind_of(name, page.types))
 
     def _check_limits(self, name: str, labels: dict[str, str]) -> None:
         config = self.target.config
@@ -326,13 +325,13 @@ class ScrapeLoop:
     # -- staleness ------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _stale(series: Iterable[_Series], timestamp_ms: int) -> list[Sample]:
-        return [Sample(s.name, s.labels, STALE_NAN, timestamp_ms, s.kind) for s in series]
+    def _stale(series: Iterable[Series], timestamp_ms: int) -> list[Sample]:
+        return [Sample(s, STALE_NAN, timestamp_ms) for s in series]
 
     async def _send_stale_all(self) -> None:
         """The target went away: its last series and its report series end now."""
         now = int(time.time() * 1000)
-        samples = self._stale(self._last.values(), now)
-        samples.extend(Sample(name, self.report_labels, STALE_NAN, now, "gauge") for name in REPORT_NAMES)
-        self._last = {}
+        samples = self._stale(self._last, now)
+        samples.extend(self._stale(self.report_series, now))
+        self._last = set()
         await self.send(Batch(samples, Kind.METRICS, SAMPLE_BYTES * len(samples)))

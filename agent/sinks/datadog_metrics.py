@@ -50,6 +50,7 @@ import orjson
 
 from agent.config.registry import BuildContext, register
 from agent.core.metric import Sample
+from agent.core.metric import Series as MetricSeries
 from agent.delivery.batcher import Request
 from agent.delivery.driver import Outcome, PayloadTooLarge
 from agent.delivery.http import HttpClient, compress_async
@@ -91,7 +92,7 @@ class CounterState:
     """The previous value and time of every counter series seen, to turn cumulative values into deltas."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], _Last] = {}
+        self._last: dict[MetricSeries, _Last] = {}
         self._newest_ms = 0
         self._since_prune = 0
 
@@ -100,7 +101,7 @@ class CounterState:
 
     def update(self, sample: Sample) -> tuple[float, int] | str:
         """``(delta, interval_s)``, or why there is no point: ``baseline`` or ``stale``."""
-        key = (sample.name, sample.labels)
+        key = sample.series
         now = sample.timestamp_ms
         self._newest_ms = max(self._newest_ms, now)
         self._since_prune += 1

@@ -6,8 +6,8 @@ the protocol's headers: the samples of one series grouped into one TimeSeries, l
 order. A series' labels are its name and labels, plus every ``external_labels`` label it does not have
 already, then ``write_relabel_configs``; a series those drop, or leave without a name, is not sent (counted
 in ``agent_prometheus_remote_write_dropped_samples_total`` and as discarded, ``write_relabel``). What that
-gives for a series, and its encoded label fields, are remembered (up to :data:`SERIES_CACHE` series a
-generation, two generations), so a series costs its relabelling and encoding once, not once a sample.
+gives for a series, and its encoded label fields, are remembered (:class:`SeriesLabels`: what was seen in
+the last 10 to 20 minutes), so a series costs its relabelling and encoding once, not once a sample.
 
 ``queue_config`` maps onto the shared HTTP delivery: ``max_shards`` ordered shards (a series always hashes to
 the same one, and a shard never has two requests in flight, so one series' samples never arrive out of
@@ -30,6 +30,7 @@ with ``server_name``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize, Duration
 from agent.core.component import SinkContext
 from agent.core.errors import PermanentError, RetryableError
+from agent.core.metric import Series
 from agent.delivery.batcher import Request
 from agent.delivery.config import BatchConfig, DeadLetterConfig, HttpSinkConfig, RequestConfig
 from agent.delivery.driver import HttpDriver, Outcome
@@ -52,7 +54,8 @@ from agent.prometheus.remote_write import PROTOCOL_HEADERS, compress, encode_gro
 
 log = logging.getLogger("agent.sinks.prometheus_remote_write")
 
-SERIES_CACHE = 100_000  # series whose labels are remembered, per generation
+SERIES_CACHE = 1_000_000  # series whose label fields are remembered, at most, per generation
+GENERATION_S = 600.0  # seconds a generation of the series cache is young
 MESSAGE_LIMIT = 1024  # bytes of a refusing receiver's answer kept with the dead letters
 MAX_REQUEST_BYTES = 256 * 1024 * 1024  # the batch limit in bytes: max_samples_per_send is what bounds a request
 # Prometheus's config.go reservedHeaders, and Authorization (set only through the credentials keys)
@@ -116,31 +119,54 @@ class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_
 
 
 class SeriesLabels:
-    """A series' final labels as encoded label fields (None: not sent), computed once and remembered."""
+    """A series' final labels as encoded label fields (None: not sent), computed once and remembered.
 
-    def __init__(self, external_labels: dict[str, str], relabel: Relabeler) -> None:
+    Two generations keyed by :class:`~agent.core.metric.Series`: lookups go to :attr:`young`; a series found
+    only in the old one moves up. The young generation becomes the old one (and the old one is let go) every
+    :data:`GENERATION_S` seconds, or once it holds :data:`SERIES_CACHE` series; so every series seen in the
+    last 10 minutes stays (500,000 live series scraped every 15 s are hits scrape after scrape) and memory is
+    bounded by the series seen in two generations, at most ``2 x SERIES_CACHE``.
+    """
+
+    def __init__(self, external_labels: dict[str, str], relabel: Relabeler,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.external = external_labels
         self.relabel = relabel if relabel else None
-        self.young: dict[tuple[str, tuple[tuple[str, str], ...]], bytes | None] = {}
-        self._old: dict[tuple[str, tuple[tuple[str, str], ...]], bytes | None] = {}
+        self.young: dict[Series, bytes | None] = {}
+        self._old: dict[Series, bytes | None] = {}
+        self._clock = clock
+        self._swap_at = clock() + GENERATION_S
 
-    def get(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> bytes | None:
-        fields = self.young.get(key, _MISSING)
-        return self.resolve(key) if fields is _MISSING else fields  # type: ignore[no-any-return]
+    def __len__(self) -> int:
+        return len(self.young) + len(self._old)
 
-    def resolve(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> bytes | None:
+    def get(self, series: Series) -> bytes | None:
+        fields = self.young.get(series, _MISSING)
+        return self.resolve(series) if fields is _MISSING else fields  # type: ignore[no-any-return]
+
+    def age(self) -> None:
+        """Start a new generation if the young one is old enough (called once per request, not per sample)."""
+        now = self._clock()
+        if now >= self._swap_at:
+            self._swap(now)
+
+    def _swap(self, now: float) -> None:
+        self._old, self.young = self.young, {}
+        self._swap_at = now + GENERATION_S
+
+    def resolve(self, series: Series) -> bytes | None:
         """What :attr:`young` lacks: from the older generation, or computed now."""
-        fields = self._old.pop(key, _MISSING)
+        fields = self._old.pop(series, _MISSING)
         if fields is _MISSING:
-            fields = self.compute(*key)
+            fields = self.compute(series)
         if len(self.young) >= SERIES_CACHE:
-            self._old, self.young = self.young, {}
-        self.young[key] = fields
+            self._swap(self._clock())
+        self.young[series] = fields
         return fields  # type: ignore[no-any-return]
 
-    def compute(self, name: str, labels: tuple[tuple[str, str], ...]) -> bytes | None:
-        merged = dict(labels)
-        merged["__name__"] = name
+    def compute(self, series: Series) -> bytes | None:
+        merged = dict(series.labels)
+        merged["__name__"] = series.name
         for label, value in self.external.items():
             merged.setdefault(label, value)
         final = merged if self.relabel is None else self.relabel.apply(merged)
@@ -163,20 +189,21 @@ class PrometheusRemoteWriteSink:
         self.series = SeriesLabels(config.external_labels, Relabeler(config.write_relabel_configs))
         self.credentials = Credentials(config.client_settings(), ctx.config_dir)
         shards = config.queue_config.max_shards
-        self.partition_key = None if shards == 1 else (lambda sample: hash(sample.labels) % shards)
+        self.partition_key = None if shards == 1 else (lambda sample: hash(sample.series) % shards)
         self.driver = HttpDriver(self, config.http_config(), ctx.component_id, ctx.stats,
                                  ssl_context(config.tls_config, ctx.config_dir))
 
     def encode(self, request: Request) -> bytes:
         """The compressed WriteRequest of the request's samples; dropped series leave the request for good."""
+        self.series.age()
         young, resolve = self.series.young, self.series.resolve
         groups: dict[bytes, Any] = {}  # label fields -> the series' sample, or its samples once there are two
         dropped = 0
         for sample in request.events:
-            key = (sample.name, sample.labels)
-            fields = young.get(key, _MISSING)
+            series = sample.series
+            fields = young.get(series, _MISSING)
             if fields is _MISSING:
-                fields = resolve(key)
+                fields = resolve(series)
             if fields is None:
                 dropped += 1
                 continue
@@ -196,7 +223,7 @@ class PrometheusRemoteWriteSink:
         self.stats.count("dropped_samples", dropped)
         self.stats.discard("write_relabel", dropped)
         lookup = self.series.get
-        request.events = [s for s in request.events if lookup((s.name, s.labels)) is not None]
+        request.events = [s for s in request.events if lookup(s.series) is not None]
 
     async def send(self, client: HttpClient, request: Request, body: bytes) -> Outcome:
         if not body:

@@ -22,7 +22,7 @@ from agent.config.registry import BuildContext, register
 from agent.core.ack import OrderedAcks
 from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
-from agent.core.metric import Sample
+from agent.core.metric import Sample, Series
 
 POOL_SIZE = 4096
 SHAPES = ("docker", "cri", "json", "text", "metrics")
@@ -30,6 +30,10 @@ _LEVELS = ("info", "info", "info", "debug", "warn", "error")
 _SERVICES = ("checkout", "payments", "cart", "search", "auth")
 _STATUSES = (200, 200, 201, 404, 500)
 _PATHS = ("/api/v1/orders", "/api/v1/cart", "/healthz", "/api/v1/search", "/login")
+# the series of format metrics, per path: a request counter and an in-flight gauge (built once, reused)
+_METRIC_SERIES = [(Series("generated_requests_total", (("instance", "generate:0"), ("path", path)), "counter"),
+                   Series("generated_inflight_requests", (("instance", "generate:0"), ("path", path)), "gauge"))
+                  for path in _PATHS]
 
 
 class GenerateConfig(SourceConfig, tag="generate"):
@@ -103,10 +107,9 @@ class GenerateSource:
     def _samples(self, now: float) -> list[Sample]:
         ms = int(now * 1000)
         out = []
-        for i, path in enumerate(_PATHS):
-            labels = (("instance", "generate:0"), ("path", path))
-            out.append(Sample("generated_requests_total", labels, float(self._pool_second * (i + 1)), ms, "counter"))
-            out.append(Sample("generated_inflight_requests", labels, float(self._rng.randint(0, 50)), ms, "gauge"))
+        for i, (requests, inflight) in enumerate(_METRIC_SERIES):
+            out.append(Sample(requests, float(self._pool_second * (i + 1)), ms))
+            out.append(Sample(inflight, float(self._rng.randint(0, 50)), ms))
         return out
 
     def _batch(self, n: int, offset: int) -> Batch:

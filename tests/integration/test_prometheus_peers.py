@@ -62,12 +62,12 @@ def test_a_remote_written_sample_is_queryable(prometheus: Prometheus) -> None:
 
 def test_promtool_finds_nothing_to_lint_on_the_exporter_sinks_page() -> None:
     store = SeriesStore(300)
-    store.add([Sample("http_requests_total", (("code", "200"), ("path", '/a "b"\n')), 7.0, 1, "counter"),
-               Sample("latency_seconds_bucket", (("le", "0.5"),), 1.0, 1, "histogram"),
-               Sample("latency_seconds_bucket", (("le", "+Inf"),), 2.0, 1, "histogram"),
-               Sample("latency_seconds_sum", (), 0.7, 1, "histogram"),
-               Sample("latency_seconds_count", (), 2.0, 1, "histogram"),
-               Sample("temperature_celsius", (), -1.5, 1, "gauge")], now=0.0)
+    store.add([Sample.of("http_requests_total", (("code", "200"), ("path", '/a "b"\n')), 7.0, 1, "counter"),
+               Sample.of("latency_seconds_bucket", (("le", "0.5"),), 1.0, 1, "histogram"),
+               Sample.of("latency_seconds_bucket", (("le", "+Inf"),), 2.0, 1, "histogram"),
+               Sample.of("latency_seconds_sum", (), 0.7, 1, "histogram"),
+               Sample.of("latency_seconds_count", (), 2.0, 1, "histogram"),
+               Sample.of("temperature_celsius", (), -1.5, 1, "gauge")], now=0.0)
     checked = subprocess.run([binary("promtool"), "check", "metrics"], input=store.render().encode(),
                              capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # 3: lint warnings, 1: a parse error

@@ -293,7 +293,7 @@ def test_scrape_page_scenario_fails_on_wrong_requests(monkeypatch: pytest.Monkey
         elif fault == "wrong_value":
             s = request.events[0]
             request = type(request)(request.kind, request.key,
-                                    [Sample(s.name, s.labels, s.value + 1, s.timestamp_ms, s.kind),
+                                    [Sample.of(s.name, s.labels, s.value + 1, s.timestamp_ms, s.kind),
                                      *request.events[1:]], [], 0)
         return encode(self, request)
 

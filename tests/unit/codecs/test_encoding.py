@@ -33,7 +33,7 @@ def test_dict_events_encode_as_json_or_by_message() -> None:
 
 
 def test_metrics_encode_as_json_and_text() -> None:
-    sample = Sample("up", (("job", "node"),), 1.0, 1700000000000, "gauge")
+    sample = Sample.of("up", (("job", "node"),), 1.0, 1700000000000, "gauge")
     batch = Batch([sample], Kind.METRICS, 64)
     assert orjson.loads(encode_batch(batch, "json"))["labels"] == {"job": "node"}
     assert encode_batch(batch, "text") == b'up{job="node"} 1.0 1700000000000\n'

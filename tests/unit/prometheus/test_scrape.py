@@ -399,6 +399,22 @@ async def test_a_series_gone_from_the_page_is_marked_stale() -> None:
         await close(loop)
 
 
+async def test_a_series_back_under_another_type_is_not_marked_stale() -> None:
+    """A series is the same series whatever the type it came with (here another metric, typed, relabelled
+    to its name): no stale marker beside its new sample."""
+    async with FakeExporter() as exporter:
+        rename = [{"source_labels": ["__name__"], "regex": "renamed", "target_label": "__name__",
+                   "replacement": "load"}]
+        exporter.serve("/metrics", "load 0.5\ngone 1\n")
+        loop = make_loop(exporter.url(), Collected(), metric_relabel_configs=rename)
+        await scrape(loop)
+        exporter.serve("/metrics", "# TYPE renamed gauge\nrenamed 0.7\n")
+        samples = series(await scrape(loop)).values()
+        assert [(s.name, s.value, s.kind) for s in samples if s.name == "load"] == [("load", 0.7, "gauge")]
+        assert [s.name for s in samples if is_stale(s.value)] == ["gone"]
+        await close(loop)
+
+
 async def test_a_failed_scrape_marks_every_series_of_the_last_one_stale() -> None:
     async with FakeExporter() as exporter:
         exporter.serve("/metrics", PAGE)

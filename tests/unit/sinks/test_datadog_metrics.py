@@ -75,7 +75,7 @@ def points(series: list[dict[str, Any]], metric: str) -> list[tuple[float, int |
 def test_gauges_are_type_3_with_tags_resources_and_the_namespace(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path, default_namespace="k8s", hostname="node1")
     t = now_ms()
-    series = encode(sink, [Sample("inflight", LABELS, 7.5, t, "gauge"), Sample("temp", (), -3.0, t + 1500)])
+    series = encode(sink, [Sample.of("inflight", LABELS, 7.5, t, "gauge"), Sample.of("temp", (), -3.0, t + 1500)])
     assert series == [
         {"metric": "k8s.inflight", "type": 3, "points": [{"timestamp": t // 1000, "value": 7.5}],
          "tags": ["instance:a:1", "path:/x"], "resources": [{"name": "node1", "type": "host"}]},
@@ -88,14 +88,14 @@ def test_counters_become_deltas_with_intervals_and_resets_restart_from_zero(tmp_
     sink, stats = make_sink(tmp_path)
     t = now_ms()
     other = (("instance", "b:2"),)
-    assert encode(sink, [Sample("req_total", LABELS, 100, t, "counter")]) == []  # a baseline only
+    assert encode(sink, [Sample.of("req_total", LABELS, 100, t, "counter")]) == []  # a baseline only
     series = encode(sink, [
-        Sample("req_total", LABELS, 130, t + 10_000, "counter"),
-        Sample("req_total", other, 5, t + 10_000, "counter"),  # another series: its own baseline
-        Sample("req_total", LABELS, 130, t + 10_000, "counter"),  # a duplicate: nothing
-        Sample("req_total", LABELS, 12, t + 25_000, "counter"),  # lower: the counter was reset
-        Sample("req_total", LABELS, 20, t + 25_400, "counter"),
-        Sample("req_total", other, 9, t + 30_000, "counter"),
+        Sample.of("req_total", LABELS, 130, t + 10_000, "counter"),
+        Sample.of("req_total", other, 5, t + 10_000, "counter"),  # another series: its own baseline
+        Sample.of("req_total", LABELS, 130, t + 10_000, "counter"),  # a duplicate: nothing
+        Sample.of("req_total", LABELS, 12, t + 25_000, "counter"),  # lower: the counter was reset
+        Sample.of("req_total", LABELS, 20, t + 25_400, "counter"),
+        Sample.of("req_total", other, 9, t + 30_000, "counter"),
     ])
     assert (series[0]["type"], series[0]["tags"]) == (1, ["instance:a:1", "path:/x"])
     assert [(s["points"][0]["value"], s["interval"], s["tags"][0]) for s in series] == [
@@ -106,10 +106,10 @@ def test_counters_become_deltas_with_intervals_and_resets_restart_from_zero(tmp_
 def test_encoding_again_never_moves_the_counters_twice(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path)
     t = now_ms()
-    encode(sink, [Sample("c", (), 1, t, "counter")])
-    request = Request(Kind.METRICS, None, [Sample("c", (), 4, t + 5000, "counter"),
-                                           Sample("g", (), math.nan, t, "gauge"),
-                                           Sample("u", (), 2, t)], [], 0)
+    encode(sink, [Sample.of("c", (), 1, t, "counter")])
+    request = Request(Kind.METRICS, None, [Sample.of("c", (), 4, t + 5000, "counter"),
+                                           Sample.of("g", (), math.nan, t, "gauge"),
+                                           Sample.of("u", (), 2, t)], [], 0)
     first = sink.encode(request)
     assert sink.encode(request) == first  # a retry
     request.events = request.events[:1]  # what a split leaves in one half
@@ -120,7 +120,7 @@ def test_encoding_again_never_moves_the_counters_twice(tmp_path: Path) -> None:
 def test_a_payload_over_the_uncompressed_limit_is_split(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path)
     t = now_ms()
-    samples = [Sample("m", (("k", "v" * 1000), ("n", str(n))), 1, t, "gauge") for n in range(6000)]
+    samples = [Sample.of("m", (("k", "v" * 1000), ("n", str(n))), 1, t, "gauge") for n in range(6000)]
     with pytest.raises(PayloadTooLarge):
         sink.encode(Request(Kind.METRICS, None, samples, [], 0))
 
@@ -140,8 +140,8 @@ sinks:
 
 
 def three_scrapes(t: int) -> list[Batch]:
-    return [batch([Sample("req_total", LABELS, 10 + 10 * i * i, t + 10_000 * i, "counter"),
-                   Sample("inflight", LABELS, float(i), t + 10_000 * i, "gauge")]) for i in range(3)]
+    return [batch([Sample.of("req_total", LABELS, 10 + 10 * i * i, t + 10_000 * i, "counter"),
+                   Sample.of("inflight", LABELS, float(i), t + 10_000 * i, "gauge")]) for i in range(3)]
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
@@ -176,7 +176,7 @@ async def test_a_retried_request_does_not_count_twice(tmp_path: Path) -> None:
 
 async def test_requests_over_512_kb_are_split(tmp_path: Path) -> None:
     t = now_ms()
-    samples = [Sample("wide", (("n", str(n)), ("pad", "p" * 200)), float(n), t, "gauge") for n in range(4000)]
+    samples = [Sample.of("wide", (("n", str(n)), ("pad", "p" * 200)), float(n), t, "gauge") for n in range(4000)]
     async with FakeDatadog(api_key=KEY) as dd:
         await run_to_end(dd_pipeline(dd, feed([batch(samples)]), ", compression: none", batch="{max_events: 4000}"),
                          tmp_path)

@@ -46,7 +46,7 @@ ES_ERROR_TYPES = {"non_json_200": "invalid_response", "wrong_content_type": "inv
 def batches(sink: str) -> list[Batch]:
     if sink == "datadog_metrics":
         now = int(time.time() * 1000)
-        samples: list[Any] = [Sample("hostile", (("n", str(n)),), float(n), now, "gauge") for n in range(EVENTS)]
+        samples: list[Any] = [Sample.of("hostile", (("n", str(n)),), float(n), now, "gauge") for n in range(EVENTS)]
         return [Batch(samples[i:i + 10], Kind.METRICS, 1000) for i in range(0, EVENTS, 10)]
     events: list[Any] = [{"message": f"m{n}", "n": n} for n in range(EVENTS)]
     return [Batch(events[i:i + 10], Kind.LOGS, 1000) for i in range(0, EVENTS, 10)]

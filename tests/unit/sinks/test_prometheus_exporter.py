@@ -79,18 +79,18 @@ async def stored(batch_: Batch) -> None:
 async def test_the_page_has_every_kind_with_its_type_and_escaped_labels(tmp_path: Path, free_port: int) -> None:
     tricky = 'a "quoted" back\\slash\nnewline'
     b = batch(
-        Sample("http_requests_total", (("code", "200"), ("path", tricky)), 7.0, T0, "counter"),
-        Sample("temperature", (), -3.5, T0, "gauge"),
-        Sample("latency_seconds_bucket", (("le", "0.5"),), 3.0, T0, "histogram"),
-        Sample("latency_seconds_bucket", (("le", "+Inf"),), 4.0, T0, "histogram"),
-        Sample("latency_seconds_bucket", (("le", "0.1"),), 1.0, T0, "histogram"),
-        Sample("latency_seconds_sum", (), 1.25, T0, "histogram"),
-        Sample("latency_seconds_count", (), 4.0, T0, "histogram"),
-        Sample("rpc_seconds", (("quantile", "0.9"),), 0.2, T0, "summary"),
-        Sample("rpc_seconds_sum", (), 9.0, T0, "summary"),
-        Sample("rpc_seconds_count", (), 30.0, T0, "summary"),
-        Sample("mystery", (("x", "1"),), math.inf, T0, "untyped"),
-        Sample("info_thing", (("version", "1"),), 1.0, T0, "info"),  # no 0.0.4 type: untyped
+        Sample.of("http_requests_total", (("code", "200"), ("path", tricky)), 7.0, T0, "counter"),
+        Sample.of("temperature", (), -3.5, T0, "gauge"),
+        Sample.of("latency_seconds_bucket", (("le", "0.5"),), 3.0, T0, "histogram"),
+        Sample.of("latency_seconds_bucket", (("le", "+Inf"),), 4.0, T0, "histogram"),
+        Sample.of("latency_seconds_bucket", (("le", "0.1"),), 1.0, T0, "histogram"),
+        Sample.of("latency_seconds_sum", (), 1.25, T0, "histogram"),
+        Sample.of("latency_seconds_count", (), 4.0, T0, "histogram"),
+        Sample.of("rpc_seconds", (("quantile", "0.9"),), 0.2, T0, "summary"),
+        Sample.of("rpc_seconds_sum", (), 9.0, T0, "summary"),
+        Sample.of("rpc_seconds_count", (), 30.0, T0, "summary"),
+        Sample.of("mystery", (("x", "1"),), math.inf, T0, "untyped"),
+        Sample.of("info_thing", (("version", "1"),), 1.0, T0, "info"),  # no 0.0.4 type: untyped
     )
     async with running_sink(free_port, tmp_path) as (send, _):
         send(b)
@@ -112,17 +112,17 @@ async def test_the_page_has_every_kind_with_its_type_and_escaped_labels(tmp_path
 
 def test_a_histograms_buckets_are_served_in_order_of_their_bounds() -> None:
     store = SeriesStore(300)
-    store.add([Sample("h_count", (), 4.0, T0, "histogram"), Sample("h_bucket", (("le", "+Inf"),), 4.0, T0, "histogram"),
-               Sample("h_bucket", (("le", "10"),), 2.0, T0, "histogram"),
-               Sample("h_bucket", (("le", "2.5"),), 1.0, T0, "histogram")], now=0.0)
+    store.add([Sample.of("h_count", (), 4.0, T0, "histogram"), Sample.of("h_bucket", (("le", "+Inf"),), 4.0, T0, "histogram"),
+               Sample.of("h_bucket", (("le", "10"),), 2.0, T0, "histogram"),
+               Sample.of("h_bucket", (("le", "2.5"),), 1.0, T0, "histogram")], now=0.0)
     assert store.render().splitlines() == ["# HELP h h", "# TYPE h histogram", 'h_bucket{le="2.5"} 1.0', 'h_bucket{le="10"} 2.0',
                                            'h_bucket{le="+Inf"} 4.0', "h_count 4.0"]
 
 
 async def test_the_newest_sample_of_a_series_wins(tmp_path: Path, free_port: int) -> None:
     async with running_sink(free_port, tmp_path) as (send, _):
-        for b in (batch(Sample("g", (), 1.0, T0, "gauge"), Sample("g", (), 2.0, T0 + 1000, "gauge")),
-                  batch(Sample("g", (), 0.5, T0 + 500, "gauge"))):  # arrives late: older than what is stored
+        for b in (batch(Sample.of("g", (), 1.0, T0, "gauge"), Sample.of("g", (), 2.0, T0 + 1000, "gauge")),
+                  batch(Sample.of("g", (), 0.5, T0 + 500, "gauge"))):  # arrives late: older than what is stored
             send(b)
             await stored(b)
         assert values((await scrape(free_port))["g"]) == {("g", ()): 2.0}
@@ -130,11 +130,11 @@ async def test_the_newest_sample_of_a_series_wins(tmp_path: Path, free_port: int
 
 async def test_a_stale_marker_removes_its_series_only(tmp_path: Path, free_port: int) -> None:
     async with running_sink(free_port, tmp_path) as (send, sink):
-        first = batch(Sample("up", (("instance", "a"),), 1.0, T0, "gauge"),
-                      Sample("up", (("instance", "b"),), 1.0, T0, "gauge"))
+        first = batch(Sample.of("up", (("instance", "a"),), 1.0, T0, "gauge"),
+                      Sample.of("up", (("instance", "b"),), 1.0, T0, "gauge"))
         send(first)
         await stored(first)
-        gone = batch(Sample("up", (("instance", "a"),), STALE_NAN, T0 + 1000, "gauge"))
+        gone = batch(Sample.of("up", (("instance", "a"),), STALE_NAN, T0 + 1000, "gauge"))
         send(gone)
         await stored(gone)
         assert values((await scrape(free_port))["up"]) == {("up", (("instance", "b"),)): 1.0}
@@ -143,11 +143,11 @@ async def test_a_stale_marker_removes_its_series_only(tmp_path: Path, free_port:
 
 async def test_series_not_updated_for_expire_after_are_dropped(tmp_path: Path, free_port: int) -> None:
     async with running_sink(free_port, tmp_path, expire_after=0.3) as (send, _):
-        first = batch(Sample("old", (), 1.0, T0, "gauge"), Sample("kept", (), 1.0, T0, "gauge"))
+        first = batch(Sample.of("old", (), 1.0, T0, "gauge"), Sample.of("kept", (), 1.0, T0, "gauge"))
         send(first)
         await stored(first)
         for i in range(1, 200):  # bounded: "kept" is refreshed every 20 ms, "old" never again
-            refresh = batch(Sample("kept", (), float(i), T0 + i, "gauge"))
+            refresh = batch(Sample.of("kept", (), float(i), T0 + i, "gauge"))
             send(refresh)
             await stored(refresh)
             families = await scrape(free_port)
@@ -159,8 +159,8 @@ async def test_series_not_updated_for_expire_after_are_dropped(tmp_path: Path, f
 
 def test_expiry_counts_from_the_last_sample_stored() -> None:
     store = SeriesStore(expire_after=60)
-    store.add([Sample("a", (), 1.0, T0), Sample("b", (), 1.0, T0)], now=100.0)
-    store.add([Sample("a", (), 2.0, T0 + 1)], now=150.0)
+    store.add([Sample.of("a", (), 1.0, T0), Sample.of("b", (), 1.0, T0)], now=100.0)
+    store.add([Sample.of("a", (), 2.0, T0 + 1)], now=150.0)
     assert store.expire(now=159.0) == 0
     assert store.expire(now=161.0) == 1
     assert "a 2.0" in store.render() and "b " not in store.render()
@@ -173,7 +173,7 @@ async def test_two_sinks_serve_their_own_series_on_their_own_ports(tmp_path: Pat
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
     async with running_sink(ports[0], tmp_path) as (send_a, _), running_sink(ports[1], tmp_path) as (send_b, _):
-        a, b = batch(Sample("only_a", (), 1.0, T0, "gauge")), batch(Sample("only_b", (), 2.0, T0, "gauge"))
+        a, b = batch(Sample.of("only_a", (), 1.0, T0, "gauge")), batch(Sample.of("only_b", (), 2.0, T0, "gauge"))
         send_a(a)
         send_b(b)
         await stored(a)
@@ -183,7 +183,7 @@ async def test_two_sinks_serve_their_own_series_on_their_own_ports(tmp_path: Pat
 
 
 async def test_a_batch_is_acknowledged_once_stored(tmp_path: Path, free_port: int) -> None:
-    batches = [batch(Sample("n", (("i", str(i)),), float(i), T0, "counter")) for i in range(3)]
+    batches = [batch(Sample.of("n", (("i", str(i)),), float(i), T0, "counter")) for i in range(3)]
     topo = Topology(pipeline(f"""
 sources:
   feed: {{type: test_feed, name: {feed(batches)}, data_type: metrics}}

@@ -23,11 +23,17 @@ from agent.config.registry import BuildContext
 from agent.config.units import dec_hook
 from agent.core.batch import Batch, Kind
 from agent.core.errors import ConfigErrors, PermanentError, RetryableError
-from agent.core.metric import Sample
+from agent.core.metric import Sample, Series
 from agent.delivery.batcher import Request
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.prometheus import STALE_NAN, is_stale
-from agent.sinks.prometheus_remote_write import PrometheusRemoteWriteConfig, PrometheusRemoteWriteSink
+from agent.prometheus.relabel import Relabeler
+from agent.sinks.prometheus_remote_write import (
+    GENERATION_S,
+    PrometheusRemoteWriteConfig,
+    PrometheusRemoteWriteSink,
+    SeriesLabels,
+)
 from agent.topology.running import Topology
 
 T = int(time.time() * 1000) - 60_000
@@ -133,7 +139,7 @@ def test_two_ways_to_authenticate_are_a_config_error() -> None:
 
 def test_series_get_their_name_sorted_labels_and_external_labels_they_lack(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path, external_labels={"cluster": "eu-1", "job": "ignored"})
-    series, _ = encode(sink, [Sample("node_load1", NODE, 0.5, T, "gauge")])
+    series, _ = encode(sink, [Sample.of("node_load1", NODE, 0.5, T, "gauge")])
     assert series == [([("__name__", "node_load1"), ("cluster", "eu-1"), ("instance", "10.0.0.1:9100"),
                         ("job", "node")], [(0.5, T)])]
 
@@ -141,8 +147,8 @@ def test_series_get_their_name_sorted_labels_and_external_labels_they_lack(tmp_p
 def test_samples_of_one_series_are_one_timeseries_in_time_order(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path)
     other = (("instance", "b"), ("job", "node"))
-    series, _ = encode(sink, [Sample("up", NODE, 1, T + 2000), Sample("up", other, 1, T),
-                              Sample("up", NODE, 0, T), Sample("up", NODE, 1, T + 1000)])
+    series, _ = encode(sink, [Sample.of("up", NODE, 1, T + 2000), Sample.of("up", other, 1, T),
+                              Sample.of("up", NODE, 0, T), Sample.of("up", NODE, 1, T + 1000)])
     assert [(dict(labels)["instance"], samples) for labels, samples in series] == [
         ("10.0.0.1:9100", [(0.0, T), (1.0, T + 1000), (1.0, T + 2000)]), ("b", [(1.0, T)])]
 
@@ -151,7 +157,7 @@ def test_write_relabel_drops_are_counted_and_leave_the_request(tmp_path: Path) -
     sink, stats = make_sink(tmp_path, write_relabel_configs=[
         {"source_labels": ["__name__"], "regex": "go_.*", "action": "drop"},
         {"target_label": "env", "replacement": "prod"}])
-    samples = [Sample("go_goroutines", NODE, 8, T), Sample("up", NODE, 1, T), Sample("go_threads", NODE, 9, T)]
+    samples = [Sample.of("go_goroutines", NODE, 8, T), Sample.of("up", NODE, 1, T), Sample.of("go_threads", NODE, 9, T)]
     series, request = encode(sink, samples)
     assert series == [([("__name__", "up"), ("env", "prod"), *NODE], [(1.0, T)])]
     assert request.events == [samples[1]]  # a retry of this request does not count the drops again
@@ -161,15 +167,50 @@ def test_write_relabel_drops_are_counted_and_leave_the_request(tmp_path: Path) -
 
 def test_a_request_whose_series_are_all_dropped_sends_nothing(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path, write_relabel_configs=[{"action": "drop", "source_labels": ["job"]}])
-    request = Request(Kind.METRICS, None, [Sample("up", NODE, 1, T)], [], 0)
+    request = Request(Kind.METRICS, None, [Sample.of("up", NODE, 1, T)], [], 0)
     assert sink.encode(request) == b"" and request.events == []
 
 
 def test_the_stale_marker_goes_out_bit_for_bit(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path)
-    series, _ = encode(sink, [Sample("up", NODE, STALE_NAN, T)])
+    series, _ = encode(sink, [Sample.of("up", NODE, STALE_NAN, T)])
     value = series[0][1][0][0]
     assert is_stale(value) and struct.pack("<d", value) == struct.pack("<Q", 0x7FF0000000000002)
+
+
+def test_the_series_of_500_targets_stay_cached_from_one_scrape_to_the_next(tmp_path: Path) -> None:
+    """250,000 live series (500 targets of 500): the second scrape's samples find their label fields cached,
+    none is relabelled and encoded again."""
+    sink, _ = make_sink(tmp_path)
+    computed = 0
+    compute = sink.series.compute
+
+    def counting(*args: Any) -> bytes | None:
+        nonlocal computed
+        computed += 1
+        return compute(*args)
+
+    sink.series.compute = counting  # type: ignore[method-assign]
+    scrape = [Sample.of("m", (("instance", str(n // 500)), ("n", str(n % 500))), 1.0, T) for n in range(250_000)]
+    for start in range(0, len(scrape), 2000):
+        sink.encode(Request(Kind.METRICS, None, scrape[start:start + 2000], [], 0))
+    assert computed == 250_000
+    again = [Sample(s.series, 2.0, T + 15_000) for s in scrape]
+    for start in range(0, len(again), 2000):
+        sink.encode(Request(Kind.METRICS, None, again[start:start + 2000], [], 0))
+    assert computed == 250_000
+
+
+def test_the_series_cache_forgets_series_unseen_for_two_generations() -> None:
+    now = [0.0]
+    cache = SeriesLabels({}, Relabeler([]), clock=lambda: now[0])
+    live, gone = Series("live", NODE), Series("gone", NODE)
+    assert cache.get(live) and cache.get(gone) and len(cache) == 2
+    for _ in range(2):  # two generations: `live` is asked for in each, `gone` in none
+        now[0] += GENERATION_S
+        cache.age()
+        assert cache.get(live)
+    assert len(cache) == 1 and live in cache.young
 
 
 def test_secret_files_are_read_at_each_request(tmp_path: Path) -> None:
@@ -190,7 +231,7 @@ def test_secret_files_are_read_at_each_request(tmp_path: Path) -> None:
 
 def scrapes(n: int, series: int = 3) -> list[Batch]:
     """``n`` scrapes 15 s apart of ``series`` counters, values counting up."""
-    return [batch([Sample("node_cpu_seconds_total", (("cpu", str(c)), *NODE), float(i), T + 15_000 * i, "counter")
+    return [batch([Sample.of("node_cpu_seconds_total", (("cpu", str(c)), *NODE), float(i), T + 15_000 * i, "counter")
                    for c in range(series)]) for i in range(n)]
 
 
@@ -254,7 +295,7 @@ async def test_429_is_final_when_retry_on_http_429_is_off(tmp_path: Path) -> Non
     async with FakeRemoteWrite() as rw:
         sink.config.url = rw.write_url
         rw.fail_next_requests(1, status=429)
-        request = Request(Kind.METRICS, None, [Sample("up", NODE, 1, T)], [], 0)
+        request = Request(Kind.METRICS, None, [Sample.of("up", NODE, 1, T)], [], 0)
         with pytest.raises(PermanentError, match="HTTP 429"):
             await sink.send(sink.driver.client, request, sink.encode(request))
         await sink.driver.client.close()
@@ -286,5 +327,5 @@ async def test_each_series_arrives_in_order_across_shards_and_retries(tmp_path: 
 def test_no_value_is_lost_on_the_way(tmp_path: Path) -> None:
     sink, _ = make_sink(tmp_path)
     values = [0.0, -0.0, 1e308, -1e-308, math.inf, -math.inf]
-    series, _ = encode(sink, [Sample("v", (("i", str(i)),), v, T) for i, v in enumerate(values)])
+    series, _ = encode(sink, [Sample.of("v", (("i", str(i)),), v, T) for i, v in enumerate(values)])
     assert [samples[0][0] for _, samples in series] == values
