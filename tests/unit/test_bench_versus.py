@@ -189,3 +189,35 @@ def test_a_small_real_run_against_fluent_bit(tmp_path: Path) -> None:
         assert run["whole_cpu_s"] > 0 and run["peak_rss_mib"] > 0 and run["receiver_cpu_s"] > 0
     (row,) = doc["summary"]
     assert row["whole_cpu_s"]["ratio"] > 0
+
+
+# -- the metrics side by side (agent.bench.versus.metrics) --------------------------------------------------------
+
+
+def test_the_fluent_bit_scrape_config_repeats_input_and_output_per_target(tmp_path: Path) -> None:
+    from agent.bench.versus import metrics
+
+    template = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "fluent-bit-configs" / \
+        "scrape-remote-write.conf"
+    if not template.is_file():
+        template = tmp_path / "scrape-remote-write.conf"  # its shape, as ../shared/tools has it
+        template.write_text("# [INPUT] per target\n[SERVICE]\n    HTTP_Server  On\n    HTTP_Port    ${FB_API_PORT}\n\n"
+                            "[INPUT]\n    Name prometheus_scrape\n    Port ${EXPORTER_PORT}\n    Tag node.t0\n\n"
+                            "[OUTPUT]\n    Name prometheus_remote_write\n    Match node.t0\n    Port ${PROM_PORT}\n"
+                            "    Add_Label   instance fake-0\n")
+    text = metrics.fluent_bit_config(template, [9101, 9102, 9103], 9090)
+    assert text.count("[INPUT]") - text.count("# [INPUT]") == 3 and text.count("\n[OUTPUT]") == 3
+    assert "${" not in text and "HTTP_Server  Off" in text
+    for index, port in enumerate((9101, 9102, 9103)):
+        assert f"node.t{index}" in text and f"fake-{index}" in text and str(port) in text
+
+
+def test_the_agent_scrape_pipeline_validates_and_flushes_like_fluent_bit(tmp_path: Path) -> None:
+    from agent.bench.versus import metrics
+
+    text = metrics.agent_config([9101, 9102], 9090, tmp_path)
+    doc = yaml.safe_load(text)
+    job = doc["sources"]["node"]["scrape_configs"][0]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9101", "127.0.0.1:9102"]
+    assert job["scrape_interval"] == "1s" and doc["sinks"]["prom"]["queue_config"]["batch_send_deadline"] == "1s"
+    load_texts([(text, "x.yaml")])
