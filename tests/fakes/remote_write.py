@@ -27,6 +27,8 @@ if __package__ in (None, ""):  # run as a script: make `fakes` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fakes.base import RECORD, BodyError, FakeHTTPServer, read_limited, serve_main
 
+from agent.bench.peers.remote_write import DecodeError, read_varint  # the varint reader; the rest is this fake's own
+
 WRITE_PATH = "/api/v1/write"
 REQUIRED_HEADERS = {
     "content-encoding": "snappy",
@@ -39,38 +41,21 @@ Samples = list[tuple[float, int]]
 Series = tuple[Labels, Samples]
 
 
-class DecodeError(ValueError):
-    """Bytes that are not a WriteRequest."""
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise DecodeError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _fields(data: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) of every field of one message; bytes for length-delimited ones."""
     out: list[tuple[int, int, Any]] = []
     pos = 0
     while pos < len(data):
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _varint(data, pos)
+            value, pos = read_varint(data, pos)
         elif wire == 1:
             if pos + 8 > len(data):
                 raise DecodeError("truncated fixed64")
             value, pos = data[pos:pos + 8], pos + 8
         elif wire == 2:
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos)
             if pos + size > len(data):
                 raise DecodeError("truncated length-delimited field")
             value, pos = data[pos:pos + size], pos + size

@@ -31,7 +31,8 @@ class DecodeError(ValueError):
     """Bytes that are not a WriteRequest."""
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it; DecodeError if it is cut short or too long."""
     result = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -49,10 +50,10 @@ def _messages(data: bytes, start: int = 0, end: int | None = None) -> Iterator[t
     (wire type 1) gives its 8 bytes, a varint (0) its value as ``start`` and -1 as ``end``."""
     pos, end = start, len(data) if end is None else end
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 2:
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos)
             if pos + size > end:
                 raise DecodeError("truncated field")
             yield number, pos, pos + size
@@ -63,7 +64,7 @@ def _messages(data: bytes, start: int = 0, end: int | None = None) -> Iterator[t
             yield number, pos, pos + 8
             pos += 8
         elif wire == 0:
-            value, pos = _varint(data, pos)
+            value, pos = read_varint(data, pos)
             yield number, value, -1
         else:
             raise DecodeError(f"unexpected wire type {wire}")
