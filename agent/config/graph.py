@@ -98,7 +98,7 @@ def _check_types(components: dict[str, ComponentDecl], inputs: dict[str, list[st
                     f'but input "{upstream}" emits {data_type}', "inputs", index))
         upstream_types = {output_types[u] for u in inputs[cid] if u in output_types}
         if decl.kind == "transform" and upstream_types:
-            output_types[cid] = sorted(upstream_types)[0]
+            output_types[cid] = decl.config.output_type(sorted(upstream_types)[0])
     return output_types
 
 

@@ -68,11 +68,15 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag
 
 
 class TransformConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="type"):
-    """Base of every transform config; a transform emits the data type it takes."""
+    """Base of every transform config; a transform emits the data type it takes unless it says otherwise."""
 
     input_types: ClassVar[frozenset[str]] = frozenset({"logs"})
     inputs: list[str]
     buffer: BufferConfig = msgspec.field(default_factory=BufferConfig)
+
+    def output_type(self, input_type: str) -> str:
+        """``logs`` or ``metrics``: what this transform emits when fed ``input_type``."""
+        return input_type
 
 
 class SinkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="type"):
