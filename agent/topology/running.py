@@ -44,6 +44,7 @@ from agent.core.errors import EXIT_FAILURE, EXIT_OK, AgentError, BuildError, Sta
 from agent.core.retry import Backoff
 from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.topology.fanout import Fanout
+from agent.topology.flush import Flusher
 from agent.topology.memory import MemoryGate
 
 log = logging.getLogger("agent.topology")
@@ -293,6 +294,17 @@ class Topology:
 
     @staticmethod
     async def _run_transform(node: Node) -> None:
+        flusher = Flusher.start(node.id, node.component, node.output, node.stats)  # type: ignore[arg-type]
+        if flusher is None:
+            return await Topology._transform_loop(node)
+        try:
+            await Topology._transform_loop(node)
+        finally:
+            flusher.cancel()
+        await flusher.flush()  # the input ended, or a reload replaces it: what it holds goes out
+
+    @staticmethod
+    async def _transform_loop(node: Node) -> None:
         inbox, out, transform, stats = node.inbox, node.output, node.component, node.stats
         assert inbox is not None and out is not None
         while (batch := await inbox.get()) is not None:

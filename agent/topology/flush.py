@@ -1,0 +1,59 @@
+"""Timed output of a transform that holds state: ``flush()`` every ``flush_interval`` seconds.
+
+A function transform may define ``flush_interval`` (seconds) and ``flush() -> Batch | None``
+(``log_to_metric`` does: it emits what it aggregated). The topology then runs a :class:`Flusher` beside
+the transform's loop: it sends what ``flush()`` returns every interval, and once more when the transform's
+input ends or a reload replaces it. ``flush()`` is synchronous, like ``process()``, so the two never
+interleave; what it returns must not depend on being delivered (cumulative values, as metrics are), because
+a flush still waiting for room downstream is abandoned when the agent stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from agent.core.component import Output
+from agent.observe.stats import ComponentStats
+
+log = logging.getLogger("agent.topology")
+
+
+class Flusher:
+    """Calls one transform's ``flush()`` on its interval and sends the result to its output."""
+
+    def __init__(self, component_id: str, transform: Any, out: Output, stats: ComponentStats) -> None:
+        self.component_id = component_id
+        self.transform = transform
+        self.out = out
+        self.stats = stats
+        self.interval = float(transform.flush_interval)
+        self._task = asyncio.create_task(self._tick(), name=f"{component_id}:flush")
+
+    @classmethod
+    def start(cls, component_id: str, transform: Any, out: Output, stats: ComponentStats) -> Flusher | None:
+        """A running flusher for ``transform``, or None if it has nothing to flush."""
+        if getattr(transform, "flush", None) is None:
+            return None
+        return cls(component_id, transform, out, stats)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send what the transform has now; a fault is logged and counted, never raised."""
+        try:
+            batch = self.transform.flush()
+        except Exception:
+            log.exception("transform flush failed", extra={"component_id": self.component_id})
+            self.stats.error("transform_failed", "flush")
+            return
+        if batch is not None and batch.events:
+            await self.out.send(batch)
+
+    def cancel(self) -> None:
+        """Stop the timer (a flush it has under way is abandoned)."""
+        self._task.cancel()
