@@ -26,6 +26,8 @@ BUILTIN_MODULES = (
     "agent.sources.tail",
     "agent.sources.prometheus_scrape",
     "agent.transforms.parse",
+    "agent.transforms.modify",
+    "agent.transforms.nest",
     "agent.sinks.blackhole",
     "agent.sinks.console",
     "agent.sinks.datadog_logs",
