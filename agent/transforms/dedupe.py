@@ -1,0 +1,93 @@
+"""Transform `dedupe`: drop an event whose ``fields`` all equal those of one seen recently.
+
+An event's identity is the values of ``fields`` (a missing field differs from a null one; objects compare by
+content, whatever their key order), remembered as a 16-byte digest, so a huge value costs no more memory
+than a small one. The last ``max_keys`` identities are remembered, the least recently seen forgotten first;
+seeing one again makes it recent. Duplicates are counted (``agent_component_discarded_events_total{reason=
+"duplicate"}``) and done: their acks are released as delivered. A raw line (not parsed) has no fields: its
+identity is its whole text.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+import orjson
+
+from agent.config.model import TransformConfig
+from agent.config.registry import BuildContext, register
+from agent.core.ack import AckStatus
+from agent.core.batch import Batch
+from agent.core.keys import digest
+from agent.expr.paths import FieldPath, get_field, parse_path
+
+_MISSING = object()
+_ABSENT = orjson.Fragment(b"!")  # where a field is missing: no JSON value encodes to a bare "!"
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+class DedupeConfig(TransformConfig, tag="dedupe"):
+    """Drop events whose ``fields`` equal those of one of the last ``max_keys`` distinct events."""
+
+    fields: list[str] = msgspec.field(default_factory=lambda: ["message"])
+    max_keys: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise ValueError("fields must name at least one field")
+        if self.max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        for field in self.fields:
+            parse_path(field)
+
+
+@register("transform", "dedupe", DedupeConfig, "Drops events seen recently, by fields.")
+class DedupeTransform:
+    """Remembers recent identities in an LRU of ``max_keys``; exposes ``keys`` as a gauge."""
+
+    mutates = False
+
+    def __init__(self, config: DedupeConfig, ctx: BuildContext) -> None:
+        self.paths: list[FieldPath] = [parse_path(field) for field in config.fields]
+        self.max_keys = config.max_keys
+        self.stats = ctx.stats
+        self.seen: OrderedDict[bytes, None] = OrderedDict()
+        ctx.stats.gauges["keys"] = lambda: len(self.seen)
+
+    def process(self, batch: Batch) -> Batch | None:
+        events = batch.events
+        identity = digest if batch.kind.is_raw else self._identity
+        seen, max_keys = self.seen, self.max_keys
+        kept = []
+        for event in events:
+            key = identity(event)
+            if key in seen:
+                seen.move_to_end(key)
+                continue
+            seen[key] = None
+            if len(seen) > max_keys:
+                seen.popitem(last=False)
+            kept.append(event)
+        dropped = len(events) - len(kept)
+        if not dropped:
+            return batch
+        self.stats.discard("duplicate", dropped)
+        if not kept:
+            batch.finalize(AckStatus.DELIVERED)
+            return None
+        batch.byte_size = batch.byte_size * len(kept) // len(events)
+        batch.events = kept
+        return batch
+
+    def _identity(self, event: Any) -> bytes:
+        values = []
+        for path in self.paths:
+            value = get_field(event, path, _MISSING)
+            values.append(_ABSENT if value is _MISSING else value)
+        try:
+            data = orjson.dumps(values, option=_OPTIONS)
+        except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an object of no JSON type
+            data = repr(values).encode("utf-8", "surrogatepass")
+        return digest(data)
