@@ -1,4 +1,4 @@
-"""Raw lines as dict events, for the stages that work on fields of any batch (modify, nest, redact, ...).
+"""Helpers of the stages that change fields: raw lines as dict events, copy-on-write of nested objects.
 
 A LINES batch becomes ``{"message": <text>}`` events (invalid UTF-8 replaced), a JSON_LINES batch its parsed
 objects (a line that is not an object is kept as its text under ``message``, as ``parse`` keeps it). The batch
@@ -7,10 +7,13 @@ is changed in place, kind and ``byte_size`` included (``agent.core.footprint``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from agent.core.batch import Batch, Kind
 from agent.core.footprint import decoded_bytes
+from agent.expr.paths import FieldPath
 
 
 def to_log_events(batch: Batch) -> None:
@@ -30,3 +33,24 @@ def to_log_events(batch: Batch) -> None:
     batch.events = events
     batch.kind = Kind.LOGS
     batch.byte_size = decoded_bytes(batch.byte_size, len(events))
+
+
+def own_parents(event: dict[str, Any], path: FieldPath) -> None:
+    """Replace the dicts and lists on the way to ``path`` by copies, so that a write there changes this event only.
+
+    Fan-out gives a mutating consumer a shallow copy of each event (``Batch.copy_for_mutation``): the nested
+    objects are still shared with the other consumers, and must not be changed in place.
+    """
+    target: Any = event
+    for key in path[:-1]:
+        if isinstance(key, str):
+            child = target.get(key) if type(target) is dict else None
+        else:
+            child = target[key] if type(target) is list and -len(target) <= key < len(target) else None
+        if type(child) is dict:
+            child = target[key] = dict(child)
+        elif type(child) is list:
+            child = target[key] = list(child)
+        else:
+            return
+        target = child

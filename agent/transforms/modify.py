@@ -26,9 +26,9 @@ import orjson
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
-from agent.core.events import to_log_events
+from agent.core.events import own_parents, to_log_events
 from agent.core.footprint import parsed_bytes
-from agent.expr.paths import FieldPath, delete_field, format_path, get_field, parse_path, set_field
+from agent.expr.paths import delete_field, format_path, get_field, parse_path, set_field
 
 MISSING: Any = object()
 CONFLICTS = (TypeError, ValueError, KeyError, IndexError, AttributeError)  # a path through a non-object
@@ -145,27 +145,6 @@ def _popper(text: str) -> Callable[[dict[str, Any]], Any]:
         return value
 
     return pop
-
-
-def own_parents(event: dict[str, Any], path: FieldPath) -> None:
-    """Replace the dicts and lists on the way to ``path`` by copies, so that a write there changes this event only.
-
-    Fan-out gives a mutating consumer a shallow copy of each event (``Batch.copy_for_mutation``): the nested
-    objects are still shared with the other consumers, and must not be changed in place.
-    """
-    target: Any = event
-    for key in path[:-1]:
-        if isinstance(key, str):
-            child = target.get(key) if type(target) is dict else None
-        else:
-            child = target[key] if type(target) is list and -len(target) <= key < len(target) else None
-        if type(child) is dict:
-            child = target[key] = dict(child)
-        elif type(child) is list:
-            child = target[key] = list(child)
-        else:
-            return
-        target = child
 
 
 def _fresh(value: Any) -> Any:
