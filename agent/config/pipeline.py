@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from agent.config import load, units
-from agent.config.graph import Graph, check_graph, check_inputs
+from agent.config.graph import Graph, check_graph, check_inputs, named_outputs
 from agent.config.model import RootConfig
 from agent.config.registry import KINDS, lookup, types_of
 from agent.core.errors import ConfigError, ConfigErrors
@@ -151,8 +151,9 @@ def check_texts(documents: list[tuple[str, str]], *,
             errors.append(exc)
     declared = {cid: kind for kind, cid, *_ in raw_components}
     graph, graph_errors, warnings = check_graph(components, declared)
+    outputs = {cid: named_outputs(decl.config) for cid, decl in components.items()}
     errors += graph_errors + _raw_input_errors([raw for raw in raw_components if raw[1] not in components],
-                                               declared)
+                                               declared, outputs)
     consequences = {(error.file, error.line) for error in unresolved}
     errors = unresolved + [error for error in errors if (error.file, error.line) not in consequences]
     names = files if files is not None else [f for _, f in documents]
@@ -195,14 +196,15 @@ def _take_components(data: dict[str, Any], file: str, lines: load.LineIndex,
     return taken
 
 
-def _raw_input_errors(unchecked: list[_Raw], declared: dict[str, str]) -> list[ConfigError]:
+def _raw_input_errors(unchecked: list[_Raw], declared: dict[str, str],
+                      outputs: dict[str, list[str] | None]) -> list[ConfigError]:
     """The wiring errors of components that did not check, read from the ``inputs:`` of their mapping."""
     errors: list[ConfigError] = []
     for kind, cid, body, file, lines in unchecked:
         listed = body.get("inputs") if isinstance(body, dict) else None
         if kind != "source" and isinstance(listed, list):
             decl = ComponentDecl(kind, cid, str(body.get("type")), None, file, lines)
-            errors += check_inputs(decl, listed, declared)[1]
+            errors += check_inputs(decl, listed, declared, outputs)[1]
     return errors
 
 

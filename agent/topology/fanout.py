@@ -24,6 +24,7 @@ class Fanout:
         self.taps = Taps()
         self.gate = gate  # a source's output: waits while memory_limit's budget is used up
         self._targets: list[tuple[MemoryBuffer, bool]] = []
+        self.shared = False  # its batches may share dict events with another output's: copy for every mutator
 
     def set_targets(self, targets: list[tuple[MemoryBuffer, bool]]) -> None:
         """Replace the consumers (buffer, mutates); sends already under way finish on the old list."""
@@ -38,7 +39,7 @@ class Fanout:
         if self.taps:
             self.taps.offer(batch)
         targets = self._targets
-        if len(targets) == 1:
+        if len(targets) == 1 and not self.shared:
             await targets[0][0].put(batch)
             return
         if not targets:
@@ -58,6 +59,6 @@ class Fanout:
         if batch.kind.is_raw:
             return set()
         mutators = [i for i, (_, mutates) in enumerate(self._targets) if mutates]
-        if len(mutators) == len(self._targets):
+        if len(mutators) == len(self._targets) and not self.shared:
             return set(mutators[:-1])  # the last mutator may take the original
         return set(mutators)

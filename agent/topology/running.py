@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.buffers.memory import MemoryBuffer
+from agent.config.graph import named_outputs
 from agent.config.pipeline import ComponentDecl, Pipeline
 from agent.config.registry import BuildContext, lookup
 from agent.core.ack import AckStatus
@@ -46,6 +47,7 @@ from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.topology.fanout import Fanout
 from agent.topology.flush import Flusher
 from agent.topology.memory import MemoryGate
+from agent.topology.routing import run_router
 
 log = logging.getLogger("agent.topology")
 
@@ -66,6 +68,7 @@ class Node:
     stats: ComponentStats
     inbox: MemoryBuffer | None = None
     output: Fanout | None = None
+    named: dict[str, Fanout] = field(default_factory=dict)  # instead of ``output``: a router's outputs by name
     task: asyncio.Task[None] | None = None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     crashes: int = 0
@@ -83,6 +86,12 @@ class Node:
     @property
     def kind(self) -> str:
         return self.decl.kind
+
+    def outputs(self) -> list[tuple[str, Fanout]]:
+        """Each output with the id inputs name it by: the component's id, or ``<id>.<name>``."""
+        if self.output is not None:
+            return [(self.id, self.output)]
+        return [(f"{self.id}.{name}", fanout) for name, fanout in self.named.items()]
 
 
 def build_component(decl: ComponentDecl, data_dir: Path, stats: ComponentStats) -> Any:
@@ -140,7 +149,10 @@ class Topology:
     def _make_node(self, decl: ComponentDecl) -> Node:
         stats = self.stats.get(decl.id, decl.kind, decl.type)
         node = Node(decl, build_component(decl, self.data_dir, stats), stats)
-        if decl.kind != "sink":
+        names = named_outputs(decl.config)
+        if names is not None:
+            node.named = {name: Fanout(stats) for name in names}
+        elif decl.kind != "sink":
             node.output = Fanout(stats, self.memory if decl.kind == "source" else None)
         if decl.kind != "source":
             buf = decl.config.buffer
@@ -149,16 +161,30 @@ class Topology:
 
     def _wire(self) -> None:
         """Point every output at its consumers' inboxes, per the current graph."""
-        graph = self.pipeline.graph
-        for cid, node in self.nodes.items():
-            if node.output is None:
-                continue
+        for node in self.nodes.values():
+            self._wire_node(node)
+
+    def _wire_node(self, node: Node) -> None:
+        consumers = self.pipeline.graph.consumers
+        shared = bool(getattr(node.component, "shares_events", False))
+        for output_id, fanout in node.outputs():
             targets = []
-            for consumer in graph.consumers.get(cid, []):
+            for consumer in consumers.get(output_id, []):
                 cnode = self.nodes[consumer]
                 assert cnode.inbox is not None
-                targets.append((cnode.inbox, bool(getattr(cnode.component, "mutates", False))))
-            node.output.set_targets(targets)
+                targets.append((cnode.inbox, self._mutates(cnode)))
+            fanout.shared = shared
+            fanout.set_targets(targets)
+
+    def _mutates(self, node: Node) -> bool:
+        """Whether ``node`` may change the dict events sent to it: it does, or it is a transform that passes
+        them on (a filter, a route) to a component that may."""
+        if getattr(node.component, "mutates", False):
+            return True
+        consumers = self.pipeline.graph.consumers
+        return node.kind == "transform" and any(
+            self._mutates(self.nodes[consumer]) for output_id, _ in node.outputs()
+            for consumer in consumers.get(output_id, []))
 
     # -- running --------------------------------------------------------------------------
 
@@ -294,6 +320,9 @@ class Topology:
 
     @staticmethod
     async def _run_transform(node: Node) -> None:
+        if node.named:
+            assert node.inbox is not None
+            return await run_router(node.id, node.component, node.inbox, node.named, node.stats)
         flusher = Flusher.start(node.id, node.component, node.output, node.stats)  # type: ignore[arg-type]
         if flusher is None:
             return await Topology._transform_loop(node)
@@ -425,6 +454,7 @@ class Topology:
                 node.inbox = previous.inbox
             if previous.output is not None:
                 node.output = previous.output
+            node.named.update((name, fanout) for name, fanout in previous.named.items() if name in node.named)
         for cid in new_ids - added - changed:
             self.nodes[cid].decl = new.components[cid]
         # 1. consumers that are new start on empty inboxes before anything feeds them
@@ -439,8 +469,8 @@ class Topology:
         removed_nodes = [self.nodes.pop(cid) for cid in removed]
         self._wire()
         for node in removed_nodes:
-            if node.output is not None:
-                node.output.set_targets([])
+            for _, fanout in node.outputs():
+                fanout.set_targets([])
         # 4. sources: stop removed and changed ones (they checkpoint), start changed and added ones
         for node in removed_nodes:
             if node.kind == "source":
@@ -481,6 +511,7 @@ class Topology:
         await self._wait_task(previous)
         node.inbox.resume()
         self.nodes[cid] = node
+        self._wire_node(node)  # outputs it did not have before (a new route) are fed before it starts
         self._start(node)
 
     async def _stop_source(self, node: Node) -> None:
