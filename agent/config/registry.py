@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "agent.transforms.sample",
     "agent.transforms.dedupe",
     "agent.transforms.log_to_metric",
+    "agent.transforms.filter",
     "agent.sinks.blackhole",
     "agent.sinks.console",
     "agent.sinks.datadog_logs",
