@@ -33,6 +33,7 @@ BUILTIN_MODULES = (
     "agent.transforms.dedupe",
     "agent.transforms.log_to_metric",
     "agent.transforms.filter",
+    "agent.transforms.route",
     "agent.sinks.blackhole",
     "agent.sinks.console",
     "agent.sinks.datadog_logs",
