@@ -4,8 +4,8 @@ An event's identity is the values of ``fields`` (a missing field differs from a 
 content, whatever their key order), remembered as a 16-byte digest, so a huge value costs no more memory
 than a small one. The last ``max_keys`` identities are remembered, the least recently seen forgotten first;
 seeing one again makes it recent. Duplicates are counted (``agent_component_discarded_events_total{reason=
-"duplicate"}``) and done: their acks are released as delivered. A raw line (not parsed) has no fields: its
-identity is its whole text.
+"duplicate"}``) and done: their acks are released as delivered. Raw lines are read as events first
+(``agent.core.events``: a text line is its ``message``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.events import to_log_events
 from agent.core.keys import digest
 from agent.expr.paths import FieldPath, get_field, parse_path
 
@@ -57,8 +58,8 @@ class DedupeTransform:
         ctx.stats.gauges["keys"] = lambda: len(self.seen)
 
     def process(self, batch: Batch) -> Batch | None:
-        events = batch.events
-        identity = digest if batch.kind.is_raw else self._identity
+        to_log_events(batch)
+        events, identity = batch.events, self._identity
         seen, max_keys = self.seen, self.max_keys
         kept = []
         for event in events:

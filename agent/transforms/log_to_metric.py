@@ -13,8 +13,8 @@ explode, so the stage holds at most ``max_series`` series (a histogram counts al
 would start one more is not counted, and is counted in ``agent_log_to_metric_series_limited_events_total``. An
 event without ``field`` (or with null there) is skipped for that metric; one whose value is not a number (or a
 numeric string; or is negative, for a counter) too, counted in
-``agent_component_errors_total{error_type="invalid_value"}``. Raw lines (not parsed) count as events without
-fields.
+``agent_component_errors_total{error_type="invalid_value"}``. Raw lines are read as events first
+(``agent.core.events``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from agent.config.registry import BuildContext, register
 from agent.config.units import Duration
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch, Kind
+from agent.core.events import to_log_events
 from agent.core.keys import compile_key
 from agent.core.metric import Sample, Series
 from agent.expr import compile_condition
@@ -152,7 +153,7 @@ class _Metric:
 
     def new_entry(self, values: tuple[str | None, ...]) -> _Entry:
         labels = tuple((name, value) for (name, _), value in zip(self.labels, values, strict=True)
-                       if value is not None and value != "")
+                       if value is not None)
         name = self.spec.name
         if self.kind != "histogram":
             return _Entry([Series(name, labels, self.kind)], 0)
@@ -178,7 +179,10 @@ class _Metric:
 
 
 def _label_value(text: str | None) -> str | None:
-    if text is not None and len(text) > MAX_LABEL_CHARS:
+    """A label's value: None for a missing or empty one (Prometheus has no empty labels), long ones cut."""
+    if not text:
+        return None
+    if len(text) > MAX_LABEL_CHARS:
         return text[:MAX_LABEL_CHARS]
     return text
 
@@ -214,9 +218,8 @@ class LogToMetricTransform:
         ctx.stats.gauges["series"] = lambda: self.series
 
     def process(self, batch: Batch) -> Batch | None:
+        to_log_events(batch)
         events = batch.events
-        if batch.kind.is_raw:  # raw lines have no fields: each counts as an event without any
-            events = [{}] * len(events)
         limited = invalid = 0
         for metric in self.metrics:
             more_limited, more_invalid = self._count(metric, events)
@@ -279,9 +282,9 @@ class LogToMetricTransform:
         return Batch(samples, Kind.METRICS, SAMPLE_BYTES * len(samples))
 
     def _expire(self) -> None:
-        oldest = self.generation - self.expire_flushes
+        oldest = self.generation - self.expire_flushes  # touched in this flush period or before: expire_after ago
         for metric in self.metrics:
-            stale = [values for values, entry in metric.entries.items() if entry.touched < oldest]
+            stale = [values for values, entry in metric.entries.items() if entry.touched <= oldest]
             for values in stale:
                 del metric.entries[values]
             self.series -= metric.cost * len(stale)

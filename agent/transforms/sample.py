@@ -3,7 +3,8 @@
 Without ``key``, the choice is a counter, not a coin: exactly one event in ``rate`` is kept (the first, then
 every ``rate``-th). With ``key``, an event is kept when a stable hash of its key's value falls in the kept
 fraction, so every event of one trace (``key: trace_id``) is kept or dropped together, the same way in every
-agent and after every restart; events without the key fall back to the counter. The dropped events are counted
+agent and after every restart; events without the key fall back to the counter. Raw lines are read as events
+(``agent.core.events``) only when ``key`` or ``exclude`` needs their fields. The dropped events are counted
 (``agent_component_discarded_events_total{reason="sampled"}``) and done: their acks are released as delivered.
 """
 
@@ -16,6 +17,7 @@ from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.events import to_log_events
 from agent.core.keys import compile_key, stable_hash
 from agent.expr import compile_condition
 
@@ -72,9 +74,11 @@ class SampleTransform:
 
     def process(self, batch: Batch) -> Batch | None:
         events = batch.events
-        if batch.kind.is_raw or (self.key is None and self.exclude is None):
+        if self.key is None and self.exclude is None:
             kept = [event for event in events if self._count()]
         else:
+            to_log_events(batch)
+            events = batch.events
             kept = self._sample_events(events)
         dropped = len(events) - len(kept)
         if not dropped:

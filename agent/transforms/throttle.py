@@ -5,8 +5,8 @@ Events past a key's threshold are dropped and counted (``agent_component_discard
 "throttled"}``); a batch whose events are all dropped has its acks released as delivered (a throttled event is
 done, not lost). At most ``max_keys`` keys are counted per window: events of keys beyond that share one more
 budget of ``threshold`` (counted in ``agent_throttle_overflow_events_total``), so a field with endless values
-neither grows the stage's memory nor lets a flood through. Raw lines (not parsed) have no fields: they all
-share the budget of events without the key.
+neither grows the stage's memory nor lets a flood through. Raw lines are read as events
+(``agent.core.events``) only when ``key`` or ``exclude`` needs their fields.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from agent.config.registry import BuildContext, register
 from agent.config.units import Duration
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.events import to_log_events
 from agent.core.keys import bounded, compile_key
 from agent.expr import compile_condition
 
@@ -73,9 +74,11 @@ class ThrottleTransform:
             self.window_end = now + self.window
         events = batch.events
         kept: list[Any]
-        if batch.kind.is_raw:
+        if batch.kind.is_raw and self.key is None and self.exclude is None:
             kept = self._throttle_lines(events)
         else:
+            to_log_events(batch)
+            events = batch.events
             kept = self._throttle_events(events)
         dropped = len(events) - len(kept)
         if not dropped:
@@ -89,10 +92,7 @@ class ThrottleTransform:
         return batch
 
     def _throttle_lines(self, lines: list[bytes]) -> list[bytes]:
-        """Raw lines have no fields: none is excluded (unless the condition holds for no fields at all), and
-        all share the budget of events without the key."""
-        if self.exclude is not None and self.exclude({}):
-            return lines
+        """Lines of a throttle without key or condition: one budget for all."""
         slot = None if None in self.counts or len(self.counts) < self.max_keys else _OVERFLOW
         used = self.counts.get(slot, 0)
         kept = lines[:max(0, self.threshold - used)]
