@@ -28,6 +28,7 @@ BUILTIN_MODULES = (
     "agent.transforms.parse",
     "agent.transforms.modify",
     "agent.transforms.nest",
+    "agent.transforms.redact",
     "agent.transforms.throttle",
     "agent.transforms.sample",
     "agent.transforms.dedupe",
