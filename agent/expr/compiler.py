@@ -15,12 +15,13 @@ from typing import Any
 from agent.core.regex import compile_user_regex, searcher
 from agent.expr.errors import ExprError
 from agent.expr.nodes import And, Compare, Exists, Literal, Node, Not, Operand, Or, Path, Truth
-from agent.expr.paths import compile_getter, has_field
+from agent.expr.paths import FieldPath, compile_getter, has_field
 
 Predicate = Callable[[Any], bool]
 Getter = Callable[[Any], Any]
 
 _NUMBERS = (int, float)
+_EMPTY: dict[str, Any] = {}  # read only: what a missing dict on the way reads as
 
 
 def compile_node(node: Node, text: str = "") -> Predicate:
@@ -68,8 +69,12 @@ def _compare(node: Compare, text: str) -> Predicate:
         if op == "!~":
             return lambda event: not matches(event)
         return matches
-    if isinstance(left, Path) and isinstance(right, Literal) and op in _AGAINST_CONSTANT:
-        return _AGAINST_CONSTANT[op](compile_getter(left.keys), right.value)
+    if isinstance(left, Path) and isinstance(right, Literal):
+        fused = _fused(op, left.keys, right.value)
+        if fused is not None:
+            return fused
+        if op in _AGAINST_CONSTANT:
+            return _AGAINST_CONSTANT[op](compile_getter(left.keys), right.value)
     test = _BINARY[op]
     get_left, get_right = _operand(left), _operand(right)
     return lambda event: test(get_left(event), get_right(event))
@@ -206,6 +211,57 @@ def _contains_constant(get: Getter, constant: Any) -> Predicate:
 
 def _listed(container: Any, value: str) -> bool:
     return isinstance(container, list | dict) and member(value, container)
+
+
+def _fused(op: str, keys: FieldPath, constant: Any) -> Predicate | None:
+    """The commonest shapes written out whole, one call per event: a path of one or two keys against a
+    string (or, for ``in``, a list of strings). A path blocked by a value that is not a dict reads as a
+    missing field."""
+    if len(keys) > 2 or not all(isinstance(key, str) for key in keys):
+        return None
+    first, second = keys[0], keys[-1]
+    two = len(keys) == 2
+    if op == "in" and isinstance(constant, tuple) and all(item.__class__ is str for item in constant):
+        strings = frozenset(constant)
+
+        def in_strings(event: Any) -> bool:
+            try:
+                value = event.get(first, _EMPTY).get(second) if two else event.get(first)
+            except AttributeError:
+                return False
+            return value.__class__ is str and value in strings
+
+        return in_strings
+    if constant.__class__ is not str:
+        return None
+    if op == "==":
+        def eq(event: Any) -> bool:
+            try:
+                return (event.get(first, _EMPTY).get(second) if two else event.get(first)) == constant
+            except AttributeError:
+                return False
+        return eq
+    if op == "!=":
+        def ne(event: Any) -> bool:
+            try:
+                return (event.get(first, _EMPTY).get(second) if two else event.get(first)) != constant
+            except AttributeError:
+                return True
+        return ne
+    if op not in ("starts_with", "ends_with"):
+        return None
+    suffix = op == "ends_with"
+
+    def affix(event: Any) -> bool:
+        try:
+            value = event.get(first, _EMPTY).get(second) if two else event.get(first)
+        except AttributeError:
+            return False
+        if value.__class__ is not str:
+            return False
+        return value.endswith(constant) if suffix else value.startswith(constant)
+
+    return affix
 
 
 _AGAINST_CONSTANT: dict[str, Callable[[Getter, Any], Predicate]] = {
