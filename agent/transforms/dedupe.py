@@ -18,8 +18,8 @@ import orjson
 
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
-from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.drop import keep_only
 from agent.core.events import to_log_events
 from agent.core.keys import digest
 from agent.expr.paths import FieldPath, get_field, parse_path
@@ -71,16 +71,7 @@ class DedupeTransform:
             if len(seen) > max_keys:
                 seen.popitem(last=False)
             kept.append(event)
-        dropped = len(events) - len(kept)
-        if not dropped:
-            return batch
-        self.stats.discard("duplicate", dropped)
-        if not kept:
-            batch.finalize(AckStatus.DELIVERED)
-            return None
-        batch.byte_size = batch.byte_size * len(kept) // len(events)
-        batch.events = kept
-        return batch
+        return keep_only(batch, kept, self.stats, "duplicate")
 
     def _identity(self, event: Any) -> bytes:
         values = []

@@ -15,8 +15,8 @@ from typing import Any
 
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
-from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.drop import keep_only
 from agent.core.events import to_log_events
 from agent.core.keys import compile_key, stable_hash
 from agent.expr import compile_condition
@@ -80,16 +80,7 @@ class SampleTransform:
             to_log_events(batch)
             events = batch.events
             kept = self._sample_events(events)
-        dropped = len(events) - len(kept)
-        if not dropped:
-            return batch
-        self.stats.discard("sampled", dropped)
-        if not kept:
-            batch.finalize(AckStatus.DELIVERED)
-            return None
-        batch.byte_size = batch.byte_size * len(kept) // len(events)
-        batch.events = kept
-        return batch
+        return keep_only(batch, kept, self.stats, "sampled")
 
     def _sample_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         key_of, exclude, kept_of, of = self.key, self.exclude, self.kept, self.of

@@ -18,8 +18,8 @@ from typing import Any
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.config.units import Duration
-from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.drop import keep_only
 from agent.core.events import to_log_events
 from agent.core.keys import bounded, compile_key
 from agent.expr import compile_condition
@@ -80,16 +80,7 @@ class ThrottleTransform:
             to_log_events(batch)
             events = batch.events
             kept = self._throttle_events(events)
-        dropped = len(events) - len(kept)
-        if not dropped:
-            return batch
-        self.stats.discard("throttled", dropped)
-        if not kept:
-            batch.finalize(AckStatus.DELIVERED)
-            return None
-        batch.byte_size = batch.byte_size * len(kept) // len(events)
-        batch.events = kept
-        return batch
+        return keep_only(batch, kept, self.stats, "throttled")
 
     def _throttle_lines(self, lines: list[bytes]) -> list[bytes]:
         """Lines of a throttle without key or condition: one budget for all."""
