@@ -29,6 +29,7 @@ BUILTIN_MODULES = (
     "agent.transforms.modify",
     "agent.transforms.nest",
     "agent.transforms.redact",
+    "agent.transforms.host_metadata",
     "agent.transforms.throttle",
     "agent.transforms.sample",
     "agent.transforms.dedupe",
