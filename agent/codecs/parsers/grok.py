@@ -1,0 +1,102 @@
+"""Codec ``grok``: Logstash's ``%{PATTERN:field}`` and ``%{PATTERN:field:int}`` syntax, compiled to ONE regex.
+
+``%{NAME}`` is replaced by the pattern's regex (recursively), ``%{NAME:field}`` by the same inside a group
+that becomes ``field``, and ``:int`` or ``:float`` converts what it captured (a value that does not convert
+stays text). Inline named groups (``(?<queue_id>[0-9A-F]{10,11})``) are fields too; unnamed groups capture
+nothing. The library is :mod:`agent.codecs.parsers.grok_patterns`; ``patterns:`` in the config adds to it or
+replaces its entries. The expanded regex is compiled once, at load, by the same RE2 path as the ``regex``
+codec, so a line is matched in time linear in its length; a name that is not defined, a pattern that refers to
+itself, or what RE2 cannot do is a config error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from agent.codecs.parsers.grok_patterns import PATTERNS
+from agent.codecs.parsers.regex import RegexParser
+
+_REFERENCE = re.compile(r"%\{(\w+)(?::([^:{}]+))?(?::([^:{}]*))?\}")
+_TYPES = {"int": "int", "integer": "int", "float": "float"}
+_MAX_DEPTH = 64
+
+
+class GrokParser(RegexParser):
+    """The fields of a grok pattern."""
+
+    error = "no match for the grok pattern"
+
+    def __init__(self, pattern: str, patterns: Mapping[str, str] | None = None) -> None:
+        library = {**PATTERNS, **(patterns or {})}
+        fields: list[tuple[str, str, str | None]] = []  # group name, field, type
+        regex = _expand(pattern, library, fields, ())
+        try:
+            super().__init__(regex, {group: (field, kind) for group, field, kind in fields})
+        except ValueError as exc:  # say it of the user's pattern, not of its expansion
+            reason = str(exc).removeprefix(f"regex {regex!r}: ")
+            raise ValueError(f"grok pattern {pattern!r}: {reason}") from None
+
+
+def _expand(pattern: str, library: Mapping[str, str], fields: list[tuple[str, str, str | None]],
+            stack: tuple[str, ...]) -> str:
+    """``pattern`` with every ``%{...}`` replaced, its unnamed groups made non-capturing."""
+    if len(stack) > _MAX_DEPTH:
+        raise ValueError(f"grok patterns nest deeper than {_MAX_DEPTH}: {' -> '.join(stack[:8])} ...")
+    out: list[str] = []
+    last = 0
+    for ref in _REFERENCE.finditer(pattern):
+        out.append(non_capturing(pattern[last:ref.start()]))
+        last = ref.end()
+        name, field, kind = ref.groups()
+        if name in stack:
+            raise ValueError(f"grok pattern %{{{name}}} refers to itself: {' -> '.join((*stack, name))}")
+        if name not in library:
+            raise ValueError(f"grok pattern %{{{name}}} is not defined (add it under patterns:)")
+        body = _expand(library[name], library, fields, (*stack, name))
+        if field is None:
+            out.append(f"(?:{body})")
+            continue
+        if kind is not None and kind not in _TYPES:
+            raise ValueError(f"%{{{name}:{field}:{kind}}}: grok converts only to int or float")
+        group = f"_g{len(fields)}"
+        fields.append((group, field, _TYPES.get(kind or "")))
+        out.append(f"(?P<{group}>{body})")
+    out.append(non_capturing(pattern[last:]))
+    return "".join(out)
+
+
+def non_capturing(regex: str) -> str:
+    """``regex`` with its plain groups ``(...)`` turned into ``(?:...)`` (escapes and classes kept)."""
+    if "(" not in regex:
+        return regex
+    out: list[str] = []
+    i, end, in_class = 0, len(regex), False
+    while i < end:
+        char = regex[i]
+        if char == "\\":
+            out.append(regex[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if char == "[" and regex.startswith(":", i + 1):  # [[:alnum:]_]: a POSIX class inside a class
+                close = regex.find(":]", i + 2)
+                if close > 0:
+                    out.append(regex[i:close + 2])
+                    i = close + 2
+                    continue
+            elif char == "]":
+                in_class = False
+        elif char == "[":
+            in_class = True
+            skip = 3 if regex.startswith("^]", i + 1) else 2 if regex.startswith("]", i + 1) else 1
+            out.append(regex[i:i + skip])  # a ] right after [ or [^ is a member, not the end
+            i += skip
+            continue
+        elif char == "(" and not regex.startswith("?", i + 1):
+            out.append("(?:")
+            i += 1
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
