@@ -1,19 +1,38 @@
-"""Transform `parse`: decode JSON from a raw line or an event field into event fields.
+"""Transform `parse`: decode a raw line or an event field into event fields, by one of several codecs.
 
-A raw line is parsed whole; a dict event's ``field`` is parsed and its
-object merged into the event (or placed under ``target``). A line that does
-not parse is counted and, with ``on_error: keep``, passed on as
-``{"message": <line>, "parse_error": "..."}`` so nothing is lost. The batch's
-``byte_size`` grows by what the merged keys cost in memory (``agent.core.footprint``).
+Codecs: ``json`` (default), ``regex`` and ``grok`` (``pattern:``; grok's ``patterns:`` adds named patterns),
+``logfmt``, ``key_value`` (``field_split``, ``value_split``), ``syslog`` (RFC 5424 and 3164), ``apache`` and
+``nginx`` (common and combined access logs), ``csv`` (``columns:``, ``delimiter``); the parsers live in
+``agent.codecs.parsers``. A raw line is parsed whole; a dict event's ``field`` is parsed and its fields merged
+into the event (or placed under ``target``). ``keep_original`` keeps the parsed text (as ``message`` for a raw
+line); ``types`` converts fields; ``time_key`` + ``time_format`` set ``@timestamp`` from a parsed field (which
+goes unless ``time_keep``); ``when: looks_like_json`` parses only values that start with ``{`` and end with
+``}`` and passes others on untouched. A line that does not parse is counted and, with ``on_error: keep``,
+passed on as ``{"message": <line>, "parse_error": "..."}`` so nothing is lost.
+
+JSON without options runs the two tight loops below (no per-event work beyond decoding); everything else runs
+the general loop. The batch's ``byte_size`` grows by what the merged keys cost in memory
+(``agent.core.footprint``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
+from agent.codecs.parsers import CONVERTERS, Parser, convert_fields
+from agent.codecs.parsers.common_log import AccessLogParser
+from agent.codecs.parsers.csv import CsvParser
+from agent.codecs.parsers.grok import GrokParser
+from agent.codecs.parsers.key_value import KeyValueParser
+from agent.codecs.parsers.logfmt import LogfmtParser
+from agent.codecs.parsers.regex import RegexParser
+from agent.codecs.parsers.syslog import SyslogParser
+from agent.codecs.parsers.timestamps import rfc3339, time_reader
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
@@ -21,18 +40,92 @@ from agent.core.footprint import parsed_bytes
 
 log = logging.getLogger("agent.transforms.parse")
 
+Codec = Literal["json", "regex", "grok", "logfmt", "key_value", "syslog", "apache", "nginx", "csv"]
+FieldType = Literal["int", "integer", "float", "bool", "boolean", "string", "str"]
+TIME_FIELD = "@timestamp"
+NOT_JSON = "not a JSON object"
+
 
 class ParseConfig(TransformConfig, tag="parse"):
-    """Parse JSON from raw lines or from ``field`` of structured events."""
+    """Parse raw lines, or ``field`` of structured events, with a codec (JSON by default)."""
 
-    codec: Literal["json"] = "json"
+    codec: Codec = "json"
+    pattern: str | None = None  # regex, grok
+    patterns: dict[str, str] = msgspec.field(default_factory=dict)  # grok: NAME -> regex
+    columns: list[str] = msgspec.field(default_factory=list)  # csv
+    delimiter: str = ","  # csv
+    field_split: str = " "  # key_value
+    value_split: str = "="  # key_value
     field: str = "message"
     target: str | None = None
-    drop_field: bool = True
+    keep_original: bool = False
+    types: dict[str, FieldType] = msgspec.field(default_factory=dict)
+    when: Literal["always", "looks_like_json"] = "always"
+    time_key: str | None = None
+    time_format: str = "iso8601"
+    time_keep: bool = False
     on_error: Literal["keep", "drop"] = "keep"
 
+    def __post_init__(self) -> None:
+        uses_pattern = self.codec in ("regex", "grok")
+        if uses_pattern and not self.pattern:
+            raise ValueError(f"codec {self.codec} needs a pattern")
+        if self.pattern is not None and not uses_pattern:
+            raise ValueError("pattern is for codec regex or grok")
+        if self.patterns and self.codec != "grok":
+            raise ValueError("patterns is for codec grok")
+        if self.codec == "csv" and not self.columns:
+            raise ValueError("codec csv needs columns (the names of its values)")
+        if self.when == "looks_like_json" and self.codec != "json":
+            raise ValueError("when: looks_like_json is for codec json")
+        build_parser(self)  # a pattern RE2 refuses, an unknown grok name, bad separators: a config error here
+        time_reader(self.time_format)
 
-@register("transform", "parse", ParseConfig, "Parses JSON into event fields.")
+
+def build_parser(config: ParseConfig) -> Parser | None:
+    """The parser object of a non-JSON codec (``parse(text)``, ``parse_bytes(data)``, ``error``), or None."""
+    codec = config.codec
+    if codec == "regex":
+        return RegexParser(config.pattern or "")
+    if codec == "grok":
+        return GrokParser(config.pattern or "", config.patterns)
+    if codec == "logfmt":
+        return LogfmtParser()
+    if codec == "key_value":
+        return KeyValueParser(config.field_split, config.value_split)
+    if codec == "syslog":
+        return SyslogParser()
+    if codec in ("apache", "nginx"):
+        return AccessLogParser()
+    if codec == "csv":
+        return CsvParser(config.columns, config.delimiter)
+    return None
+
+
+class _Json:
+    """The ``json`` codec in the shape of the other parsers, for the general loop."""
+
+    error = NOT_JSON
+
+    @staticmethod
+    def parse_bytes(data: bytes | str) -> dict[str, Any] | None:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        return value if type(value) is dict else None
+
+    parse = parse_bytes
+
+
+def _looks_like_json(value: bytes | str) -> bool:
+    """Logstash's ``[message] =~ /^\\{.*\\}$/``, allowing surrounding white space."""
+    value = value.strip()
+    return value[:1] in (b"{", "{") and value[-1:] in (b"}", "}")
+
+
+@register("transform", "parse", ParseConfig, "Parses JSON, regex, grok, logfmt, key=value, syslog, access logs "
+          "or CSV into event fields.")
 class ParseTransform:
     """Turns a batch of lines or events into a LOGS batch of parsed dicts (same acks)."""
 
@@ -42,15 +135,21 @@ class ParseTransform:
         self.config = config
         self.stats = ctx.stats
         self.component_id = ctx.component_id
+        self.parser: Parser = build_parser(config) or _Json()
+        self.types = {name: CONVERTERS[kind] for name, kind in config.types.items()}
+        self.read_time = time_reader(config.time_format) if config.time_key else None
+        self.guard: Callable[[Any], bool] | None = _looks_like_json if config.when == "looks_like_json" else None
+        self.fast_json = config.codec == "json" and not (self.types or self.read_time or self.guard)
 
     def process(self, batch: Batch) -> Batch | None:
         if batch.kind is Kind.METRICS:
             return batch
         from_lines = batch.kind.is_raw
-        if from_lines:
-            events, failed, keys = self._parse_lines(batch.events)
+        if self.fast_json and not (from_lines and self.config.keep_original):
+            parse = self._json_lines if from_lines else self._json_fields
+            events, failed, keys = parse(batch.events)
         else:
-            events, failed, keys = self._parse_fields(batch.events)
+            events, failed, keys = (self._parse_lines if from_lines else self._parse_fields)(batch.events)
         if failed:
             self._count_failures(failed)
         batch.events = events
@@ -58,7 +157,7 @@ class ParseTransform:
         batch.byte_size = parsed_bytes(batch.byte_size, len(events), keys, from_lines)
         return batch
 
-    def _parse_lines(self, lines: list[bytes]) -> tuple[list[dict[str, Any]], int, int]:
+    def _json_lines(self, lines: list[bytes]) -> tuple[list[dict[str, Any]], int, int]:
         """The events of ``lines``, how many did not parse, and how many keys the parsed ones have."""
         loads, target, keep = orjson.loads, self.config.target, self.config.on_error == "keep"
         events: list[dict[str, Any]] = []
@@ -72,16 +171,16 @@ class ParseTransform:
             if type(value) is not dict:
                 failed += 1
                 if keep:
-                    append({"message": line.decode("utf-8", "replace"), "parse_error": "not a JSON object"})
+                    append({"message": line.decode("utf-8", "replace"), "parse_error": NOT_JSON})
                 continue
             keys += len(value)
             append({target: value} if target else value)
         return events, failed, keys
 
-    def _parse_fields(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
+    def _json_fields(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
         """The events with ``field`` parsed, how many did not parse, and how many keys were merged in."""
         loads, field, target = orjson.loads, self.config.field, self.config.target
-        drop_field, keep = self.config.drop_field, self.config.on_error == "keep"
+        drop_field, keep = not self.config.keep_original, self.config.on_error == "keep"
         out: list[dict[str, Any]] = []
         append = out.append
         failed = keys = 0
@@ -93,7 +192,7 @@ class ParseTransform:
             if type(value) is not dict:
                 failed += 1
                 if keep:
-                    event["parse_error"] = "not a JSON object"
+                    event["parse_error"] = NOT_JSON
                     append(event)
                 continue
             keys += len(value)
@@ -106,9 +205,88 @@ class ParseTransform:
             append(event)
         return out, failed, keys
 
+    def _parse_lines(self, lines: list[bytes]) -> tuple[list[dict[str, Any]], int, int]:
+        """Like ``_json_lines``, with any codec and the options."""
+        parse, guard, finish = self.parser.parse_bytes, self.guard, self._finish
+        target, keep_original, keep = self.config.target, self.config.keep_original, self.config.on_error == "keep"
+        events: list[dict[str, Any]] = []
+        append = events.append
+        failed = keys = 0
+        for line in lines:
+            if guard is not None and not guard(line):
+                append({"message": line.decode("utf-8", "replace")})
+                continue
+            value = parse(line)
+            if value is None:
+                failed += 1
+                if keep:
+                    append({"message": line.decode("utf-8", "replace"), "parse_error": self.parser.error})
+                continue
+            keys += len(value)
+            stamp = finish(value)
+            event: dict[str, Any] = {target: value} if target else value
+            if keep_original:
+                event = {"message": line.decode("utf-8", "replace"), **event}
+            if stamp is not None:
+                event[TIME_FIELD] = stamp
+            append(event)
+        return events, failed, keys
+
+    def _parse_fields(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
+        """Like ``_json_fields``, with any codec and the options."""
+        parser, guard, finish = self.parser, self.guard, self._finish
+        field, target, keep = self.config.field, self.config.target, self.config.on_error == "keep"
+        drop_field = not self.config.keep_original
+        out: list[dict[str, Any]] = []
+        append = out.append
+        failed = keys = 0
+        for event in events:
+            text = event.get(field)
+            if guard is not None and not (isinstance(text, str | bytes) and guard(text)):
+                append(event)
+                continue
+            if isinstance(text, str):
+                value = parser.parse(text)
+            else:
+                value = parser.parse_bytes(text) if isinstance(text, bytes) else None
+            if value is None:
+                failed += 1
+                if keep:
+                    event["parse_error"] = parser.error
+                    append(event)
+                continue
+            keys += len(value)
+            stamp = finish(value)
+            if target:
+                event[target] = value
+            else:
+                if drop_field:
+                    del event[field]
+                event.update(value)
+            if stamp is not None:
+                event[TIME_FIELD] = stamp
+            append(event)
+        return out, failed, keys
+
+    def _finish(self, value: dict[str, Any]) -> str | None:
+        """Applies ``types`` to one event's parsed fields and reads its time: the ``@timestamp`` text, or None."""
+        if self.types and convert_fields(value, self.types):
+            self.stats.error("type_conversion_failed", "processing")
+        if self.read_time is None:
+            return None
+        key = self.config.time_key or ""
+        moment = self.read_time(value.get(key))
+        if moment is None:
+            self.stats.error("time_parse_failed", "processing")
+            return None
+        if not self.config.time_keep and key != TIME_FIELD:
+            del value[key]
+        return rfc3339(moment)
+
     def _count_failures(self, failed: int) -> None:
         self.stats.error("parse_failed", "processing", failed)
         if self.config.on_error == "drop":
             self.stats.discard("parse_failed", failed)
-        log.warning("events did not parse as JSON objects", extra={
-            "component_id": self.component_id, "count": failed, "on_error": self.config.on_error})
+        log.warning("events did not parse", extra={
+            "component_id": self.component_id, "count": failed, "codec": self.config.codec,
+            "on_error": self.config.on_error})
