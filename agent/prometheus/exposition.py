@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Container
 from dataclasses import dataclass
+from typing import Any
 
 Labels = tuple[tuple[str, str], ...]
 ParsedSample = tuple[str, Labels, float, int | None]
@@ -33,11 +35,16 @@ class Exposition:
     """A parsed page.
 
     ``samples`` are (metric name, labels in page order without ``__name__``, value, timestamp in ms or
-    None); ``types`` maps a family name to the type its ``# TYPE`` line gave.
+    None); ``types`` maps a family name to the type its ``# TYPE`` line gave. ``keys`` holds, for each
+    sample, a key of its series (the series as written, ``name{...}``, or for a line the slow path took a
+    canonical form that no written one can equal): equal keys, equal name and labels. A sample whose key
+    was in the ``known`` set given to :func:`parse_exposition` is ``("", (), value, timestamp)``: its
+    name and labels were not parsed again, the caller knows them.
     """
 
     samples: list[ParsedSample]
     types: dict[str, str]
+    keys: list[str]
 
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -57,12 +64,16 @@ _NO_LABELS: Labels = ()
 # Memos shared by every parse (bounded: cleared when full). A target's page repeats its label blocks
 # scrape after scrape, so, like Prometheus's scrape cache, the labels of a block (the text between the
 # braces) are looked up rather than parsed again. Also remembered: metric names known to be valid, and
-# label block skeletons (the label names with their `=`, `,` and the tail) -> the label names they hold.
+# label block skeletons (the label names with their `=`, `,` and the tail) -> the label names they hold,
+# and the HELP and TYPE lines accepted (per format) -> the (family, type) of a TYPE line, None for HELP.
 _CACHE_MAX = 1 << 16
 _BLOCKS_MAX = 1 << 14
 _valid_names: set[str] = set()
 _shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
 _blocks: dict[str, Labels] = {}
+_text_metas: dict[str, tuple[str, str] | None] = {}
+_om_metas: dict[str, tuple[str, str] | None] = {}
+_MISSING: Any = object()
 
 
 class _Slow(Exception):
@@ -70,15 +81,17 @@ class _Slow(Exception):
 
 
 
-def parse_exposition(data: bytes, openmetrics: bool) -> Exposition:
-    """Parse one page; raise ExpositionError (and nothing else) when it is malformed."""
+def parse_exposition(data: bytes, openmetrics: bool, known: Container[str] = frozenset()) -> Exposition:
+    """Parse one page; raise ExpositionError (and nothing else) when it is malformed. The series whose keys
+    are in ``known`` (the keys of a previous parse, see :class:`Exposition`) are not parsed again."""
     text, lines = _split(data, openmetrics)
     if openmetrics:
         _strip_eof(lines)
     fast = not any(char in text for char in _ODD_SPACE)
     types: dict[str, str] = {}
-    samples = _parse_lines(lines, openmetrics, types, fast, not text.isascii())
-    return Exposition(samples, types)
+    keys: list[str] = []
+    samples = _parse_lines(lines, openmetrics, types, fast, not text.isascii(), known, keys)
+    return Exposition(samples, types, keys)
 
 
 def kind_of(name: str, types: dict[str, str]) -> str:
@@ -108,28 +121,38 @@ _SUFFIX_KINDS = (
 
 
 def _parse_lines(
-    lines: list[str], om: bool, types: dict[str, str], fast: bool, check_ascii: bool
+    lines: list[str], om: bool, types: dict[str, str], fast: bool, check_ascii: bool, known: Container[str],
+    keys: list[str],
 ) -> list[ParsedSample]:
     samples: list[ParsedSample] = []
     append = samples.append
+    add_key = keys.append
     names = _valid_names
     blocks = _blocks
     kinds = _OM_TYPES if om else _TEXT_TYPES
+    metas = _om_metas if om else _text_metas
     for i, line in enumerate(lines):
         if not line:
             if om:
                 raise _error(i, "a blank line", line)
             continue
         if line[0] == "#":
+            meta = metas.get(line, _MISSING)
+            if meta is not _MISSING:  # a HELP or TYPE line seen before
+                if meta is not None:
+                    types[meta[0]] = meta[1]
+                continue
             head = line[:7]
             if head == "# HELP ":
                 sp = line.find(" ", 7)
                 if sp > 7 and (line[7:sp] in names or _is_name(line[7:sp])):
+                    _remember(metas, line, None)
                     continue
             elif head == "# TYPE ":
                 name, _, kind = line[7:].partition(" ")
                 if kind in kinds and (name in names or _is_name(name)):
                     types[name] = kind
+                    _remember(metas, line, (name, kind))
                     continue
             if om:
                 _om_meta(line, i, types)
@@ -137,23 +160,44 @@ def _parse_lines(
                 _text_meta(line, i, types)
             continue
         if fast:
+            head, _, v = line.rpartition(" ")
+            if head in known:  # a series parsed before, its value and no timestamp: only the value to read
+                try:
+                    value = float(v)
+                    if "_" not in v and not (check_ascii and not v.isascii()) and (
+                            value - value == 0 or v.lower() in _SPECIAL_VALUES):
+                        append(("", _NO_LABELS, value, None))
+                        add_key(head)
+                        continue
+                except ValueError:
+                    pass
             try:
                 b = line.find("{")
+                labels = _NO_LABELS
                 if b < 0:
-                    name, _, rest = line.partition(" ")
-                    labels = _NO_LABELS
+                    key, _, rest = line.partition(" ")
+                    if key in known:
+                        name = ""
+                    elif key in names or _is_name(key):
+                        name = key
+                    else:
+                        raise _Slow
                 else:
                     e = line.rfind("}")
                     if e < b or line[e + 1] != " ":
                         raise _Slow
-                    block = line[b + 1 : e]
-                    labels = blocks.get(block)  # type: ignore[assignment]
-                    if labels is None:
-                        labels = _plain_labels(block)
-                    name = line[:b]
+                    key = line[: e + 1]
                     rest = line[e + 2 :]
-                if name not in names and not _is_name(name):
-                    raise _Slow
+                    if key in known:
+                        name = ""
+                    else:
+                        block = line[b + 1 : e]
+                        labels = blocks.get(block)  # type: ignore[assignment]
+                        if labels is None:
+                            labels = _plain_labels(block)
+                        name = line[:b]
+                        if name not in names and not _is_name(name):
+                            raise _Slow
                 sp = rest.find(" ")
                 if sp < 0:
                     v = rest
@@ -167,13 +211,21 @@ def _parse_lines(
                 if value - value != 0 and v.lower() not in _SPECIAL_VALUES:  # infinite or NaN: is it spelt so?
                     raise _Slow
                 append((name, labels, value, ts))
+                add_key(key)
                 continue
             except (_Slow, ValueError, IndexError):
                 pass
         sample = _slow_sample(line, i, om, types)
         if sample is not None:
             append(sample)
+            add_key(f"\0{sample[0]}{sample[1]!r}")  # \0: never the start of a series as written
     return samples
+
+
+def _remember(metas: dict[str, tuple[str, str] | None], line: str, meta: tuple[str, str] | None) -> None:
+    if len(metas) >= _CACHE_MAX:
+        metas.clear()
+    metas[line] = meta
 
 
 def _is_name(name: str) -> bool:

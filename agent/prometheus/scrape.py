@@ -9,8 +9,9 @@ fails for any reason (refused, timed out, HTTP status, garbage, a limit) sends `
 previous scrape's series stale; nothing a target does ends the loop.
 
 Labels are worked out once per series, not once per sample: the same series come back every scrape, so
-the result of label handling and relabelling, a :class:`~agent.core.metric.Series`, is cached per (name,
-labels as written) and the cache keeps only the series of the last successful scrape. A scrape then builds
+the result of label handling and relabelling, a :class:`~agent.core.metric.Series`, is cached per series as
+written on the page (the parser's key, whose hash it computed already; a series in the cache is not parsed
+again), and the cache keeps only the series of the last successful scrape. A scrape then builds
 only a ``Sample(series, value, timestamp)`` per sample, and the series that went away are a set difference.
 """
 
@@ -48,7 +49,6 @@ REPORT_NAMES = ("up", "scrape_duration_seconds", "scrape_samples_scraped", "scra
                 "scrape_series_added")
 
 Labels = tuple[tuple[str, str], ...]
-SeriesKey = tuple[str, Labels]
 Send = Callable[[Batch], Awaitable[None]]
 
 
@@ -153,7 +153,7 @@ class ScrapeLoop:
         self.instance = dict(target.labels).get("instance", "")
         self.report_labels = self._with_external(target.labels)
         self.report_series = [Series(name, self.report_labels, "gauge") for name in REPORT_NAMES]
-        self._cache: dict[SeriesKey, Series | None] = {}
+        self._cache: dict[str, Series | None] = {}  # a series' key on the page (Exposition.keys) -> its Series
         self._last: set[Series] = set()  # the series of the last successful scrape (staleness)
         self._task: asyncio.Task[None] | None = None
         self._retired = False
@@ -233,20 +233,19 @@ class ScrapeLoop:
     def process(self, body: bytes, content_type: str, scrape_ms: int) -> tuple[list[Sample], int, int, int]:
         """The samples of a page and its stale markers; (samples, on the page, after relabelling, series added)."""
         openmetrics = content_type.split(";", 1)[0].strip().lower() == "application/openmetrics-text"
+        cache = self._cache
         try:
-            page = parse_exposition(body, openmetrics)
+            page = parse_exposition(body, openmetrics, cache)
         except ValueError as exc:
             raise ScrapeError("parse", str(exc)) from None
         honor_timestamps = self.target.config.honor_timestamps
-        cache = self._cache
-        fresh: dict[SeriesKey, Series | None] = {}
+        fresh: dict[str, Series | None] = {}
         current: set[Series] = set()
         mark = current.add
         out: list[Sample] = []
         append = out.append
         new: list[Series] = []
-        for name, labels, value, timestamp in page.samples:
-            key = (name, labels)
+        for key, (name, labels, value, timestamp) in zip(page.keys, page.samples, strict=True):
             try:
                 series = cache[key]
             except KeyError:

@@ -3,6 +3,7 @@ on real pages, and fuzzing."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -301,6 +302,40 @@ def test_a_second_parse_of_a_page_from_the_caches_gives_the_same_samples() -> No
     assert parse_exposition(data, False).samples == cold
 
 
+def test_keys_name_series_and_a_known_series_is_read_for_its_value_only() -> None:
+    data = NODE_EXPORTER.read_bytes()
+    page = parse_exposition(data, False)
+    assert len(page.keys) == len(page.samples) == 1490
+    series_of = dict(zip(page.keys, (s[:2] for s in page.samples), strict=True))
+    assert len(series_of) == len({s[:2] for s in page.samples}) == 1490  # one key per series
+    assert page.keys[page.samples.index(("node_load1", (), 0.25, None))] == "node_load1"  # as written
+    known = set(page.keys[:1000])
+    again = parse_exposition(data, False, known)
+    assert again.keys == page.keys
+    assert again.samples[:1000] == [("", (), v, ts) for _, _, v, ts in page.samples[:1000]]
+    assert again.samples[1000:] == page.samples[1000:]
+    assert again.types == page.types
+
+
+@pytest.mark.parametrize("value", ["1_0", "0x10", "\u0661", "infinit", "nan1", "1e999", "- 1", "1 x", "1}"])
+@pytest.mark.parametrize("series", ["up", 'up{job="a b"}'])
+def test_a_known_series_with_a_bad_value_is_refused_as_an_unknown_one(series: str, value: str) -> None:
+    data = f"{series} 1\n{series} {value}\n".encode()
+    known = {series: ("up", ())}
+    assert _keyed(data, False, {}) == _keyed(data, False, known)
+    assert isinstance(_keyed(data, False, known), str)
+
+
+def _keyed(data: bytes, om: bool, known: dict[str, tuple]) -> list | str:
+    """The page's samples read with ``known`` series (name and labels filled back in), or the error."""
+    try:
+        page = parse_exposition(data, om, known)
+    except ExpositionError as exc:
+        return str(exc)
+    return [(*known[key], v, ts) if not name else (name, labels, v, ts)
+            for key, (name, labels, v, ts) in zip(page.keys, page.samples, strict=True)]
+
+
 class _Timestamped:
     """A custom collector: samples with timestamps (prometheus_client's own metrics have none)."""
 
@@ -411,6 +446,23 @@ def test_mutated_valid_pages_parse_or_raise_only_exposition_error(case: tuple[by
         except Exception:
             return
         assert same(ours, theirs)
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated_page())
+def test_a_page_read_with_known_series_reads_as_without(case: tuple[bytes, bool]) -> None:
+    """Known series (those of the valid pages, read as text and as OpenMetrics) change nothing a mutated page
+    reads as: the same samples, or the same error."""
+    data, om = case
+    known = {}
+    for seed in _SEEDS:
+        for seed_om in (False, True):
+            with contextlib.suppress(ExpositionError):
+                page = parse_exposition(seed, seed_om)
+                known.update(zip(page.keys, (s[:2] for s in page.samples), strict=True))
+    plain, keyed = _keyed(data, om, {}), _keyed(data, om, known)
+    assert plain == keyed if isinstance(plain, str) else same(plain, keyed)  # type: ignore[arg-type]
 
 
 def test_a_huge_line_and_many_escapes_are_linear() -> None:
