@@ -72,13 +72,14 @@ class Batcher:
             if keys and keys.count(keys[0]) == len(keys):  # the usual case: one partition for the whole batch
                 groups = {(kind, keys[0]): batch.events}
             else:
-                groups = {}
+                by_key: dict[Hashable, list[Any]] = {}
                 for event, key in zip(batch.events, keys, strict=True):
-                    group = groups.get((kind, key))
+                    group = by_key.get(key)
                     if group is None:
-                        groups[(kind, key)] = [event]
+                        by_key[key] = [event]
                     else:
                         group.append(event)
+                groups = {(kind, key): events for key, events in by_key.items()}
         full: list[Request] = []
         for group_key, events in groups.items():
             full.extend(self._add_events(group_key, events, per_event, batch.acks))
