@@ -47,13 +47,13 @@ def read_path(tokens: list[Token], i: int, text: str) -> tuple[FieldPath, int]:
         if token.kind != "punct" or token.value not in ".[":
             return tuple(keys), i
         if token.value == ".":
-            name = tokens[i + 1]
+            name = _at(tokens, i + 1)
             if name.kind not in ("name", "string"):
                 raise ExprError.at("expected a field name after '.'", text, name.offset)
             keys.append(name.value)
             i += 2
             continue
-        key, close = tokens[i + 1], tokens[i + 2]
+        key, close = _at(tokens, i + 1), _at(tokens, i + 2)
         if (key.kind == "number" and type(key.value) is int) or key.kind == "string":
             if close.kind != "punct" or close.value != "]":
                 raise ExprError.at("expected ']'", text, close.offset)
@@ -61,6 +61,11 @@ def read_path(tokens: list[Token], i: int, text: str) -> tuple[FieldPath, int]:
             i += 3
             continue
         raise ExprError.at("expected an index or a quoted key in [...]", text, key.offset)
+
+
+def _at(tokens: list[Token], i: int) -> Token:
+    """``tokens[i]``, or the end token past the end."""
+    return tokens[min(i, len(tokens) - 1)]
 
 
 def format_path(keys: FieldPath) -> str:

@@ -82,3 +82,9 @@ def test_raised_from_a_config_struct_it_becomes_a_config_error_with_file_line_an
         convert(data, _Doc, file="pipeline.yaml", lines=lines)
     assert str(info.value) == ("pipeline.yaml:2: transforms.errors_only: column 21: expected a field or a value, "
                                "got the end")
+
+
+@pytest.mark.parametrize("text", ["a[", "exists(a[", "x == 1 and b["])
+def test_a_path_cut_off_after_a_bracket_is_an_expr_error(text: str) -> None:
+    with pytest.raises(ExprError, match="expected an index or a quoted key"):
+        compile_condition(text)
