@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sys
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
@@ -153,6 +154,7 @@ class ScrapeLoop:
         self.instance = dict(target.labels).get("instance", "")
         self.report_labels = self._with_external(target.labels)
         self.report_series = [Series(name, self.report_labels, "gauge") for name in REPORT_NAMES]
+        self._shared_pairs = {pair: pair for pair in (*target.labels, *self.external)}
         self._cache: dict[str, Series | None] = {}  # a series' key on the page (Exposition.keys) -> its Series
         self._last: set[Series] = set()  # the series of the last successful scrape (staleness)
         self._task: asyncio.Task[None] | None = None
@@ -298,7 +300,9 @@ class ScrapeLoop:
         if not new_name:
             raise ScrapeError("no_metric_name", f"a series of {name} has no metric name after relabelling")
         self._check_limits(new_name, labels)
-        return Series(new_name, self._with_external(tuple(sorted(labels.items()))), kind_of(name, page.types))
+        shared = self._shared_pairs  # the target's and external labels: one tuple each, not one per series
+        pairs = tuple([shared.get(pair, pair) for pair in sorted(labels.items())])
+        return Series(sys.intern(new_name), self._with_external(pairs), kind_of(name, page.types))
 
     def _check_limits(self, name: str, labels: dict[str, str]) -> None:
         config = self.target.config
@@ -318,7 +322,7 @@ class ScrapeLoop:
         if not self.external:
             return labels
         have = {k for k, _ in labels}
-        extra = [(k, v) for k, v in self.external if k not in have]
+        extra = [pair for pair in self.external if pair[0] not in have]
         return tuple(sorted((*labels, *extra))) if extra else labels
 
     # -- staleness ------------------------------------------------------------------------------------------
