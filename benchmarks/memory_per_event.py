@@ -92,7 +92,7 @@ def parse(batches: list[Batch]) -> list[Batch]:
 
 def samples(n: int) -> list[Sample]:
     now = int(time.time() * 1000)
-    return [Sample("generated_requests_total", (("instance", "generate:0"), ("path", f"/api/v1/{i % 97}")),
+    return [Sample.of("generated_requests_total", (("instance", "generate:0"), ("path", f"/api/v1/{i % 97}")),
                    float(i), now, "counter") for i in range(n)]
 
 
