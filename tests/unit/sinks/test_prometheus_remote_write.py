@@ -103,6 +103,12 @@ def test_queue_config_becomes_batches_shards_and_backoff(tmp_path: Path) -> None
     assert http.request.headers == {"X-Scope-OrgID": "t"}
 
 
+@pytest.mark.parametrize(("queue", "shards"), [({}, 4), ({"max_shards": 2}, 2), ({"min_shards": 10}, 10),
+                                               ({"min_shards": 1, "max_shards": 1}, 1)])
+def test_the_sink_runs_four_shards_unless_min_or_max_shards_say_otherwise(queue: dict[str, int], shards: int) -> None:
+    assert make_config(queue_config=queue).http_config().request.concurrency == shards
+
+
 @pytest.mark.parametrize("header", ["Content-Encoding", "content-type", "User-Agent", "Authorization", "Host",
                                     "X-Prometheus-Remote-Write-Version"])
 def test_reserved_headers_are_refused(tmp_path: Path, header: str) -> None:
