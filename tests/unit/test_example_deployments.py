@@ -134,3 +134,10 @@ async def test_fluent_bit_daemonset(tmp_path: Path, free_port: int, monkeypatch:
     monkeypatch.setenv("DD_API_KEY", "secret")
     expected = await run_deployment("fluent-bit", tmp_path, free_port)
     assert_outputs(expected, tmp_path)
+
+
+async def test_filebeat_vm_shipper(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NODE_NAME", NODE_NAME)
+    expected = await run_deployment("filebeat", tmp_path, free_port)
+    assert all("host" in record for record in outputs(tmp_path)["logstash/events"])  # add_host_metadata
+    assert_outputs(expected, tmp_path)
