@@ -141,3 +141,10 @@ async def test_filebeat_vm_shipper(tmp_path: Path, free_port: int, monkeypatch: 
     expected = await run_deployment("filebeat", tmp_path, free_port)
     assert all("host" in record for record in outputs(tmp_path)["logstash/events"])  # add_host_metadata
     assert_outputs(expected, tmp_path)
+
+
+async def test_logstash_insights_tier(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVIRONMENT", raising=False)  # ${ENVIRONMENT:production}: its default
+    beats = (DATA / "logstash-insights.beats.ndjson").read_bytes()  # what filebeat.yaml's shippers send
+    expected = await run_deployment("logstash-insights", tmp_path, free_port, beats)
+    assert_outputs(expected, tmp_path)
