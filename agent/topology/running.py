@@ -452,7 +452,7 @@ class Topology:
                 buf = new.components[cid].config.buffer
                 previous.inbox.resize(buf.max_events, int(buf.max_bytes), buf.when_full)
                 node.inbox = previous.inbox
-            if previous.output is not None:
+            if previous.output is not None and node.output is not None:  # not a transform that became a route
                 node.output = previous.output
             node.named.update((name, fanout) for name, fanout in previous.named.items() if name in node.named)
         for cid in new_ids - added - changed:

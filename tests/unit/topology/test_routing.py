@@ -161,3 +161,27 @@ def _decoded(line: Any) -> dict[str, Any]:
     import orjson
 
     return orjson.loads(line) if isinstance(line, bytes) else line
+
+
+async def test_reload_that_turns_a_transform_into_a_route_feeds_its_named_outputs(tmp_path: Path) -> None:
+    text = """
+sources:
+  gen: {{type: generate, format: json, rate: 4000, batch_size: 40}}
+transforms:
+  split: {transform}
+sinks:
+  e: {{type: test_gate, open: true, inputs: [{input}]}}
+"""
+    first = text.format(transform="{type: filter, inputs: [gen], condition: 'true'}", input="split")
+    topo = Topology(pipeline(first, tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    await wait_for(lambda: len(GateSink.instances["e"].events) >= 200)
+    second = text.format(transform="{type: route, inputs: [gen], routes: {all: 'true'}}", input="split.all")
+    await topo.reload(pipeline(second, tmp_path))
+    e_sink = GateSink.instances["e"]
+    before = len(e_sink.events)
+    await wait_for(lambda: len(e_sink.events) >= before + 200)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 5) == 0
+    assert not topo.nodes["split"].stats.discarded  # nothing went to an output nobody reads
