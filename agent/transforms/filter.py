@@ -18,8 +18,8 @@ from typing import Any
 
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
-from agent.core.ack import AckStatus
 from agent.core.batch import Batch, Kind
+from agent.core.drop import keep_only
 from agent.core.events import to_log_events
 from agent.core.regex import compile_user_regex, searcher
 from agent.expr import compile_condition
@@ -112,13 +112,4 @@ class FilterTransform:
             kept = [event for event, view in zip(events, event_views(batch), strict=True) if keep(view)]
         else:
             kept = [event for event in events if keep(event)]
-        dropped = len(events) - len(kept)
-        if not dropped:
-            return batch
-        self.stats.discard("filtered", dropped)
-        if not kept:
-            batch.finalize(AckStatus.DELIVERED)  # a dropped event is done
-            return None
-        batch.byte_size = batch.byte_size * len(kept) // len(events)
-        batch.events = kept
-        return batch
+        return keep_only(batch, kept, self.stats, "filtered")  # a dropped event is done: counted, acks released
