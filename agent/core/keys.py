@@ -29,8 +29,11 @@ def as_text(value: Any) -> str:
         return value
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
-    except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an object of no JSON type
-        return str(value)
+    except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an object of no JSON type, too deep
+        try:
+            return str(value)
+        except RecursionError:  # nested past the recursion limit: all such values share one key
+            return f"<{type(value).__name__} nested too deep>"
 
 
 def digest(data: bytes) -> bytes:

@@ -10,6 +10,7 @@ seeing one again makes it recent. Duplicates are counted (``agent_component_disc
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -80,6 +81,9 @@ class DedupeTransform:
             values.append(_ABSENT if value is _MISSING else value)
         try:
             data = orjson.dumps(values, option=_OPTIONS)
-        except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an object of no JSON type
-            data = repr(values).encode("utf-8", "surrogatepass")
+        except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an object of no JSON type, too deep
+            try:
+                data = repr(values).encode("utf-8", "surrogatepass")
+            except RecursionError:  # nested past the recursion limit: never taken for a duplicate
+                return os.urandom(16)
         return digest(data)

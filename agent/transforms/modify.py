@@ -31,7 +31,8 @@ from agent.core.footprint import parsed_bytes
 from agent.expr.paths import delete_field, format_path, get_field, parse_path, set_field
 
 MISSING: Any = object()
-CONFLICTS = (TypeError, ValueError, KeyError, IndexError, AttributeError)  # a path through a non-object
+CONFLICTS = (TypeError, ValueError, KeyError, IndexError, AttributeError,  # a path through a non-object
+             RecursionError)  # a value nested past the recursion limit (orjson parses 1024 levels)
 _PLAIN = re.compile(r"[A-Za-z_@][A-Za-z0-9_@\-]*")  # a top-level key written as itself
 _REFERENCE = re.compile(r"\{\{(.*?)\}\}|%\{(.*?)\}")
 _BRACKETED = re.compile(r"(?:\[[^\[\]]+\])+")  # Logstash's [fields][service]
