@@ -113,7 +113,8 @@ def test_each_agent_pipeline_is_yaml_the_config_loader_accepts(name: str, tmp_pa
                                     "format": "docker", "read_from": "beginning"}
     pipeline = load_texts([(text, f"{name}.yaml")])
     assert pipeline.root.api.address == "127.0.0.1:2999"
-    expected = {"tail_null": "blackhole", "tail_parse_http": "http", "tail_parse_es": "elasticsearch"}[name]
+    expected = {"tail_null": "blackhole", "tail_parse_http": "http", "tail_parse_es": "elasticsearch",
+                "tail_parse_modify_http": "http"}[name]
     assert pipeline.components["out"].type == expected
     if scenario.receiver:
         assert pipeline.components["parse"].type == "parse"

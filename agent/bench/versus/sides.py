@@ -35,6 +35,7 @@ class Scenario:
     fb_config: str  # file name in the configs directory
     fb_output: str  # its output's name in Fluent Bit's /api/v1/metrics
     receiver: bool  # whether the events go to the bench receiver (else the null / blackhole sink)
+    add: tuple[tuple[str, str], ...] = ()  # fields a modify stage adds after parse (Fluent Bit's modify Add)
 
     def agent_config(self, logs: Path, data_dir: Path, api_port: int, sink_port: int | None) -> str:
         """The agent's pipeline equivalent to :attr:`fb_config`, as YAML; checked by the agent's config loader."""
@@ -46,11 +47,15 @@ class Scenario:
         else:
             # Fluent Bit's parser filter on `log` (Reserve_Data On): the agent's Docker decoder calls it `message`
             doc["transforms"] = {"parse": {"type": "parse", "inputs": ["in"], "field": "message"}}
+            last = "parse"
+            if self.add:  # Fluent Bit's modify filter, Add: set only when the key is absent, as the agent's add
+                doc["transforms"]["modify"] = {"type": "modify", "inputs": ["parse"], "add": dict(self.add)}
+                last = "modify"
             url = f"http://{HOST}:{sink_port}"
             if self.fb_output.startswith("es."):  # Logstash_Format On: logstash-%Y.%m.%d of the record's time
-                sink = {"type": "elasticsearch", "inputs": ["parse"], "endpoints": [url], "index": "logstash-%Y.%m.%d"}
+                sink = {"type": "elasticsearch", "inputs": [last], "endpoints": [url], "index": "logstash-%Y.%m.%d"}
             else:  # http, Format json_lines
-                sink = {"type": "http", "inputs": ["parse"], "uri": f"{url}/ingest", "encoding": "ndjson"}
+                sink = {"type": "http", "inputs": [last], "uri": f"{url}/ingest", "encoding": "ndjson"}
             doc["sinks"] = {"out": sink}
         text = f"# {self.name}: the agent's equivalent of {self.fb_config}\n" + yaml.safe_dump(doc, sort_keys=False)
         load_texts([(text, f"<{self.name}.yaml>")])  # ConfigErrors if the agent would refuse it
@@ -63,6 +68,9 @@ SCENARIOS = {s.name: s for s in (
              "http.0", receiver=True),
     Scenario("tail_parse_es", "tail (docker) -> parse json (log) -> elasticsearch _bulk", "tail-parse-es.conf",
              "es.0", receiver=True),
+    Scenario("tail_parse_modify_http", "tail (docker) -> parse json (log) -> modify (add 2 fields) -> http ndjson",
+             "tail-parse-modify-http.conf", "http.0", receiver=True,
+             add=(("cluster", "bench-cluster"), ("env", "perf"))),
 )}
 
 
