@@ -138,6 +138,7 @@ class ParseTransform:
         self.parser: Parser = build_parser(config) or _Json()
         self.types = {name: CONVERTERS[kind] for name, kind in config.types.items()}
         self.read_time = time_reader(config.time_format) if config.time_key else None
+        self._last_time: tuple[Any, str] | None = None  # the last time value read and its @timestamp
         self.guard: Callable[[Any], bool] | None = _looks_like_json if config.when == "looks_like_json" else None
         self.fast_json = config.codec == "json" and not (self.types or self.read_time or self.guard)
 
@@ -275,13 +276,20 @@ class ParseTransform:
         if self.read_time is None:
             return None
         key = self.config.time_key or ""
-        moment = self.read_time(value.get(key))
-        if moment is None:
-            self.stats.error("time_parse_failed", "processing")
-            return None
+        raw = value.get(key)
+        last = self._last_time
+        if last is not None and type(raw) is type(last[0]) and raw == last[0]:
+            stamp = last[1]  # lines of one second share their time text: strptime once, not once a line
+        else:
+            moment = self.read_time(raw)
+            if moment is None:
+                self.stats.error("time_parse_failed", "processing")
+                return None
+            stamp = rfc3339(moment)
+            self._last_time = (raw, stamp)
         if not self.config.time_keep and key != TIME_FIELD:
             del value[key]
-        return rfc3339(moment)
+        return stamp
 
     def _count_failures(self, failed: int) -> None:
         self.stats.error("parse_failed", "processing", failed)

@@ -97,6 +97,23 @@ def test_time_formats_time_keep_and_a_time_that_does_not_parse() -> None:
     assert bad.stats.errors[("time_parse_failed", "processing")] == 1
 
 
+def test_a_time_repeated_line_after_line_is_read_once_and_gives_each_line_its_stamp(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    t = transform(time_key="ts", time_format="%d/%b/%Y:%H:%M:%S %z")
+    reads: list[Any] = []
+    read = t.read_time
+    monkeypatch.setattr(t, "read_time", lambda value: reads.append(value) or read(value))
+    lines = [b'{"ts": "06/Nov/2014:19:10:38 +0600", "n": 1}', b'{"ts": "06/Nov/2014:19:10:38 +0600", "n": 2}',
+             b'{"ts": "06/Nov/2014:19:10:39 +0600", "n": 3}', b'{"ts": 1415279438, "n": 4}',
+             b'{"ts": "06/Nov/2014:19:10:39 +0600", "n": 5}']
+    events = run(t, lines)
+    assert [e.get("@timestamp") for e in events] == ["2014-11-06T13:10:38.000Z", "2014-11-06T13:10:38.000Z",
+                                                     "2014-11-06T13:10:39.000Z", None, "2014-11-06T13:10:39.000Z"]
+    assert "ts" not in events[0] and "ts" not in events[1] and events[3]["ts"] == 1415279438  # not a text time
+    assert reads == ["06/Nov/2014:19:10:38 +0600", "06/Nov/2014:19:10:39 +0600", 1415279438]  # the last good one kept
+    assert t.stats.errors[("time_parse_failed", "processing")] == 1
+
+
 def test_a_value_that_does_not_convert_stays_and_is_counted() -> None:
     t = transform(types={"status": "int", "ok": "bool"})
     assert run(t, [b'{"status": "n/a", "ok": "yes"}']) == [{"status": "n/a", "ok": True}]
