@@ -117,6 +117,10 @@ class LineIndex:
                 return line
         return None
 
+    def has(self, path: Sequence[PathKey]) -> bool:
+        """Whether ``path`` itself is a key written in the document."""
+        return tuple(path) in self._lines
+
     def key_at(self, line: int) -> KeyPath:
         """The deepest key path written on ``line``, else the last one before it (``()`` if none)."""
         best: tuple[int, int, int] = (0, 0, 0)
@@ -226,6 +230,8 @@ _SEGMENT = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>[0-9]+)\]|(?P<any>\[\.\.
 _EXPECTED = re.compile(r"Expected `(?P<expected>[^`]+)`(?P<rest>.*?)(?:, got `(?P<got>[^`]+)`)?", re.DOTALL)
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>.*)`", re.DOTALL)
 _MISSING = re.compile(r"Object missing required field `(?P<name>.*)`", re.DOTALL)
+# a component's own check naming the key it is about: "routes.errors: column 10: ..."
+_INNER_KEY = re.compile(r"(?P<key>[A-Za-z_@][\w@-]*(?:\.[A-Za-z_@][\w@-]*)*): (?P<rest>.+)", re.DOTALL)
 _INVALID = re.compile(r"Invalid (?:enum )?value (?P<value>.*)", re.DOTALL)
 _TYPE_NAMES = {
     "int": "an integer",
@@ -281,6 +287,10 @@ def _config_error(
         message = _invalid_value(_literal(invalid["value"]), _choices(type_, data, path))
     else:
         message = _rewrite(message)
+        inner = _INNER_KEY.fullmatch(message)
+        if inner is not None and lines.has(keys := (*prefix, *line_path, *inner["key"].split("."))):
+            line_path = key_path = keys[len(prefix):]  # the line of the key the check names, not the component's
+            message = inner["rest"]
     return ConfigError(
         message,
         file=file,

@@ -114,5 +114,5 @@ sinks:
     with pytest.raises(ConfigErrors) as caught:
         load_texts([(text, "p.yaml")])
     message = str(caught.value)
-    assert "p.yaml:5: transforms.f: " in message
+    assert "p.yaml:5: transforms.f" in message  # the component, or the key the check names, on line 5
     assert expected in message
