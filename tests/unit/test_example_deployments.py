@@ -148,3 +148,9 @@ async def test_logstash_insights_tier(tmp_path: Path, free_port: int, monkeypatc
     beats = (DATA / "logstash-insights.beats.ndjson").read_bytes()  # what filebeat.yaml's shippers send
     expected = await run_deployment("logstash-insights", tmp_path, free_port, beats)
     assert_outputs(expected, tmp_path)
+
+
+async def test_logstash_universal_tier(tmp_path: Path, free_port: int) -> None:
+    beats = (DATA / "logstash-universal" / "beats.ndjson").read_bytes()  # what the shippers send
+    expected = await run_deployment("logstash-universal", tmp_path, free_port, beats)
+    assert_outputs(expected, tmp_path)
