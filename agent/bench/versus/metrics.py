@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,14 +32,13 @@ from aiohttp import web
 from agent.bench.peers.lines import HOST
 from agent.bench.versus.measure import cpu_seconds, peak_rss_mib
 from agent.bench.versus.report import header, machine
-from agent.bench.versus.sides import FluentBitMissing, find_fluent_bit, fluent_bit_version, free_port
+from agent.bench.versus.sides import FluentBitMissing, find_fluent_bit, fluent_bit_version, free_port, stop_process
 from agent.config.pipeline import load_texts
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 NODE_EXPORTER = Path("/usr/bin/prometheus-node-exporter")
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 READY_S = 30.0  # how long a peer may take to answer its readiness check
-STOP_S = 15.0  # SIGTERM, then SIGKILL after this long
 APPENDED = "prometheus_tsdb_head_samples_appended_total"
 
 
@@ -69,17 +67,6 @@ def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> sub
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_S)
-    return process.returncode
-
-
 async def _wait_ok(http: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
@@ -103,7 +90,7 @@ async def capture_page(http: aiohttp.ClientSession, workdir: Path) -> bytes:
         async with http.get(url) as response:
             return await response.read()
     finally:
-        _stop(exporter)
+        stop_process(exporter)
 
 
 async def serve_targets(page: bytes, count: int) -> tuple[list[int], web.AppRunner]:
@@ -187,8 +174,8 @@ async def run_side(side: str, repeat: int, argv: list[str], env: dict[str, str],
         return MetricsRun(side, repeat, count1 - count0, t1 - t0, cpu1 - cpu0, peak_rss_mib(process.pid))
     finally:
         if process is not None:
-            _stop(process)
-        _stop(prometheus)
+            stop_process(process)
+        stop_process(prometheus)
 
 
 async def compare(targets: int, warmup: float, seconds: float, repeats: int, workdir: Path) -> list[MetricsRun]:

@@ -37,7 +37,7 @@ import yaml
 from agent.bench.peers.lines import HOST
 from agent.bench.versus.measure import cpu_seconds, peak_rss_mib
 from agent.bench.versus.report import AGENT, FB, header, machine
-from agent.bench.versus.sides import FluentBitMissing, find_fluent_bit, fluent_bit_version, free_port
+from agent.bench.versus.sides import FluentBitMissing, find_fluent_bit, fluent_bit_version, free_port, stop_process
 from agent.config.pipeline import load_texts
 
 # Fluent Bit's apache_common parser (shared/tools/fluent-bit-configs/parsers.conf), used by both sides
@@ -47,7 +47,6 @@ TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
 SEED = 20_261_205
 READY_S = 20.0  # how long a side may take to listen
 DONE_S = 300.0  # how long all lines may take to come back
-STOP_S = 15.0
 FLUSH = "1"  # Fluent Bit's flush interval, seconds
 _METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE", "HEAD")
 _PATHS = ("/", "/index.html", "/apache_pb.gif", "/api/v1/orders", "/api/v1/users/42", "/static/app.js",
@@ -214,16 +213,6 @@ def _connect(port: int, proc: subprocess.Popen[bytes]) -> socket.socket:
             time.sleep(0.05)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_S)
-
-
 def run_side(side: str, binary: Path, payload: bytes, lines: int, workdir: Path, repeat: int,
              with_time: bool = True, flush: str = FLUSH) -> RegexRun:
     """Start ``side``, send ``payload`` (``lines`` lines), wait for as many JSON lines back; its figures."""
@@ -260,7 +249,7 @@ def run_side(side: str, binary: Path, payload: bytes, lines: int, workdir: Path,
         ended, cpu1 = counter.end
         return RegexRun(side, repeat, lines, len(payload) / 2**20, cpu1 - cpu0, ended - started, rss)
     finally:
-        _stop(proc)
+        stop_process(proc)
         counter.close()
 
 

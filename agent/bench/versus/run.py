@@ -25,12 +25,11 @@ from agent.bench.versus.measure import (
     peak_rss_mib,
     steady_window,
 )
-from agent.bench.versus.sides import Launch, Scenario
+from agent.bench.versus.sides import STOP_S, Launch, Scenario
 
 FAST_POLL_S = 0.02  # until the window starts (with no receiver, until it ends)
 SLOW_POLL_S = 0.25  # afterwards, with a receiver: only to notice a stall
 STALL_S = 30.0  # no progress for this long fails the run
-STOP_S = 15.0  # SIGTERM, then SIGKILL after this long
 
 
 @dataclass(slots=True)

@@ -103,6 +103,21 @@ def fluent_bit_version(binary: Path) -> str:
     return (out.stdout.splitlines() or ["unknown"])[0].strip()
 
 
+STOP_S = 15.0  # SIGTERM, then SIGKILL after this long
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM a child still running, SIGKILL it if it takes over ``STOP_S``; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_S)
+    return process.returncode
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
