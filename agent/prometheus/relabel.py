@@ -19,6 +19,8 @@ from typing import Annotated
 import msgspec
 import re2
 
+from agent.core.regex import utf8
+
 ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
            "lowercase", "uppercase")
 # Read in any case, as relabel.go's Action.UnmarshalYAML lower-cases it ("Keep", "LabelDrop" are valid).
@@ -133,27 +135,18 @@ class _Regex:
         self._match = compiled._regexp.Match
 
     def test(self, text: str) -> bool:
-        data = _utf8(text)
+        data = utf8(text)
         return self._match(_BOTH, data, 0, len(data))[0][0] >= 0
 
     def submatches(self, text: str) -> tuple[str | None, ...] | None:
         """Group 0 and every group's text (None where a group took no part), or None: no match."""
-        data = _utf8(text)
+        data = utf8(text)
         spans = self._match(_BOTH, data, 0, len(data))
         if spans[0][0] < 0:
             return None
         if len(data) == len(text):  # ASCII: byte offsets are str offsets
             return tuple(None if start < 0 else text[start:end] for start, end in spans)
         return tuple(None if start < 0 else data[start:end].decode("utf-8", "surrogatepass") for start, end in spans)
-
-
-def _utf8(text: str) -> bytes:
-    """The text for RE2. Lone surrogates (bytes a decoder could not read) pass as 3-byte sequences, which RE2's
-    ``.`` matches as Go's matches an invalid byte; the raw byte itself RE2 would match with nothing."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
 
 
 def _raw_bytes(text: str) -> bytes:
