@@ -35,6 +35,16 @@ def to_log_events(batch: Batch) -> None:
     batch.byte_size = decoded_bytes(batch.byte_size, len(events))
 
 
+def event_views(batch: Batch) -> list[Any]:
+    """The events of ``batch`` as dicts to test, without changing the batch: raw lines are read as
+    ``{"message": text}``, JSON lines as their object (see :func:`to_log_events`)."""
+    if not batch.kind.is_raw:
+        return batch.events
+    view = Batch(list(batch.events), batch.kind, 0)
+    to_log_events(view)
+    return view.events
+
+
 def own_parents(event: dict[str, Any], path: FieldPath) -> None:
     """Replace the dicts and lists on the way to ``path`` by copies, so that a write there changes this event only.
 

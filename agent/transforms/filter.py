@@ -20,7 +20,7 @@ from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
 from agent.core.drop import keep_only
-from agent.core.events import to_log_events
+from agent.core.events import event_views
 from agent.core.regex import compile_user_regex, searcher
 from agent.expr import compile_condition
 from agent.expr.paths import get_field, parse_path
@@ -82,16 +82,6 @@ def _grep(regex: list[Rule], exclude: list[Rule]) -> Predicate:
         return True
 
     return keep
-
-
-def event_views(batch: Batch) -> list[Any]:
-    """The events of ``batch`` as dicts to test, without changing the batch: raw lines are read as
-    ``{"message": text}``, JSON lines as their object (see ``agent.core.events``)."""
-    if not batch.kind.is_raw:
-        return batch.events
-    view = Batch(list(batch.events), batch.kind, 0)
-    to_log_events(view)
-    return view.events
 
 
 @register("transform", "filter", FilterConfig, "Keeps or drops events by a condition or grep rules.")

@@ -20,8 +20,8 @@ from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
+from agent.core.events import event_views
 from agent.expr import compile_condition
-from agent.transforms.filter import event_views
 
 UNMATCHED = "_unmatched"
 
