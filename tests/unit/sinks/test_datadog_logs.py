@@ -217,7 +217,10 @@ async def test_a_refused_key_holds_everything_until_the_intake_accepts_it(
         run = asyncio.create_task(topo.run())
         try:
             with caplog.at_level(logging.ERROR, logger="agent.sinks.datadog"):
-                await wait_for(lambda: sum(r.status == 403 for r in dd.log_requests) >= 4, timeout=10)
+                # the sink counts a refusal after the intake has recorded it: wait for both
+                await wait_for(lambda: sum(r.status == 403 for r in dd.log_requests) >= 4
+                               and topo.nodes["dd"].stats.errors.get(("forbidden", "sending"), 0) >= 4,
+                               timeout=10)
             stats = topo.nodes["dd"].stats
             assert "committed_events" not in topo.nodes["feed"].stats.gauges
             assert stats.errors[("forbidden", "sending")] >= 4 and stats.discarded == {}
