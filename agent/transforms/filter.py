@@ -1,10 +1,18 @@
 """Transform `filter`: keep or drop events by a condition, or by Fluent Bit's grep rules.
 
 ``condition:`` keeps the events for which it holds, ``drop_if:`` drops them (the expression language
-of :mod:`agent.expr`). Fluent Bit's grep filter carries over as ``regex: {field: pattern}`` (keep an
-event only if every such field matches its pattern) and ``exclude: {field: pattern}`` (drop an event
-if any such field matches): the semantics Fluent Bit documents for its default, ``legacy`` mode. A
-field that is missing or not a string matches no pattern. Patterns are RE2 (``agent.core.regex``).
+of :mod:`agent.expr`). Fluent Bit's grep filter carries over as ``regex: {field: pattern}`` (keep by a
+match), ``exclude: {field: pattern}`` (drop by a match) and ``rules:``, the same rules as an ordered list
+(``[{exclude: {log: health}}, {regex: {level: ERROR}}]``), with Fluent Bit's ``logical_op``:
+
+- ``legacy`` (Fluent Bit's default, as its 4.2.8 binary behaves, which is not what its documentation says):
+  the rules in order; a matching ``exclude`` drops, a ``regex`` decides at once (kept if it matches, dropped if
+  not), an event no rule decided is kept. The maps are read exclude rules first, then regex rules. A rule after
+  the first ``regex`` rule would never be evaluated, so it is a config error (use ``and`` or ``or``).
+- ``and`` / ``or``: rules of one kind only (both is an error, as in Fluent Bit): keep an event if every / any
+  ``regex`` rule matches, or drop it if every / any ``exclude`` rule matches.
+
+A field that is missing or not a string matches no pattern. Patterns are RE2 (``agent.core.regex``).
 
 A dropped event is done, not lost: it is counted (discarded, reason ``filtered``) and, once a whole
 batch is dropped, its acks are released as delivered. Raw lines are tested as ``{"message": line}``
@@ -14,7 +22,7 @@ batch is dropped, its acks are released as delivered. Raw lines are tested as ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
@@ -29,20 +37,22 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 
 class FilterConfig(TransformConfig, tag="filter"):
-    """Keep events by ``condition``, drop them by ``drop_if``, or grep them by ``regex``/``exclude``."""
+    """Keep events by ``condition``, drop them by ``drop_if``, or grep them by ``regex``/``exclude``/``rules``."""
 
     condition: str | None = None
     drop_if: str | None = None
     regex: dict[str, str] = {}
     exclude: dict[str, str] = {}
+    rules: list[dict[Literal["regex", "exclude"], dict[str, str]]] = []
+    logical_op: Literal["legacy", "and", "or"] = "legacy"
 
     def __post_init__(self) -> None:
         given = [key for key in ("condition", "drop_if") if getattr(self, key) is not None]
-        if self.regex or self.exclude:
-            given.append("regex/exclude")
+        if self.regex or self.exclude or self.rules:
+            given.append("regex/exclude/rules")
         if len(given) != 1:
             raise ValueError('a filter takes exactly one of "condition", "drop_if", or the grep rules '
-                             f'"regex" and "exclude" (got {", ".join(given) or "none"})')
+                             f'"regex", "exclude" and "rules" (got {", ".join(given) or "none"})')
         keep_predicate(self)  # an error in a condition, a field or a pattern is a config error
 
 
@@ -53,33 +63,70 @@ def keep_predicate(config: FilterConfig) -> Predicate:
     if config.drop_if is not None:
         drop = compile_condition(config.drop_if)
         return lambda event: not drop(event)
-    return _grep(_rules(config.regex, "regex"), _rules(config.exclude, "exclude"))
+    rules = _rules(config)
+    if config.logical_op == "legacy":
+        return _legacy(rules)
+    return _combined(rules, config.logical_op == "and")
 
 
-Rule = tuple[Any, Callable[[str], bool]]  # a field path, and a search of its text
+class _Rule(NamedTuple):
+    """One grep rule: where it was written (``regex.log``, ``rules[1].exclude.log``), its kind, field and search."""
+
+    where: str
+    exclude: bool
+    path: Any
+    search: Callable[[str], bool]
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        value = get_field(event, self.path)
+        return type(value) is str and bool(self.search(value))
 
 
-def _rules(rules: dict[str, str], key: str) -> list[Rule]:
+def _rules(config: FilterConfig) -> list[_Rule]:
+    """The rules in evaluation order: the ``rules`` list if given (with the maps after it), else the
+    ``exclude`` map, then the ``regex`` map."""
+    written: list[tuple[str, str, dict[str, str]]] = [
+        (f"rules[{n}].{kind}", kind, fields) for n, rule in enumerate(config.rules) for kind, fields in rule.items()]
+    written += [("exclude", "exclude", config.exclude), ("regex", "regex", config.regex)]
     compiled = []
-    for field, pattern in rules.items():
-        try:
-            compiled.append((parse_path(field), searcher(compile_user_regex(pattern))))
-        except ValueError as exc:
-            raise ValueError(f"{key}.{field}: {exc}") from None
+    for prefix, kind, fields in written:
+        for field, pattern in fields.items():
+            where = f"{prefix}.{field}"
+            try:
+                compiled.append(_Rule(where, kind == "exclude", parse_path(field),
+                                      searcher(compile_user_regex(pattern))))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
     return compiled
 
 
-def _grep(regex: list[Rule], exclude: list[Rule]) -> Predicate:
+def _legacy(rules: list[_Rule]) -> Predicate:
+    decisive = next((n for n, rule in enumerate(rules) if not rule.exclude), len(rules))
+    if decisive + 1 < len(rules):
+        raise ValueError(f"{rules[decisive + 1].where}: never evaluated: in the legacy order (Fluent Bit's) the "
+                         f"first regex rule ({rules[decisive].where}) decides; set logical_op: and (every rule "
+                         "must match) or or (any rule)")
+    excludes = rules[:decisive]
+    regex = rules[decisive] if decisive < len(rules) else None
+
     def keep(event: dict[str, Any]) -> bool:
-        for path, search in exclude:
-            value = get_field(event, path)
-            if type(value) is str and search(value):
+        for rule in excludes:
+            if rule.matches(event):
                 return False
-        for path, search in regex:
-            value = get_field(event, path)
-            if type(value) is not str or not search(value):
-                return False
-        return True
+        return regex is None or regex.matches(event)
+
+    return keep
+
+
+def _combined(rules: list[_Rule], every: bool) -> Predicate:
+    kinds = {rule.exclude for rule in rules}
+    if len(kinds) > 1:
+        raise ValueError("logical_op and / or takes regex rules or exclude rules, not both (as Fluent Bit)")
+    exclude = kinds.pop()
+    combine = all if every else any
+
+    def keep(event: dict[str, Any]) -> bool:
+        return combine(rule.matches(event) for rule in rules) is not exclude
 
     return keep
 

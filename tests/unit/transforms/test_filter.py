@@ -57,17 +57,37 @@ def test_a_partly_filtered_batch_accounts_for_fewer_bytes() -> None:
     assert out is not None and out.byte_size == 200
 
 
-def test_grep_regex_rules_must_all_match_and_any_exclude_rule_drops() -> None:
-    events = [
-        {"log": "aaa", "x": "1"}, {"log": "aab", "x": "2"}, {"log": "bbb", "x": "1"},
-        {"log": "abc", "x": "1"}, {"x": "1"}, {"log": 5, "x": "1"},
-    ]
-    kept, _ = run(make(regex={"log": "^a", "x": "^1$"}), events)
-    assert kept == [events[0], events[3]]  # both rules hold; a missing or non-text field matches nothing
+GREP_EVENTS = [
+    {"log": "aaa", "x": "1"}, {"log": "aab", "x": "2"}, {"log": "bbb", "x": "1"},
+    {"log": "abc", "x": "1"}, {"x": "1"}, {"log": 5, "x": "1"},
+]
+
+
+def test_grep_legacy_order_is_fluent_bits_first_regex_rule_decides() -> None:
+    # what the Fluent Bit 4.2.8 binary does in its default (legacy) mode, checked on it: a matching regex
+    # keeps at once, a regex that does not match drops, an exclude that matches drops, an undecided event stays
+    events = GREP_EVENTS
+    kept, _ = run(make(regex={"log": "^a"}), events)
+    assert kept == [events[0], events[1], events[3]]  # a missing or non-text field matches nothing
     kept, _ = run(make(exclude={"log": "c$", "x": "2"}), events)
     assert kept == [events[0], events[2], events[4], events[5]]  # any exclude rule that matches drops
     kept, _ = run(make(regex={"x": "1"}, exclude={"log": "^b"}), events)
-    assert kept == [events[0], events[3], events[4], events[5]]  # an exclude wins over a regex, in any order
+    assert kept == [events[0], events[3], events[4], events[5]]  # the maps: exclude rules first, then regex
+    # in a list, the order is the user's (a rule after a regex rule is a config error: it never runs)
+    kept, _ = run(make(rules=[{"exclude": {"log": "^b"}}, {"regex": {"x": "1"}}]), events)
+    assert kept == [events[0], events[3], events[4], events[5]]
+
+
+def test_grep_and_or_combine_the_rules_of_one_kind() -> None:
+    events = GREP_EVENTS
+    kept, _ = run(make(regex={"log": "^a", "x": "^1$"}, logical_op="and"), events)
+    assert kept == [events[0], events[3]]
+    kept, _ = run(make(regex={"log": "^b", "x": "^2$"}, logical_op="or"), events)
+    assert kept == [events[1], events[2]]
+    kept, _ = run(make(exclude={"log": "^a", "x": "^1$"}, logical_op="and"), events)
+    assert kept == [events[1], events[2], events[4], events[5]]  # dropped only when every rule matches
+    kept, _ = run(make(exclude={"log": "^b", "x": "^2$"}, logical_op="or"), events)
+    assert kept == [events[0], events[3], events[4], events[5]]
 
 
 def test_grep_reads_nested_fields_and_fluent_bit_named_groups() -> None:
@@ -94,7 +114,13 @@ def test_a_catastrophic_backtracking_pattern_finishes_at_once() -> None:
 
 @pytest.mark.parametrize(("body", "expected"), [
     ('condition: "a == 1", drop_if: "b == 2"',
-     'exactly one of "condition", "drop_if", or the grep rules "regex" and "exclude" (got condition, drop_if)'),
+     'exactly one of "condition", "drop_if", or the grep rules "regex", "exclude" and "rules" (got condition, '
+     'drop_if)'),
+    ('regex: {a: x, b: y}', "regex.b: never evaluated: in the legacy order (Fluent Bit's) the first regex rule "
+     "(regex.a) decides; set logical_op: and"),
+    ('rules: [{regex: {a: x}}, {exclude: {b: y}}]', "rules[1].exclude.b: never evaluated"),
+    ('regex: {a: x}, exclude: {b: y}, logical_op: or', "logical_op and / or takes regex rules or exclude rules"),
+    ('rules: [{keep: {a: x}}]', "rules[0]"),
     ("regex: {}", "(got none)"),
     ('condition: "level == "', "column 10: expected a field or a value"),
     ('regex: {log: "(a)\\\\1"}', "regex.log: regex '(a)\\\\1': backreference \\1 is not supported"),
