@@ -33,7 +33,7 @@ mid-stream), `rotate_token()` (the old token gets 401), `compact()`, `bookmark()
 The request log is `requests` (base); `api_call(record)` says which verb, resource, namespace and name a
 request was and whether it carried credentials; `calls()`, `count()` and `request_summary()` count them.
 Run alone: `python tests/fakes/kubernetes.py --port P --pods 110 --token-file F` (prints `ready <port>`;
-`GET /fake/requests` answers the summary as JSON).
+`GET /fake/requests` answers the summary as JSON, `?full=1` every API request).
 """
 
 from __future__ import annotations
@@ -524,7 +524,10 @@ class FakeKubernetes(FakeHTTPServer):
                             headers=headers)
 
     async def _summary(self, request: web.Request) -> web.Response:
-        return self._json(200, self.request_summary())
+        if request.query.get("full") not in ("1", "true"):
+            return self._json(200, self.request_summary())
+        return self._json(200, [{"method": r.method, "path": r.path, "query": r.query, "status": r.status,
+                                 "auth": "authorization" in r.headers} for r in self.requests if api_call(r)])
 
     async def _refused(self, request: web.Request) -> web.Response | None:
         """The common start of an API request: the held-back headers, auth, then a scripted failure."""

@@ -236,10 +236,13 @@ def test_it_runs_alone_serving_a_nodes_pods_and_its_request_counts(tmp_path: Pat
                                        headers={"Authorization": "Bearer file-token"}) as response:
                     pods = await response.json()
                 async with session.get(f"http://127.0.0.1:{port}/fake/requests") as response:
-                    return pods, await response.json()
+                    summary = await response.json()
+                async with session.get(f"http://127.0.0.1:{port}/fake/requests?full=1") as response:
+                    return pods, (summary, await response.json())
 
-        pods, summary = asyncio.run(ask())
+        pods, (summary, full) = asyncio.run(ask())
         assert len(pods["items"]) == 4 and summary == {"list pods": 1}
+        assert full == [{"method": "GET", "path": "/api/v1/pods", "query": {}, "status": 200, "auth": True}]
     finally:
         proc.terminate()
         proc.wait(10)
