@@ -57,6 +57,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fakes.base import RECORD, FakeHTTPServer, RecordedRequest, serve_main
 
+from agent.bench.peers.kubernetes import container_log_name  # the kubelet's file name of a container's log
+
+__all__ = ["FakeKubernetes", "api_call", "container_log_name", "make_namespace", "make_pod", "realistic_pod"]
+
 Obj = dict[str, Any]
 Pod = Obj
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
@@ -246,16 +250,6 @@ def realistic_pod(index: int, node: str = "node-a", runtime: str = "containerd")
                                        "lastTransitionTime": "2026-01-05T09:00:07Z"}
                                       for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
                        "containerStatuses": statuses}}
-
-
-def container_log_name(pod: Pod, container: str) -> str:
-    """The kubelet's /var/log/containers file name of one container: `<pod>_<ns>_<container>-<id>.log`."""
-    meta = pod["metadata"]
-    for status in pod.get("status", {}).get("containerStatuses") or []:
-        if status["name"] == container:
-            cid = status["containerID"].split("://", 1)[-1]
-            return f"{meta['name']}_{meta['namespace']}_{container}-{cid}.log"
-    raise KeyError(f"pod {meta['name']} has no container {container!r}")
 
 
 # -- the request log --------------------------------------------------------------------------------------
