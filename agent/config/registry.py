@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "agent.transforms.nest",
     "agent.transforms.redact",
     "agent.transforms.host_metadata",
+    "agent.transforms.kubernetes",
     "agent.transforms.throttle",
     "agent.transforms.sample",
     "agent.transforms.dedupe",

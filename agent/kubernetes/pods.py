@@ -1,11 +1,17 @@
 """The node-scoped pod cache: one list + watch of this node's pods (``fieldSelector=spec.nodeName=<node>``),
-kept in memory as trimmed pod objects and shared by every component that asks for the same node.
+kept in memory as trimmed pod objects and shared by every component that asks for the same node; and, for the
+components that want namespace labels or annotations, one list + watch of the namespaces, shared the same way.
 
 The watch follows the API conventions client-go's reflector follows: the first list is served from the API
 server's cache (``resourceVersion=0``), the watch resumes from the last resourceVersion seen (bookmarks
 included), ``410 Gone`` (as a status or an ERROR event) lists again and reconciles the cache (pods gone in the
 meantime are reported deleted, none is lost), errors back off with full jitter (``Retry-After`` honoured),
 and a watch stream silent for longer than its own timeout is taken for a dead connection.
+
+A deleted pod's entry is kept (``find``, not ``get``) while the tail source has any file of it open
+(``agent.kubernetes.files``), then ``deleted_pod_grace`` seconds, so the last lines of a short-lived pod still
+find their metadata. ``memory_bytes()`` is what the cached objects take (``sys.getsizeof`` of every object of
+each trimmed pod, counted once per pod, plus the indexes).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import logging
 import os
 import random
 import socket
+import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -25,11 +33,15 @@ import aiohttp
 from agent.core.retry import Backoff
 from agent.kubernetes.client import ApiError, Gone, KubeClient, status_error
 from agent.kubernetes.config import ClusterConfig
+from agent.kubernetes.files import ContainerFiles, container_files
 
 log = logging.getLogger(__name__)
 
 PODS_PATH = "/api/v1/pods"
-Listener = Callable[[str, dict[str, Any]], None]  # ("ADDED" | "MODIFIED" | "DELETED", pod)
+NAMESPACES_PATH = "/api/v1/namespaces"
+PRUNE_EVERY = 0.5  # seconds between two looks at the deleted pods kept
+Listener = Callable[[str, dict[str, Any]], None]  # ("ADDED" | "MODIFIED" | "DELETED", object)
+RequestListener = Callable[[str, str], None]  # (verb, result): one API request made
 
 
 def node_name(environ: Mapping[str, str] = os.environ) -> str:
@@ -49,18 +61,29 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
         return [{"name": s.get("name", ""), "containerID": s.get("containerID", ""), "image": s.get("image", ""),
                  "imageID": s.get("imageID", "")} for s in items or []]
 
+    trimmed_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels", "annotations",
+                                         "creationTimestamp", "deletionTimestamp") if k in meta}
+    if meta.get("ownerReferences"):
+        trimmed_meta["ownerReferences"] = [{k: ref[k] for k in ("kind", "name", "controller") if k in ref}
+                                           for ref in meta["ownerReferences"]]
     return {
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels", "annotations",
-                                          "ownerReferences", "creationTimestamp", "deletionTimestamp")
-                     if k in meta},
+        "metadata": trimmed_meta,
         "spec": {"nodeName": spec.get("nodeName", ""), "containers": containers(spec.get("containers")),
                  "initContainers": containers(spec.get("initContainers"))},
         "status": {"phase": status.get("phase", ""), "podIP": status.get("podIP", ""),
                    "hostIP": status.get("hostIP", ""),
-                   "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"],
+                   "conditions": [{"type": "Ready", "status": c.get("status", "")}
+                                  for c in status.get("conditions") or [] if c.get("type") == "Ready"],
                    "containerStatuses": statuses(status.get("containerStatuses")),
                    "initContainerStatuses": statuses(status.get("initContainerStatuses"))},
     }
+
+
+def trim_namespace(namespace: dict[str, Any]) -> dict[str, Any]:
+    """What the agent uses of a namespace: its name, uid, labels and annotations."""
+    meta = namespace.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "labels", "annotations")
+                         if k in meta}}
 
 
 def pod_key(pod: dict[str, Any]) -> str:
@@ -68,75 +91,158 @@ def pod_key(pod: dict[str, Any]) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-class PodWatcher:
-    """The pods of one node, listed then watched, as a cache (``pods``, ``get``, ``by_uid``) with listeners.
+def namespace_key(namespace: dict[str, Any]) -> str:
+    return str((namespace.get("metadata") or {}).get("name", ""))
 
-    ``run()`` keeps the cache current until cancelled; ``synced`` is set once the first list is in.
-    ``subscribe(listener)`` replays the cached pods as ADDED and then calls the listener on every change.
+
+def pod_owner(pod: dict[str, Any]) -> dict[str, str] | None:
+    """The pod's controller as ``{kind, name}``: a ReplicaSet named ``<deployment>-<pod-template-hash>`` is its
+    Deployment (no ReplicaSet is ever fetched); Job, DaemonSet, StatefulSet and others are as they are."""
+    meta = pod.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    ref = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
+    if ref is None:
+        return None
+    kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+    if kind == "ReplicaSet":
+        template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+        if template_hash and name.endswith("-" + template_hash) and len(name) > len(template_hash) + 1:
+            return {"kind": "Deployment", "name": name[:-len(template_hash) - 1]}
+    return {"kind": kind, "name": name}
+
+
+def deep_size(value: Any) -> int:
+    """``sys.getsizeof`` of ``value`` and of every dict, list, string and number in it, each object once."""
+    seen: set[int] = set()
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if type(item) is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif type(item) is list or type(item) is tuple:
+            stack.extend(item)
+    return total
+
+
+class ResourceWatcher:
+    """The objects of one API collection, listed then watched, as a cache (``objects``) with listeners.
+
+    ``run()`` keeps the cache current until cancelled; ``synced`` is set once the first list is in;
+    ``healthy`` says whether the last request to the API server succeeded (a cache that is not healthy may be
+    stale). ``subscribe(listener)`` replays the cached objects as ADDED and then calls the listener on every
+    change. Every request made is counted in ``requests`` by (verb, result) and told to ``request_listeners``.
     """
 
-    def __init__(self, client: KubeClient, node: str, *, label_selector: str | None = None,
-                 field_selector: str | None = None, watch_timeout: float = 300.0,
-                 idle_timeout: float | None = None, backoff: Backoff | None = None) -> None:
+    path = PODS_PATH
+    what = "pods"
+
+    def __init__(self, client: KubeClient, *, selectors: Mapping[str, str] | None = None,
+                 watch_timeout: float = 300.0, idle_timeout: float | None = None,
+                 backoff: Backoff | None = None) -> None:
         self.client = client
-        self.node = node
-        self.selectors = {"fieldSelector": ",".join(filter(None, [f"spec.nodeName={node}", field_selector]))}
-        if label_selector:
-            self.selectors["labelSelector"] = label_selector
+        self.selectors = dict(selectors or {})
         self.watch_timeout = watch_timeout
         self.idle_timeout = idle_timeout
         self.backoff = backoff or Backoff(initial=0.8, cap=30.0)
-        self.pods: dict[str, dict[str, Any]] = {}
-        self._uids: dict[str, str] = {}
+        self.objects: dict[str, dict[str, Any]] = {}
         self._listeners: list[Listener] = []
+        self.request_listeners: list[RequestListener] = []
+        self.requests: Counter[tuple[str, str]] = Counter()
         self.resource_version: str | None = None
         self._just_listed = False
         self.synced = asyncio.Event()
+        self.healthy = False
         self.stats = {"lists": 0, "watches": 0, "relists": 0, "errors": 0}
+        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+
+    def trim(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return trim_pod(obj)
+
+    def key(self, obj: dict[str, Any]) -> str:
+        return pod_key(obj)
+
+    @property
+    def label(self) -> str:
+        return self.what
 
     # -- the cache --------------------------------------------------------------------------------
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.pods.get(f"{namespace}/{name}")
-
-    def by_uid(self, uid: str) -> dict[str, Any] | None:
-        key = self._uids.get(uid)
-        return self.pods.get(key) if key is not None else None
-
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event, pod)`` for each cached pod now (ADDED), then on every change; returns the
+        """Call ``listener(event, obj)`` for each cached object now (ADDED), then on every change; returns the
         function that unsubscribes."""
         self._listeners.append(listener)
-        for pod in list(self.pods.values()):
-            self._call(listener, "ADDED", pod)
+        for obj in list(self.objects.values()):
+            self._call(listener, "ADDED", obj)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _call(self, listener: Listener, event: str, pod: dict[str, Any]) -> None:
+    async def wait_for(self, key: str, within: float) -> dict[str, Any] | None:
+        """The object cached under ``key`` (``namespace/name`` for a pod), once it is, or None after ``within``
+        seconds."""
+        found = self.objects.get(key)
+        if found is not None:
+            return found
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
         try:
-            listener(event, pod)
-        except Exception:  # a listener's fault stays with it: the watch and the other listeners go on
-            log.exception("kubernetes pod listener failed on %s %s", event, pod_key(pod))
+            return await asyncio.wait_for(future, within)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
+                if not waiters:
+                    del self._waiters[key]
 
-    def _store(self, pod: dict[str, Any]) -> None:
-        key = pod_key(pod)
-        old = self.pods.get(key)
-        if old is not None and old["metadata"].get("resourceVersion") == pod["metadata"].get("resourceVersion"):
+    def _call(self, listener: Listener, event: str, obj: dict[str, Any]) -> None:
+        try:
+            listener(event, obj)
+        except Exception:  # a listener's fault stays with it: the watch and the other listeners go on
+            log.exception("kubernetes %s listener failed on %s %s", self.what, event, self.key(obj))
+
+    def _store(self, obj: dict[str, Any]) -> None:
+        key = self.key(obj)
+        old = self.objects.get(key)
+        if old is not None and old["metadata"].get("resourceVersion") == obj["metadata"].get("resourceVersion"):
             return
-        self.pods[key] = pod
-        if uid := pod["metadata"].get("uid"):
-            self._uids[uid] = key
-        self._emit("ADDED" if old is None else "MODIFIED", pod)
+        self.objects[key] = obj
+        self._stored(key, obj, old)
+        for future in self._waiters.pop(key, ()):
+            if not future.done():
+                future.set_result(obj)
+        self._emit("ADDED" if old is None else "MODIFIED", obj)
+
+    def _stored(self, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Bookkeeping of a subclass when an object is added or replaced."""
 
     def _remove(self, key: str) -> None:
-        pod = self.pods.pop(key, None)
-        if pod is None:
+        obj = self.objects.pop(key, None)
+        if obj is None:
             return
-        self._uids.pop(pod["metadata"].get("uid", ""), None)
-        self._emit("DELETED", pod)
+        self._removed(key, obj)
+        self._emit("DELETED", obj)
 
-    def _emit(self, event: str, pod: dict[str, Any]) -> None:
+    def _removed(self, key: str, obj: dict[str, Any]) -> None:
+        """Bookkeeping of a subclass when an object is deleted."""
+
+    def _emit(self, event: str, obj: dict[str, Any]) -> None:
         for listener in list(self._listeners):
-            self._call(listener, event, pod)
+            self._call(listener, event, obj)
+
+    def _count(self, verb: str, result: str) -> None:
+        self.requests[(verb, result)] += 1
+        for listener in list(self.request_listeners):
+            try:
+                listener(verb, result)
+            except Exception:
+                log.exception("kubernetes request listener failed")
 
     # -- list and watch ---------------------------------------------------------------------------
 
@@ -152,18 +258,31 @@ class PodWatcher:
                 else:  # a stream that ends at once, again and again, must not spin
                     await asyncio.sleep(self.backoff.next())
             except Gone:
-                log.info("kubernetes pod watch of node %s: resourceVersion %s expired, listing again",
-                         self.node, self.resource_version)
+                log.info("kubernetes %s watch: resourceVersion %s expired, listing again",
+                         self.label, self.resource_version)
                 self.stats["relists"] += 1
                 if self._just_listed:  # expired at once, again: do not hammer the API server with lists
                     await asyncio.sleep(self.backoff.next())
                 self.resource_version = None
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self.stats["errors"] += 1
+                self.healthy = False
                 delay = self.backoff.next(getattr(exc, "retry_after", None))
-                log.warning("kubernetes pod watch of node %s: %s (%s); retrying in %.1fs",
-                            self.node, exc or "no answer", type(exc).__name__, delay)
+                log.warning("kubernetes %s watch: %s (%s); retrying in %.1fs",
+                            self.label, exc or "no answer", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
+
+    async def _request(self, verb: str, call: Any) -> Any:
+        try:
+            result = await call
+        except ApiError as exc:
+            self._count(verb, str(exc.status))
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self._count(verb, "error")
+            raise
+        self._count(verb, "200")
+        return result
 
     async def _list(self) -> None:
         # the first list from the API server's cache (resourceVersion=0); after a 410, the latest state
@@ -173,20 +292,21 @@ class PodWatcher:
         seen: dict[str, dict[str, Any]] = {}
         while True:
             self.stats["lists"] += 1
-            page = await self.client.get(PODS_PATH, params)
+            page = await self._request("list", self.client.get(self.path, params))
             for item in page.get("items") or []:
-                pod = trim_pod(item)
-                seen[pod_key(pod)] = pod
+                obj = self.trim(item)
+                seen[self.key(obj)] = obj
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 break
             params = {**self.selectors, "limit": "500", "continue": meta["continue"]}
-        for key in [k for k in self.pods if k not in seen]:
+        for key in [k for k in self.objects if k not in seen]:
             self._remove(key)
-        for pod in seen.values():
-            self._store(pod)
+        for obj in seen.values():
+            self._store(obj)
         self.resource_version = str(meta.get("resourceVersion", ""))
         self._just_listed = True
+        self.healthy = True
         self.synced.set()
 
     async def _watch(self) -> bool:
@@ -197,38 +317,171 @@ class PodWatcher:
         idle = self.idle_timeout if self.idle_timeout is not None else timeout + 30.0
         self.stats["watches"] += 1
         delivered = False
-        async for event in self.client.watch(PODS_PATH, params, idle):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                raise status_error(obj)
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if kind in ("ADDED", "MODIFIED"):
-                self._store(trim_pod(obj))
-            elif kind == "DELETED":
-                self._remove(pod_key(obj))
-            elif kind != "BOOKMARK":
-                continue
-            if version:
-                self.resource_version = str(version)
-            delivered, self._just_listed = True, False
+        try:
+            async for event in self.client.watch(self.path, params, idle):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise status_error(obj)
+                self.healthy = True
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if kind in ("ADDED", "MODIFIED"):
+                    self._store(self.trim(obj))
+                elif kind == "DELETED":
+                    self._remove(self.key(obj))
+                elif kind != "BOOKMARK":
+                    continue
+                if version:
+                    self.resource_version = str(version)
+                delivered, self._just_listed = True, False
+        except ApiError as exc:
+            self._count("watch", str(exc.status))
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self._count("watch", "error")
+            raise
+        self._count("watch", "200")
+        self.healthy = True
         return delivered
+
+
+class PodWatcher(ResourceWatcher):
+    """The pods of one node, listed then watched (``pods``, ``get``, ``by_uid``, ``find``), with listeners.
+
+    ``find`` also answers for a deleted pod while a file of it is open (``files``), then for
+    ``deleted_pod_grace`` seconds (the longest any user asked for: :meth:`retain_deleted_for`).
+    """
+
+    def __init__(self, client: KubeClient, node: str, *, label_selector: str | None = None,
+                 field_selector: str | None = None, files: ContainerFiles | None = None,
+                 clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
+        selectors = {"fieldSelector": ",".join(filter(None, [f"spec.nodeName={node}", field_selector]))}
+        if label_selector:
+            selectors["labelSelector"] = label_selector
+        super().__init__(client, selectors=selectors, **options)
+        self.node = node
+        self.files = files if files is not None else container_files
+        self.clock = clock
+        self.deleted_pod_grace = 0.0
+        self.deleted: dict[str, tuple[dict[str, Any], float]] = {}  # key -> (pod, when deleted)
+        self._uids: dict[str, str] = {}
+        self._sizes: dict[str, int] = {}  # key -> deep size of the pod kept (live or deleted)
+        self._bytes = 0
+        self._next_prune = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"pod of node {self.node}"
+
+    @property
+    def pods(self) -> dict[str, dict[str, Any]]:
+        return self.objects
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A live pod."""
+        return self.objects.get(f"{namespace}/{name}")
+
+    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A live pod, else a deleted one still kept for its files."""
+        key = f"{namespace}/{name}"
+        pod = self.objects.get(key)
+        if pod is not None:
+            return pod
+        if self.deleted:
+            now = self.clock()
+            if now >= self._next_prune:
+                self.prune(now)
+            kept = self.deleted.get(key)
+            if kept is not None:
+                return kept[0]
+        return None
+
+    def by_uid(self, uid: str) -> dict[str, Any] | None:
+        key = self._uids.get(uid)
+        return self.objects.get(key) if key is not None else None
+
+    def retain_deleted_for(self, seconds: float) -> None:
+        """Keep deleted pods at least ``seconds`` after their last file closed (the longest asked wins)."""
+        self.deleted_pod_grace = max(self.deleted_pod_grace, float(seconds))
+
+    def memory_bytes(self) -> int:
+        """What the cache holds: every object of every trimmed pod kept, and the indexes."""
+        indexes = (self.objects, self.deleted, self._uids, self._sizes)
+        return self._bytes + sum(sys.getsizeof(index) for index in indexes) + sum(
+            sys.getsizeof(entry) for entry in self.deleted.values()) + sum(
+            sys.getsizeof(uid) + sys.getsizeof(key) for uid, key in self._uids.items())
+
+    def size(self) -> int:
+        """Pods kept, deleted ones included."""
+        return len(self.objects) + len(self.deleted)
+
+    async def wait_for_pod(self, namespace: str, name: str, within: float) -> dict[str, Any] | None:
+        """The pod once the watch delivers it (a deleted one kept counts), or None after ``within`` seconds."""
+        return self.find(namespace, name) or await self.wait_for(f"{namespace}/{name}", within)
+
+    def _stored(self, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if old is None and key in self.deleted:  # deleted, and back under the same name
+            self.deleted.pop(key)
+        self._account(key, obj)
+        if uid := obj["metadata"].get("uid"):
+            self._uids[uid] = key
+
+    def _removed(self, key: str, obj: dict[str, Any]) -> None:
+        self._uids.pop(obj["metadata"].get("uid", ""), None)
+        now = self.clock()
+        self.deleted[key] = (obj, now)
+        self.prune(now)
+
+    def _account(self, key: str, obj: dict[str, Any] | None) -> None:
+        self._bytes -= self._sizes.pop(key, 0)
+        if obj is not None:
+            size = deep_size(obj)
+            self._sizes[key] = size
+            self._bytes += size
+
+    def prune(self, now: float) -> None:
+        """Forget the deleted pods no file of which is open, ``deleted_pod_grace`` after their deletion and
+        after their last file closed."""
+        self._next_prune = now + PRUNE_EVERY
+        grace = self.deleted_pod_grace
+        for key, (_, deleted_at) in list(self.deleted.items()):
+            if self.files.is_open(key):
+                continue
+            closed = self.files.last_closed(key)
+            since = max(deleted_at, closed) if closed is not None else deleted_at
+            if now - since >= grace:
+                del self.deleted[key]
+                if key not in self.objects:
+                    self._account(key, None)
+
+
+class NamespaceWatcher(ResourceWatcher):
+    """The cluster's namespaces, listed then watched (for their labels and annotations)."""
+
+    path = NAMESPACES_PATH
+    what = "namespaces"
+
+    def trim(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return trim_namespace(obj)
+
+    def key(self, obj: dict[str, Any]) -> str:
+        return namespace_key(obj)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.objects.get(name)
 
 
 # -- one watch per node, whoever asks ---------------------------------------------------------------
 
-_shared: dict[tuple[Any, ...], tuple[PodWatcher, asyncio.Task[None], list[int]]] = {}
+_shared: dict[tuple[Any, ...], tuple[ResourceWatcher, asyncio.Task[None], list[int]]] = {}
 
 
 @contextlib.asynccontextmanager
-async def shared_pod_watcher(config: ClusterConfig, node: str, *, label_selector: str | None = None,
-                             field_selector: str | None = None, **options: Any) -> AsyncIterator[PodWatcher]:
-    """The running PodWatcher for this cluster, credentials, node and selectors, started by the first user and
-    stopped when the last one leaves (``options`` are PodWatcher's, taken from the first user)."""
-    key = (id(asyncio.get_running_loop()), config.source, config.server, node, label_selector, field_selector)
+async def _shared_watcher(key: tuple[Any, ...], make: Callable[[], ResourceWatcher],
+                          name: str) -> AsyncIterator[ResourceWatcher]:
+    key = (id(asyncio.get_running_loop()), *key)
     if key not in _shared:
-        watcher = PodWatcher(KubeClient(config), node, label_selector=label_selector,
-                             field_selector=field_selector, **options)
-        task = asyncio.get_running_loop().create_task(watcher.run(), name=f"kubernetes pod watch {node}")
+        watcher = make()
+        task = asyncio.get_running_loop().create_task(watcher.run(), name=name)
         _shared[key] = (watcher, task, [0])
     watcher, task, users = _shared[key]
     users[0] += 1
@@ -242,3 +495,32 @@ async def shared_pod_watcher(config: ClusterConfig, node: str, *, label_selector
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await watcher.client.close()
+
+
+@contextlib.asynccontextmanager
+async def shared_pod_watcher(config: ClusterConfig, node: str, *, label_selector: str | None = None,
+                             field_selector: str | None = None, **options: Any) -> AsyncIterator[PodWatcher]:
+    """The running PodWatcher for this cluster, credentials, node and selectors, started by the first user and
+    stopped when the last one leaves (``options`` are PodWatcher's, taken from the first user)."""
+    key = ("pods", config.source, config.server, node, label_selector, field_selector)
+
+    def make() -> PodWatcher:
+        return PodWatcher(KubeClient(config), node, label_selector=label_selector, field_selector=field_selector,
+                          **options)
+
+    async with _shared_watcher(key, make, f"kubernetes pod watch {node}") as watcher:
+        assert isinstance(watcher, PodWatcher)
+        yield watcher
+
+
+@contextlib.asynccontextmanager
+async def shared_namespace_watcher(config: ClusterConfig, **options: Any) -> AsyncIterator[NamespaceWatcher]:
+    """The running NamespaceWatcher of this cluster and credentials, shared as :func:`shared_pod_watcher` is."""
+    key = ("namespaces", config.source, config.server)
+
+    def make() -> NamespaceWatcher:
+        return NamespaceWatcher(KubeClient(config), **options)
+
+    async with _shared_watcher(key, make, "kubernetes namespace watch") as watcher:
+        assert isinstance(watcher, NamespaceWatcher)
+        yield watcher

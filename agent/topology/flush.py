@@ -6,6 +6,9 @@ the transform's loop: it sends what ``flush()`` returns every interval, and once
 input ends or a reload replaces it. ``flush()`` is synchronous, like ``process()``, so the two never
 interleave; what it returns must not depend on being delivered (cumulative values, as metrics are), because
 a flush still waiting for room downstream is abandoned when the agent stops.
+
+A transform that holds batches for a while (``kubernetes``) may also define ``input_ended()``, told before the
+last flush so that it lets everything go then, and ``async aclose()``, awaited after it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Flusher:
         self.out = out
         self.stats = stats
         self.interval = float(transform.flush_interval)
+        self._ended = False  # cancelled: the next flush is the last
         self._task = asyncio.create_task(self._tick(), name=f"{component_id}:flush")
 
     @classmethod
@@ -53,7 +57,22 @@ class Flusher:
             return
         if batch is not None and batch.events:
             await self.out.send(batch)
+        if self._ended:
+            await self._close()
 
     def cancel(self) -> None:
-        """Stop the timer (a flush it has under way is abandoned)."""
+        """Stop the timer (a flush it has under way is abandoned); the next flush is the last."""
         self._task.cancel()
+        self._ended = True
+        ended = getattr(self.transform, "input_ended", None)
+        if ended is not None:
+            ended()
+
+    async def _close(self) -> None:
+        close = getattr(self.transform, "aclose", None)
+        self._ended = False
+        if close is not None:
+            try:
+                await close()
+            except Exception:
+                log.exception("transform close failed", extra={"component_id": self.component_id})

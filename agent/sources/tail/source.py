@@ -40,6 +40,7 @@ from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
 from agent.core.errors import BuildError, StartupError
 from agent.core.footprint import decoded_bytes
+from agent.kubernetes import files as container_logs
 from agent.observe.stats import ComponentStats
 from agent.sources.tail.checkpoint import CheckpointStore, Entry
 from agent.sources.tail.files import FINGERPRINT_BYTES, TailedFile, file_key, kubernetes_fields, starts_with
@@ -133,6 +134,7 @@ class TailSource:
             wakeup.close()
             for tailed in self.files.values():
                 tailed.close()
+                container_logs.closed(tailed.extra.get("kubernetes"))
             self.store.close()
 
     async def _wait_for_acks(self) -> None:
@@ -206,6 +208,7 @@ class TailSource:
         tailed.acks = OrderedAcks(partial(self._commit, tailed))
         self._position(tailed, at_startup)
         self.files[tailed.key] = tailed
+        container_logs.opened(tailed.extra.get("kubernetes"))  # the pod cache keeps its pod while it is read
         return True
 
     def _fields_for(self, path: str, inode: int) -> dict[str, Any]:
@@ -415,6 +418,7 @@ class TailSource:
         for key, tailed in list(self.files.items()):
             if tailed.finished and not tailed.acks.in_flight:
                 del self.files[key]
+                container_logs.closed(tailed.extra.get("kubernetes"))
 
     def _share_descriptors(self, now: float) -> None:
         """With files waiting for a descriptor, park open ones at the back of the queue (their state is kept).
