@@ -125,8 +125,8 @@ class KubernetesConfig(TransformConfig, tag="kubernetes"):
                 built[name] = msgspec.convert({**options, "type": "parse", "inputs": []}, ParseConfig)
             except msgspec.ValidationError as exc:
                 text, _, where = str(exc).partition(" - at `$.")
-                key = _AT_KEY.match(where)
-                raise ValueError(f"parsers.{name}.{key[0]}: {text}" if key else f"parsers.{name}: {text}") from None
+                at = _AT_KEY.match(where)
+                raise ValueError(f"parsers.{name}.{at[0]}: {text}" if at else f"parsers.{name}: {text}") from None
         return built
 
 
