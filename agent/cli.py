@@ -27,8 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of the config")
 
     migrate = sub.add_parser("migrate", help="translate another tool's config into a pipeline (printed on stdout)")
-    migrate.add_argument("format", choices=["prometheus"], help="prometheus: a prometheus.yml")
+    migrate.add_argument("format", choices=["prometheus", "fluent-bit"],
+                         help="prometheus: a prometheus.yml; fluent-bit: a Fluent Bit config (classic or YAML)")
     migrate.add_argument("file")
+    migrate.add_argument("--parsers", action="append", default=[], metavar="FILE",
+                         help="fluent-bit: a parsers file to read besides the config's Parsers_File")
+    migrate.add_argument("--allow-partial", action="store_true",
+                         help="fluent-bit: exit 0 even when some settings were not translated")
 
     tap = sub.add_parser("tap", help="stream a sample of what a component emits")
     tap.add_argument("component")
@@ -109,7 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "migrate":
         from agent.migrate import main as migrate_main
 
-        return migrate_main(args.format, args.file)
+        return migrate_main(args.format, args.file, args.parsers, args.allow_partial)
     if args.command == "bench":
         from agent.bench import main as bench_main
 

@@ -7,8 +7,14 @@ import sys
 from agent.core.errors import EXIT_OK, ConfigError, ConfigErrors
 
 
-def main(format_: str, path: str) -> int:
-    """Print the pipeline for the ``format_`` config in ``path``; ConfigErrors (exit 78) when it cannot be read."""
+def main(format_: str, path: str, parsers: list[str] | None = None, allow_partial: bool = False) -> int:
+    """Print the pipeline for the ``format_`` config in ``path``; ConfigErrors (exit 78) when it cannot be read.
+
+    ``fluent-bit`` exits 1 when something was left out, unless ``allow_partial``."""
+    if format_ == "fluent-bit":
+        from agent.migrate import fluent_bit
+
+        return fluent_bit.main(path, parsers or [], allow_partial)
     from agent.migrate.prometheus import migrate
 
     try:
