@@ -1,7 +1,8 @@
 """The expression language every stage that takes a condition shares.
 
 ``compile_condition('level == "ERROR" and kubernetes.namespace != "kube-system"')`` parses the text
-once and returns a predicate over an event dict, built from nested closures (never ``eval``). A
+once and returns a predicate over an event dict, built from nested closures (never ``eval``);
+``compile_condition_column`` the same condition over a whole batch (``agent.expr.columns``). A
 mistake raises :class:`ExprError` with its column. The grammar is in ``agent.expr.parser``, the
 semantics of each operator in ``agent.expr.compiler``, field paths in ``agent.expr.paths``.
 """
@@ -11,16 +12,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agent.expr.columns import Column, compile_column
 from agent.expr.compiler import compile_node
 from agent.expr.errors import ExprError
+from agent.expr.nodes import And, Node
 from agent.expr.parser import parse
 
 
 def compile_condition(text: str) -> Callable[[dict[str, Any]], bool]:
     """The predicate of the condition ``text``; ExprError (a ValueError) if it does not compile."""
+    return compile_node(_parse_condition(text), text)
+
+
+def compile_condition_column(text: str) -> Column:
+    """The condition ``text`` over a whole batch: ``column(events)`` is its mask, one byte per event, 1 where
+    it holds (``agent.expr.columns``); ExprError if it does not compile."""
+    return compile_column(_parse_condition(text), text)
+
+
+def compile_condition_steps(text: str) -> list[Column]:
+    """The condition ``text`` as successive columns whose conjunction it is (one per operand of a top-level
+    ``and``, else just one), for a stage that narrows a batch step by step; ExprError if it does not compile."""
+    node = _parse_condition(text)
+    return [compile_column(item, text) for item in (node.items if isinstance(node, And) else (node,))]
+
+
+def _parse_condition(text: str) -> Node:
     if not isinstance(text, str):
         raise ExprError(f"a condition is text, got {type(text).__name__}", 1)
-    return compile_node(parse(text), text)
+    return parse(text)
 
 
-__all__ = ["ExprError", "compile_condition", "parse"]
+__all__ = ["Column", "ExprError", "compile_condition", "compile_condition_column", "compile_condition_steps", "parse"]

@@ -22,6 +22,7 @@ batch is dropped, its acks are released as delivered. Raw lines are tested as ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import compress
 from typing import Any, Literal, NamedTuple
 
 from agent.config.model import TransformConfig
@@ -30,7 +31,8 @@ from agent.core.batch import Batch, Kind
 from agent.core.drop import keep_only
 from agent.core.events import event_views
 from agent.core.regex import compile_user_regex, searcher
-from agent.expr import compile_condition
+from agent.expr import Column, compile_condition_column, compile_condition_steps
+from agent.expr.columns import negate
 from agent.expr.paths import get_field, parse_path
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -53,20 +55,19 @@ class FilterConfig(TransformConfig, tag="filter"):
         if len(given) != 1:
             raise ValueError('a filter takes exactly one of "condition", "drop_if", or the grep rules '
                              f'"regex", "exclude" and "rules" (got {", ".join(given) or "none"})')
-        keep_predicate(self)  # an error in a condition, a field or a pattern is a config error
+        keep_column(self)  # an error in a condition, a field or a pattern is a config error
 
 
-def keep_predicate(config: FilterConfig) -> Predicate:
-    """The test an event must pass to be kept."""
+def keep_column(config: FilterConfig) -> Column:
+    """The test events must pass to be kept, over a whole batch: a mask, one byte (1: keep) per event."""
     if config.condition is not None:
-        return compile_condition(config.condition)
+        return compile_condition_column(config.condition)
     if config.drop_if is not None:
-        drop = compile_condition(config.drop_if)
-        return lambda event: not drop(event)
+        drop = compile_condition_column(config.drop_if)
+        return lambda events: negate(drop(events))
     rules = _rules(config)
-    if config.logical_op == "legacy":
-        return _legacy(rules)
-    return _combined(rules, config.logical_op == "and")
+    keep = _legacy(rules) if config.logical_op == "legacy" else _combined(rules, config.logical_op == "and")
+    return lambda events: bytes(map(keep, events))
 
 
 class _Rule(NamedTuple):
@@ -138,15 +139,18 @@ class FilterTransform:
     mutates = False
 
     def __init__(self, config: FilterConfig, ctx: BuildContext) -> None:
-        self.keep = keep_predicate(config)
+        self.keep = keep_column(config)
+        # a condition "a and b": b is tested on what a kept only, as the per-event test would short-circuit
+        self.steps = compile_condition_steps(config.condition) if config.condition is not None else [self.keep]
         self.stats = ctx.stats
 
     def process(self, batch: Batch) -> Batch | None:
         if batch.kind is Kind.METRICS:
             return batch
-        events, keep = batch.events, self.keep
-        if batch.kind.is_raw:
-            kept = [event for event, view in zip(events, event_views(batch), strict=True) if keep(view)]
+        if batch.kind.is_raw:  # raw lines are tested as dicts and passed on as they came
+            kept = list(compress(batch.events, self.keep(event_views(batch))))
         else:
-            kept = [event for event in events if keep(event)]
+            kept = batch.events
+            for step in self.steps:
+                kept = list(compress(kept, step(kept)))
         return keep_only(batch, kept, self.stats, "filtered")  # a dropped event is done: counted, acks released

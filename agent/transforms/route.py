@@ -13,7 +13,7 @@ are shared between outputs, not copied: the topology copies them for consumers t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from itertools import compress
 from typing import Any
 
 from agent.config.model import TransformConfig
@@ -21,7 +21,8 @@ from agent.config.registry import BuildContext, register
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
 from agent.core.events import event_views
-from agent.expr import compile_condition
+from agent.expr import Column, compile_condition, compile_condition_column
+from agent.expr.columns import Mask, all_of, any_of, negate
 
 UNMATCHED = "_unmatched"
 
@@ -57,18 +58,16 @@ class RouteTransform:
 
     def __init__(self, config: RouteConfig, ctx: BuildContext) -> None:
         self.names = list(config.routes)
-        self.conditions: list[Callable[[dict[str, Any]], bool]] = [compile_condition(c) for c in config.routes.values()]
+        self.columns: list[Column] = [compile_condition_column(c) for c in config.routes.values()]
         self.exclusive = config.exclusive
         self.shares_events = not config.exclusive  # one event may be in several outputs' batches
 
     def route(self, batch: Batch) -> list[tuple[str, Batch]]:
         events = batch.events
         views = event_views(batch)
-        if self.exclusive:
-            chosen = self._first_matches(views)
-        else:
-            chosen = self._all_matches(views)
-        parts = [(name, picked) for name, picked in chosen if picked]
+        chosen = self._first_matches(views) if self.exclusive else self._all_matches(views)
+        parts = [(name, list(compress(events, column))) for name, column in chosen]
+        parts = [(name, picked) for name, picked in parts if picked]
         if not parts:  # an empty batch
             batch.finalize(AckStatus.DELIVERED)
             return []
@@ -76,27 +75,22 @@ class RouteTransform:
             return [(parts[0][0], batch)]  # everything went one way: the batch itself goes on
         batch.retain(len(parts) - 1)
         total = len(events)
-        return [(name, Batch([events[i] for i in picked], batch.kind, batch.byte_size * len(picked) // total,
-                             list(batch.acks)))
+        return [(name, Batch(picked, batch.kind, batch.byte_size * len(picked) // total, list(batch.acks)))
                 for name, picked in parts]
 
-    def _all_matches(self, views: list[Any]) -> list[tuple[str, list[int]]]:
-        """Per route, the indexes of the events it takes; then those none took."""
-        matched = [[i for i, view in enumerate(views) if condition(view)] for condition in self.conditions]
-        taken: set[int] = set().union(*matched)
-        unmatched = [i for i in range(len(views)) if i not in taken]
-        return [*zip(self.names, matched, strict=True), (UNMATCHED, unmatched)]
+    def _all_matches(self, views: list[Any]) -> list[tuple[str, Mask]]:
+        """Per route, the events it takes; then those none took."""
+        masks = [column(views) for column in self.columns]
+        return [*zip(self.names, masks, strict=True), (UNMATCHED, negate(any_of(masks, len(views))))]
 
-    def _first_matches(self, views: list[Any]) -> list[tuple[str, list[int]]]:
-        """Per route, the indexes of the events for which it is the first route that matches; then the rest."""
-        picked: list[list[int]] = [[] for _ in range(len(self.conditions) + 1)]
-        conditions = list(enumerate(self.conditions))
-        rest = picked[-1]
-        for i, view in enumerate(views):
-            for k, condition in conditions:
-                if condition(view):
-                    picked[k].append(i)
-                    break
-            else:
-                rest.append(i)
-        return list(zip([*self.names, UNMATCHED], picked, strict=True))
+    def _first_matches(self, views: list[Any]) -> list[tuple[str, Mask]]:
+        """Per route, the events for which it is the first route that matches; then the rest."""
+        size = len(views)
+        free = b"\x01" * size  # not taken by an earlier route
+        picked: list[tuple[str, Mask]] = []
+        for name, column in zip(self.names, self.columns, strict=True):
+            mask = column(views)
+            picked.append((name, all_of([mask, free], size)))
+            free = all_of([free, negate(mask)], size)
+        picked.append((UNMATCHED, free))
+        return picked
