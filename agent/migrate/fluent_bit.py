@@ -18,6 +18,7 @@ import copy
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,6 +32,7 @@ from agent.migrate import fluent_bit_plugins as fb
 from agent.migrate.fluent_bit_conf import Section, read_config, read_parsers
 
 STOCK_PARSERS_FILE = "parsers.conf"
+WIDTH = 110  # of the comments written
 _LOG_LEVELS = {"off": "error", "error": "error", "warn": "warning", "warning": "warning", "info": "info",
                "debug": "debug", "trace": "debug"}
 _FILTER_IDS = {"kubernetes": "kubernetes", "parser": "parse", "grep": "grep", "modify": "modify",
@@ -398,11 +400,16 @@ def _dump(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, allow_unicode=True, width=110)
 
 
+def _comment(text: str, indent: str) -> str:
+    lines = textwrap.wrap(text, WIDTH - len(indent) - 2, subsequent_indent="  ", break_on_hyphens=False)
+    return "".join(f"{indent}# {line}\n" for line in lines)
+
+
 def _render(path: str, head: list[str], root: dict[str, Any], components: list[Component], notes: fb.Notes) -> str:
     out = [f"# Translated from {path} by `agent migrate fluent-bit`.\n",
            "# Fluent Bit's `log` key (the container's line) is `message` here; the tail source also writes\n"
            "# `file`, `offset`, `stream`, `time` and `kubernetes` (pod, namespace, container from the file name).\n"]
-    out.extend(f"# {line}\n" for line in head)
+    out.extend(_comment(line, "") for line in head)
     if notes.left_out:
         out.append(f"# Not translated ({len(notes.left_out)}):\n")
         out.extend(f"#   {file}:{line}: {why}\n" for file, line, why in notes.left_out)
@@ -413,7 +420,7 @@ def _render(path: str, head: list[str], root: dict[str, Any], components: list[C
             continue
         out.append(f"{kind}:\n")
         for component in members:
-            out.extend(f"  # {line}\n" for line in component.comments)
+            out.extend(_comment(line, "  ") for line in component.comments)
             text = _dump({component.cid: component.body})
             out.append("".join(f"  {line}\n" for line in text.splitlines()))
     return "".join(out)

@@ -292,6 +292,9 @@ def _tail_format(plugin: Plugin, result: Input, parsers: dict[str, Section], not
     name = parser.value.strip()
     if name.lower() in STOCK_DOCKER and (name not in parsers or _is_stock(name, parsers[name])):
         body["format"] = STOCK_DOCKER[name.lower()]
+        if not plugin.flag("docker_mode"):
+            plugin.comment(f"Parser {name}: a line the runtime split (Docker's 16 KiB pieces, CRI's P lines) is "
+                           "joined here; Fluent Bit without Docker_Mode / multiline.parser kept each piece apart")
         return
     body["format"] = "raw"
     definition = parsers.get(name)
@@ -608,7 +611,8 @@ def _delivery(plugin: Plugin, body: dict[str, Any]) -> None:
     retry = plugin.prop("retry_limit")
     value = retry.value.strip().lower() if retry is not None else "1"
     if value not in ("false", "no_limits", "no_retries"):
-        plugin.comment(f"Retry_Limit {value}: Fluent Bit drops a chunk after {value} failed "
+        written = f"Retry_Limit {value}" if retry is not None else "Retry_Limit 1 (the default)"
+        plugin.comment(f"{written}: Fluent Bit drops a chunk after {value} failed "
                        f"{'try' if value == '1' else 'tries'}; here retries go on until it is delivered "
                        "(events it refuses for good go to the dead letter)")
     elif value == "no_retries":
