@@ -135,9 +135,10 @@ class ResourceWatcher:
     """The objects of one API collection, listed then watched, as a cache (``objects``) with listeners.
 
     ``run()`` keeps the cache current until cancelled; ``synced`` is set once the first list is in;
-    ``healthy`` says whether the last request to the API server succeeded (a cache that is not healthy may be
-    stale). ``subscribe(listener)`` replays the cached objects as ADDED and then calls the listener on every
-    change. Every request made is counted in ``requests`` by (verb, result) and told to ``request_listeners``.
+    ``healthy`` says whether the API server answered the last request (a watch stream cut mid-way is not a
+    failure to answer; a cache that is not healthy may be stale). ``subscribe(listener)`` replays the cached
+    objects as ADDED and then calls the listener on every change. Every request made is counted in
+    ``requests`` by (verb, result) and told to ``request_listeners``.
     """
 
     path = PODS_PATH
@@ -267,7 +268,8 @@ class ResourceWatcher:
                 self.resource_version = None
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self.stats["errors"] += 1
-                self.healthy = False
+                if not isinstance(exc, aiohttp.ClientPayloadError):  # not a stream cut mid-way: no answer
+                    self.healthy = False
                 delay = self.backoff.next(getattr(exc, "retry_after", None))
                 log.warning("kubernetes %s watch: %s (%s); retrying in %.1fs",
                             self.label, exc or "no answer", type(exc).__name__, delay)
@@ -383,18 +385,19 @@ class PodWatcher(ResourceWatcher):
 
     def find(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A live pod, else a deleted one still kept for its files."""
+        if self.deleted:
+            self._maybe_prune()
         key = f"{namespace}/{name}"
         pod = self.objects.get(key)
         if pod is not None:
             return pod
-        if self.deleted:
-            now = self.clock()
-            if now >= self._next_prune:
-                self.prune(now)
-            kept = self.deleted.get(key)
-            if kept is not None:
-                return kept[0]
-        return None
+        kept = self.deleted.get(key)
+        return kept[0] if kept is not None else None
+
+    def _maybe_prune(self) -> None:
+        now = self.clock()
+        if now >= self._next_prune:
+            self.prune(now)
 
     def by_uid(self, uid: str) -> dict[str, Any] | None:
         key = self._uids.get(uid)
@@ -406,6 +409,7 @@ class PodWatcher(ResourceWatcher):
 
     def memory_bytes(self) -> int:
         """What the cache holds: every object of every trimmed pod kept, and the indexes."""
+        self._maybe_prune()
         indexes = (self.objects, self.deleted, self._uids, self._sizes)
         return self._bytes + sum(sys.getsizeof(index) for index in indexes) + sum(
             sys.getsizeof(entry) for entry in self.deleted.values()) + sum(
@@ -413,6 +417,7 @@ class PodWatcher(ResourceWatcher):
 
     def size(self) -> int:
         """Pods kept, deleted ones included."""
+        self._maybe_prune()
         return len(self.objects) + len(self.deleted)
 
     async def wait_for_pod(self, namespace: str, name: str, within: float) -> dict[str, Any] | None:
