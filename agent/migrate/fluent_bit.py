@@ -146,8 +146,11 @@ def _parsers(service: Section, extra: Sequence[str], sections: list[Section], pa
         if section.kind == "multiline_parser":
             notes.add(section.file, section.line, f"[MULTILINE_PARSER] {section.get('name')}: no equivalent "
                                                   "(see the tail source's multiline option)")
-        elif section.get("name"):
-            parsers[section.get("name") or ""] = section
+        elif (name := section.get("name") or "") in parsers:
+            head.append(f"[PARSER] {name} at {section.where} is defined before, at {parsers[name].where}: "
+                        "Fluent Bit uses the first definition, so does this translation")
+        elif name:
+            parsers[name] = section
     return parsers
 
 
@@ -160,8 +163,8 @@ def _service(service: Section, notes: fb.Notes, head: list[str]) -> dict[str, An
     grace = plugin.take("grace")
     if grace and fb.seconds(grace):
         root["shutdown_timeout"] = fb.seconds(grace)
+    host, port = plugin.take("http_listen") or "0.0.0.0", plugin.take("http_port") or "2020"
     if plugin.flag("http_server"):
-        host, port = plugin.take("http_listen") or "0.0.0.0", plugin.take("http_port") or "2020"
         root["api"] = {"address": f"{host}:{port}"}
         head.append(f"HTTP_Server On: the agent's API on {host}:{port} (/health, /ready, /metrics)")
         if host not in ("127.0.0.1", "localhost", "::1"):

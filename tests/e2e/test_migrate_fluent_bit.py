@@ -9,13 +9,20 @@ differences are normalized here, each by name and nothing else:
 - ``parse_error``: the agent marks a value that did not parse, Fluent Bit passes it unchanged;
 - ``_p``: Fluent Bit's CRI partial flag;
 - the record's time: Fluent Bit's record timestamp (``date``) is the agent's ``@timestamp`` when a parser read a
-  time, else the runtime's ``time`` field (compared to the millisecond).
+  time, else the runtime's ``time`` field (compared to the millisecond);
+- with the kubernetes filter: Fluent Bit's ``pod_name``, ``namespace_name``, ``container_name``, ``docker_id``
+  are the agent's ``pod``, ``namespace``, ``container``, ``container_id``; Fluent Bit's ``container_hash`` and
+  ``pod_ip`` and the agent's ``owner`` are not compared.
+
+The kubernetes scenario runs the example DaemonSet config (../shared/examples/fluent-bit.conf, paths and the API
+server pointed at the test's), with the fake API server (tests/fakes/kubernetes.py) serving the pods.
 
 Skipped when ../shared/tools/fluent-bit is absent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,10 +30,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -265,3 +274,150 @@ def test_the_translation_turns_the_logs_into_fluent_bits_records(tmp_path: Path,
                      tmp_path / "agent.out", count, tmp_path, signal.SIGINT)
 
     assert _sorted([agent_view(e) for e in got]) == _sorted([fluent_bit_view(r) for r in expected])
+
+
+# -- with the kubernetes filter, against the fake API server ------------------------------------------------
+
+K8S_TOKEN = "migrate-token"
+FB_K8S_NAMES = {"pod_name": "pod", "namespace_name": "namespace", "container_name": "container",
+                "docker_id": "container_id"}
+
+
+def _pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
+    from fakes.kubernetes import make_pod
+
+    cid = (name.encode().hex() * 64)[:64]
+    return make_pod(name, "mobius-production", metadata={"labels": {"app": name}, "annotations": annotations},
+                    spec={"nodeName": "node-a", "containers": [{"name": "main", "image": f"img/{name}:1"}]},
+                    status={"phase": "Running", "containerStatuses": [
+                        {"name": "main", "image": f"img/{name}:1", "containerID": f"containerd://{cid}"}]})
+
+
+def fluent_bit_kubernetes_view(record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """:func:`fluent_bit_view`, and Fluent Bit's names under ``kubernetes`` as the agent's; ``container_hash``
+    (the image digest, which the agent does not write) and ``pod_ip`` dropped."""
+    stamp, record = fluent_bit_view(record)
+    k8s = {FB_K8S_NAMES.get(k, k): v for k, v in record.pop("kubernetes").items()
+           if k not in ("container_hash", "pod_ip")}
+    return stamp, {**record, "kubernetes": k8s}
+
+
+def agent_kubernetes_view(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """:func:`agent_view`, keeping ``kubernetes`` but without ``owner`` (Fluent Bit writes none for a bare pod)."""
+    k8s = {k: v for k, v in event["kubernetes"].items() if k != "owner"}
+    stamp, event = agent_view(event)
+    return stamp, {**event, "kubernetes": k8s}
+
+
+async def _run_async(args: list[str], out: Path, count: int, stop: int,
+                     before: Callable[[], Awaitable[None]] | None = None) -> list[dict[str, Any]]:
+    """:func:`_run_until` without blocking the event loop the fake API server runs on; ``before`` is awaited
+    once the process started (and before waiting for its records)."""
+    with open(out, "wb") as stdout, open(out.with_suffix(".stderr"), "wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(*args, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        if before is not None:
+            await before()
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline and len(_records(out)) < count and proc.returncode is None:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(stop)
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    return _records(out)
+
+
+async def _cached_pods(port: int, pods: int) -> None:
+    """Wait (bounded) until the agent's /metrics says its kubernetes cache holds ``pods`` pods."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics",
+                                                                 timeout=aiohttp.ClientTimeout(total=1)) as answer:
+                page = await answer.text()
+            if re.search(rf"^agent_kubernetes_cache_pods{{[^}}]*}} {pods}(\.0)?$", page, re.M):
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the agent's kubernetes cache did not hold {pods} pods in {DEADLINE}s")
+
+
+async def test_the_example_with_its_kubernetes_filter_gives_fluent_bits_records(tmp_path: Path, free_port: int
+                                                                                 ) -> None:
+    from fakes.kubernetes import FakeKubernetes, container_log_name
+
+    example = (Path(__file__).resolve().parents[1] / "unit/examples/fluent-bit.conf").read_text()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "token").write_text(K8S_TOKEN)
+    (tmp_path / "ca.crt").write_text("")
+    (tmp_path / "parsers.conf").write_text(PARSERS)
+    (tmp_path / "custom_parsers.conf").write_text(
+        (Path(__file__).resolve().parents[1] / "unit/examples/custom_parsers.conf").read_text())
+    async with FakeKubernetes(token=K8S_TOKEN) as k8s:
+        api = _pod("api-7d9f", {"team": "core"})
+        billing = _pod("billing-1", {"fluentbit.io/parser": "mobius_app_parser"})
+        noisy = _pod("noisy-1", {"fluentbit.io/exclude": "true"})
+        for pod in (api, billing, noisy):
+            k8s.add_pod(pod)
+
+        def write(pod: dict[str, Any], *lines: tuple[str, str]) -> None:
+            path = logs / container_log_name(pod, "main")
+            path.write_text("".join(_docker(log + "\n", at) + "\n" for log, at in lines))
+
+        write(api, (json.dumps({"level": "info", "msg": "hello", "log": {"inner": 1}}), "2024-05-01T12:00:00.100000000Z"),
+              ("plain text line", "2024-05-01T12:00:01.200000000Z"),
+              (json.dumps({"level": "error", "msg": "boom", "cluster_name": "mine"}), "2024-05-01T12:00:02.300000000Z"))
+        write(billing, ("2024-05-01T12:00:03.250Z INFO [billing] charged 3 EUR", "2024-05-01T12:00:03.300000000Z"),
+              ("not the parser's shape", "2024-05-01T12:00:04.000000000Z"))
+        write(noisy, ("excluded", "2024-05-01T12:00:05.000000000Z"))
+
+        conf = tmp_path / "fluent-bit.conf"
+        conf.write_text(example
+                        .replace("Parsers_File parsers.conf", f"Parsers_File {tmp_path / 'parsers.conf'}")
+                        .replace("/var/log/containers/*_mobius-production_*.log", f"{logs}/*_mobius-production_*.log")
+                        .replace("    Refresh_Interval 5\n", "    Refresh_Interval 1\n    Read_from_Head On\n")
+                        .replace("https://kubernetes.default.svc:443", k8s.url)
+                        .replace("/var/run/secrets/kubernetes.io/serviceaccount/", f"{tmp_path}/")
+                        .replace("kube.var.log.containers.", "kube." + str(logs).strip("/").replace("/", ".") + ".")
+                        .replace("    Flush 5\n", "    Flush 1\n    Log_Level warn\n")
+                        .replace("    HTTP_Server On\n", "    HTTP_Server Off\n")
+                        .replace("    K8S-Logging.Exclude On\n", "    K8S-Logging.Exclude On\n    Use_Kubelet Off\n")
+                        .split("[OUTPUT]")[0] + TAIL)
+        expected = await _run_async([str(FLUENT_BIT), "-q", "-c", str(conf)], tmp_path / "fluent-bit.out", 5,
+                                    signal.SIGTERM)
+        assert len(expected) == 5, expected
+
+        migration = migrate(str(conf))
+        assert [why.split()[0] for _, _, why in migration.left_out] == ["Kube_URL", "Kube_CA_File", "Kube_Token_File"]
+        pipeline = yaml.safe_load(migration.text)
+        pipeline.update(data_dir=str(tmp_path / "data"), api={"address": f"127.0.0.1:{free_port}"})
+        (tmp_path / "kubeconfig").write_text(json.dumps({
+            "current-context": "fake", "contexts": [{"name": "fake", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": {"server": k8s.url}}],
+            "users": [{"name": "u", "user": {"token": K8S_TOKEN}}]}))
+        # the one adjustment: the fake API server through a kubeconfig (what the Kube_URL note asks for)
+        pipeline["transforms"]["kubernetes"].update(kubeconfig=str(tmp_path / "kubeconfig"), node_name="node-a")
+        (tmp_path / "data").mkdir()
+        (tmp_path / "agent.yaml").write_text(yaml.safe_dump(pipeline))
+        # Lines read before the cache's first list has come back pass without metadata (api_unavailable), where
+        # Fluent Bit waits on a GET per pod: the files appear once the cache holds the pods (a running node).
+        hidden = [path.rename(path.with_suffix(".hidden")) for path in logs.glob("*.log")]
+
+        async def show_the_logs() -> None:
+            await _cached_pods(free_port, 3)
+            for path in hidden:
+                path.rename(path.with_suffix(".log"))
+
+        got = await _run_async([sys.executable, "-m", "agent", "run", "-c", str(tmp_path / "agent.yaml")],
+                               tmp_path / "agent.out", 5, signal.SIGINT, show_the_logs)
+
+    assert _sorted([agent_kubernetes_view(e) for e in got]) == _sorted([fluent_bit_kubernetes_view(r)
+                                                                         for r in expected])
