@@ -568,3 +568,20 @@ def test_the_command_reads_parsers_files_and_exits_78_on_a_file_it_cannot_read(
     config.write_text(TAIL + "@INCLUDE nowhere.conf\n")
     assert main(["migrate", "fluent-bit", str(config)]) == 78
     assert f"{config}:6: @INCLUDE nowhere.conf: no such file" in capsys.readouterr().err
+
+
+def test_a_parser_defined_twice_keeps_its_first_definition(tmp_path: Path) -> None:
+    (tmp_path / "more.conf").write_text("[PARSER]\n    Name kv\n    Format json\n")
+    migration, doc = translate(tmp_path, "[SERVICE]\n    Parsers_File parsers.conf\n    Parsers_File more.conf\n"
+                               + TAIL.replace("docker", "kv") + STDOUT, parsers=PARSERS)
+    assert transforms(doc)[0]["codec"] == "logfmt"  # as Fluent Bit: the first definition is the one used
+    assert "[PARSER] kv at " in migration.text and migration.left_out == []
+
+
+def test_comments_name_what_differs_in_meaning(tmp_path: Path) -> None:
+    migration, _ = translate(tmp_path, TAIL + "[OUTPUT]\n    Name http\n    Match *\n    Format json\n")
+    assert "# Parser docker: a line the runtime split (Docker's 16 KiB pieces, CRI's P lines) is joined here" \
+        in migration.text
+    assert "# Retry_Limit 1 (the default): Fluent Bit drops a chunk after 1 failed try; here retries go on" \
+        in migration.text
+    assert "# Fluent Bit added the record's time as `date`" in migration.text
