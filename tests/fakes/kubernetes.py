@@ -606,7 +606,10 @@ class FakeKubernetes(FakeHTTPServer):
         if expired and self.expired_as == "status":
             return self._json(410, gone)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionResetError:  # the client left before the headers: status 0 in the log
+            return response
         request[RECORD].status = 200  # the log knows the answer while the stream goes on
         if expired:
             await response.write(orjson.dumps({"type": "ERROR", "object": gone}) + b"\n")

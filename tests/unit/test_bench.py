@@ -45,6 +45,8 @@ ES_FIELDS = {"lines", "requests", "bulk_body_bytes", "bulk_wire_bytes", "receive
 EXTRA_FIELDS = {"tail_docker_to_blackhole": TAIL_FIELDS, "tail_docker_multiline_to_blackhole": TAIL_FIELDS,
                 "file_to_tcp": {"writer_wall_s"}, "tail_parse_to_elasticsearch": ES_FIELDS,
                 "tail_parse_to_elasticsearch_gzip": ES_FIELDS,
+                "tail_kubernetes_to_blackhole": {"lines", "pods", "api_requests", "metadata_misses",
+                                                 "metadata_misses_by_reason"},
                 "scrape_page_to_remote_write": {"samples_per_scrape", "scraped_per_scrape", "requests",
                                                 "request_wire_bytes", "samples_per_s"}}
 PAGE_SAMPLES = 1490 - 125  # the node-exporter page less the go_* and node_scrape_collector_* series dropped

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from fakes.kubernetes import realistic_pod
 
-from agent.bench.peers.kubernetes import TOKEN, FakeApiServer, kubeconfig
+from agent.bench.peers.kubernetes import TOKEN, FakeApiServer, kubeconfig, write_pod_logs
 from agent.bench.versus import kubernetes as bench
 from agent.bench.versus.measure import Window
 from agent.bench.versus.run import RunResult
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_one_file_per_pod_named_as_the_kubelet_names_its_first_containers_log(tmp_path: Path) -> None:
     pods = [realistic_pod(i) for i in range(3)]
-    paths, nbytes = bench.write_pod_logs(tmp_path, 1000, pods)
+    paths, nbytes = write_pod_logs(tmp_path, 1000, pods)
     assert sum(p.read_bytes().count(b"\n") for p in paths) == 1000 and nbytes == sum(p.stat().st_size for p in paths)
     for path, pod in zip(paths, pods, strict=True):
         fields = kubernetes_fields(str(path))
@@ -132,3 +132,14 @@ def test_a_tiny_real_run_lists_and_watches_once_where_fluent_bit_gets_every_pod(
     assert runs["agent"]["misses"]["total"] >= 0 and runs["agent-tail"]["api_requests"] == {}
     if "fluent-bit" in runs:
         assert runs["fluent-bit"]["api_requests"] == {"get pods": 3}
+
+
+def test_the_agent_bench_scenario_enriches_from_one_list_and_watch() -> None:
+    from agent.bench import run_scenario
+
+    result = run_scenario("tail_kubernetes_to_blackhole", 5000)
+    assert result.events == 5000 and result.extra["lines"] == 5000 and result.extra["pods"] == 110
+    requests = result.extra["api_requests"]  # the harness's own list left out; the watch may not have begun
+    assert requests["list pods"] == 1 and requests.get("watch pods", 0) <= 1 and set(requests) <= {
+        "list pods", "watch pods"}
+    assert result.extra["metadata_misses"] == sum(result.extra["metadata_misses_by_reason"].values())

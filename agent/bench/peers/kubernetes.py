@@ -15,11 +15,13 @@ from typing import Any
 import aiohttp
 
 from agent.bench.peers.handles import PeerError
+from agent.bench.versus.data import write_logs
 
 REPO = Path(__file__).resolve().parents[3]
 FAKE = REPO / "tests" / "fakes" / "kubernetes.py"
 NODE = "node-a"
 TOKEN = "bench-token"
+PODS = 110  # the kubelet's default maximum of pods on a node
 READY_S = 20.0
 
 
@@ -30,6 +32,18 @@ def container_log_name(pod: dict[str, Any], container: str) -> str:
         if status.get("name") == container:
             return f"{meta['name']}_{meta['namespace']}_{container}-{status['containerID'].split('://', 1)[-1]}.log"
     raise KeyError(f"pod {meta['name']} has no container {container!r}")
+
+
+def write_pod_logs(logs: Path, lines: int, pods: list[dict[str, Any]]) -> tuple[list[Path], int]:
+    """``lines`` Docker json-file lines (:func:`~agent.bench.versus.data.write_logs`) over one file per pod, named
+    after its first container; (paths, bytes)."""
+    paths, nbytes = write_logs(logs, lines, files=len(pods))
+    named = []
+    for path, pod in zip(paths, pods, strict=True):
+        target = logs / container_log_name(pod, pod["spec"]["containers"][0]["name"])
+        path.rename(target)
+        named.append(target)
+    return named, nbytes
 
 
 def kubeconfig(url: str, token_file: Path) -> str:

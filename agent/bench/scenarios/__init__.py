@@ -44,6 +44,7 @@ from agent.bench.scenarios.elasticsearch import (
 )
 from agent.bench.scenarios.file_to_tcp import file_to_tcp
 from agent.bench.scenarios.generate import generate_parse_json_to_file, generate_to_blackhole
+from agent.bench.scenarios.kubernetes import tail_kubernetes_to_blackhole
 from agent.bench.scenarios.metrics import (
     INTERVAL_S,
     SERIES,
@@ -74,6 +75,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("tail_docker_multiline_to_blackhole", "the same with a Java app's stack traces (1 in 50 records, "
              "14 lines each), multiline preset java -> blackhole; --events counts lines", 2_000_000,
              tail_docker_multiline_to_blackhole),
+    Scenario("tail_kubernetes_to_blackhole", "tail Docker json-file logs of a node's 110 pods (one file each) -> "
+             "kubernetes (pod metadata from the fake API server in another process: one list + watch) -> "
+             "blackhole; reports the API requests and the metadata misses", 1_000_000, tail_kubernetes_to_blackhole),
     Scenario("file_to_tcp", f"another process appends {LINE_BYTES}-byte numbered lines to a file -> tail (raw) "
              "-> socket sink (text) -> receiver checking count, bytes and order", 2_000_000, file_to_tcp),
     Scenario("tail_parse_to_elasticsearch", f"tail {TAIL_FILES} Docker json-file logs (app JSON inside) -> parse "
