@@ -72,10 +72,9 @@ class Node:
     def file(self, pod: dict[str, Any], container: str = "main") -> Path:
         return self.logs / container_log_name(pod, container)
 
-    @contextlib.asynccontextmanager
-    async def running(self, **options: Any) -> AsyncIterator[Topology]:
+    def text(self, **options: Any) -> str:
         settings = {"kubeconfig": str(self.kubeconfig), "node_name": "node-a", "wait_for_pod": "1s", **options}
-        text = f"""
+        return f"""
 sources:
   containers: {{type: tail, include: ["{self.logs}/*.log"], read_from: beginning, glob_interval: 50ms,
                poll_interval: 50ms, rotate_wait: 100ms}}
@@ -84,6 +83,10 @@ transforms:
 sinks:
   out: {{type: test_gate, inputs: [k8s], open: true}}
 """
+
+    @contextlib.asynccontextmanager
+    async def running(self, **options: Any) -> AsyncIterator[Topology]:
+        text = self.text(**options)
         cluster = from_kubeconfig(self.kubeconfig)
         async with shared_pod_watcher(cluster, "node-a", backoff=Backoff(initial=0.05, cap=0.2)):
             topo = self.topo = Topology(pipeline(text, self.tmp), StatsRegistry())
@@ -287,3 +290,29 @@ async def test_exclude_and_parser_annotations_in_a_pipeline(tmp_path: Path) -> N
             merged = n.of(plain)[0]
             assert merged["level"] == "warn" and "message" not in merged
             assert n.transform.stats.discarded["excluded"] == 2
+
+
+async def test_at_the_drain_held_lines_go_out_and_the_watch_is_closed(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        async with n.running(wait_for_pod="1s"):  # the tail waits for its acks: the drain lasts the wait at most
+            pod = simple_pod("never-seen")
+            write(n.file(pod), "held")
+            await wait_for(lambda: n.transform._held)
+            assert n.events == []
+        # the stop drained the pipeline: the held line went out with its file name's fields, counted
+        assert [e["message"] for e in n.events] == ["held"]
+        assert n.events[0]["kubernetes"]["pod"] == "never-seen" and n.misses() == {"not_found": 1}
+        assert n.transform._stack is None  # the stage left the shared watch (the test's own use ends it)
+
+
+async def test_a_reload_of_the_stage_lets_its_held_lines_go_at_once(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        async with n.running(wait_for_pod="1h") as topo:
+            old = n.transform
+            write(n.file(simple_pod("never-seen")), "held")
+            await wait_for(lambda: old._held)
+            await topo.reload(pipeline(n.text(wait_for_pod="2s"), tmp_path))
+            await wait_for(lambda: len(n.events) == 1, timeout=2)  # not an hour later
+            assert n.transform is not old and old._stack is None  # the old stage left the shared watch
+            assert n.events[0]["kubernetes"]["pod"] == "never-seen"
+            assert n.pods.synced.is_set()  # the new stage runs on the watch the test holds
