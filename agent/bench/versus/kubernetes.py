@@ -16,8 +16,11 @@ times, each side against a fresh fake (so its request log is that side's alone),
 
 Each run is measured as ``vs_fluent_bit.py`` measures (:func:`agent.bench.versus.run.measure`: CPU from
 ``/proc`` every 20 ms, the steady window from 5 % read to all delivered, peak RSS), and the fake says how
-many API requests of each kind the side made (``list pods``, ``watch pods``, ``get pods`` ...). The summary
-is each side's medians and the ratios agent / Fluent Bit and agent / agent-tail.
+many API requests of each kind the side made (``list pods``, ``watch pods``, ``get pods`` ...); a side whose
+requests failed (a status >= 400) fails the run. The agent's metadata misses by reason are read from its
+``/metrics`` once all is delivered and printed with a warning above 1 % of the events (its CPU figure is then
+that of a partial enrichment). The summary is each side's medians and the ratios agent / Fluent Bit and
+agent / agent-tail.
 """
 
 from __future__ import annotations
