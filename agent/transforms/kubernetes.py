@@ -30,6 +30,7 @@ merge; ``on_error`` is parse's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import logging
@@ -224,7 +225,8 @@ class KubernetesTransform:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Join (or start) the shared watch of this node's pods, and of namespaces if their metadata is asked."""
+        """Join (or start) the shared watch of this node's pods, and of namespaces if their metadata is asked;
+        wait up to ``wait_for_pod`` for their first list."""
         config = self.config
         try:
             if config.kubeconfig:
@@ -240,6 +242,12 @@ class KubernetesTransform:
                       if self.wants_namespaces else None)
         self._stack = stack
         self.attach(pods, namespaces)
+        # the files read first (a node's backlog after a restart) find their pods: the first list is awaited
+        # here, before any source runs, for wait_for_pod at most (an API server that does not answer then
+        # makes them pass as api_unavailable, not wait)
+        for watcher in filter(None, (pods, namespaces)):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watcher.synced.wait(), self.wait)
 
     def attach(self, pods: PodWatcher, namespaces: NamespaceWatcher | None = None) -> None:
         """Use these caches (``start()`` attaches the shared ones)."""

@@ -316,3 +316,14 @@ async def test_a_reload_of_the_stage_lets_its_held_lines_go_at_once(tmp_path: Pa
             assert n.transform is not old and old._stack is None  # the old stage left the shared watch
             assert n.events[0]["kubernetes"]["pod"] == "never-seen"
             assert n.pods.synced.is_set()  # the new stage runs on the watch the test holds
+
+
+async def test_the_backlog_read_at_start_up_finds_its_pods(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        pods = n.k8s.populate(110)
+        for pod in pods:
+            write(n.file(pod, "app"), "written while the agent was away")
+        n.k8s.delay_headers(0.3, requests=1)  # a first list that takes a while
+        async with n.running():
+            await wait_for(lambda: len(n.events) == 110)
+            assert all("pod_id" in e["kubernetes"] for e in n.events) and n.misses() == {}
