@@ -234,8 +234,9 @@ class KubernetesTransform:
             else:
                 cluster = in_cluster()
         except KubeConfigError as exc:
-            key = "kubeconfig" if config.kubeconfig else "kubeconfig (not set: in-cluster)"
-            raise StartupError(f'transform "{self.ctx.component_id}": {key}: {exc}') from None
+            where = "kubeconfig" if config.kubeconfig else "in-cluster service account (or set kubeconfig)"
+            reason = str(exc).split(" (set api_server")[0]  # in_cluster's hint names kubernetes_sd's keys
+            raise StartupError(f'transform "{self.ctx.component_id}": {where}: {reason}') from None
         stack = contextlib.AsyncExitStack()
         pods = await stack.enter_async_context(shared_pod_watcher(cluster, config.node_name or node_name()))
         namespaces = (await stack.enter_async_context(shared_namespace_watcher(cluster))
@@ -290,16 +291,16 @@ class KubernetesTransform:
             file = _file_key(src)
             held = self._held.get(file)
             if held is not None:
-                if self._resolve(src, file, True) is WAIT and self._hold(held, batch):
+                if self._resolve(src, file, True) == WAIT and self._hold(held, batch):
                     return None
                 return self._release(file, batch)
-            if self._resolve(src, file, True) is WAIT:
+            if self._resolve(src, file, True) == WAIT:
                 held = _Held(src, self.clock() + self.wait)
                 if self._hold(held, batch):
                     self._held[file] = held
                     return None
-                return self._enrich(batch, False)
-        return self._enrich(batch, False)
+                return self._enrich(batch)
+        return self._enrich(batch)
 
     def flush(self) -> Batch | None:
         """Let go the held files whose pod came, whose wait is over, or all of them once the input ended."""
@@ -308,7 +309,7 @@ class KubernetesTransform:
         now = self.clock()
         out: list[Batch] = []
         for file, held in list(self._held.items()):
-            if self._ended or now >= held.deadline or self._resolve(held.src, file, True) is not WAIT:
+            if self._ended or now >= held.deadline or self._resolve(held.src, file, True) != WAIT:
                 if now >= held.deadline:
                     self._give_up(file, now)
                 released = self._release(file, None)
@@ -332,12 +333,12 @@ class KubernetesTransform:
         batches = held.batches if held is not None else []
         if held is not None:
             self._held_bytes -= held.bytes
-            if self._resolve(held.src, file, True) is WAIT:
+            if self._resolve(held.src, file, True) == WAIT:
                 self._give_up(file, self.clock())
         if batch is not None:
             batches.append(batch)
         merged = _merge(batches)
-        return self._enrich(merged, False) if merged is not None else None
+        return self._enrich(merged) if merged is not None else None
 
     def _give_up(self, file: tuple[str, str, str, str], now: float) -> None:
         self._gave_up[file] = now
@@ -345,7 +346,7 @@ class KubernetesTransform:
             for old in list(self._gave_up)[:GAVE_UP_LIMIT // 2]:
                 del self._gave_up[old]
 
-    def _enrich(self, batch: Batch, may_wait: bool) -> Batch | None:
+    def _enrich(self, batch: Batch) -> Batch | None:
         """Write the metadata into every event, parse or merge ``message``, drop excluded ones."""
         events = batch.events
         key, resolve = self.key, self._resolve
@@ -359,7 +360,7 @@ class KubernetesTransform:
             while j < n and events[j].get(SOURCE_KEY) is src:
                 j += 1
             run = events[i:j] if i or j < n else events
-            meta = resolve(src, _file_key(src), may_wait) if type(src) is dict else "not_a_container_file"
+            meta = resolve(src, _file_key(src), False) if type(src) is dict else "not_a_container_file"
             if isinstance(meta, str):
                 reason = "not_found" if meta == WAIT else meta
                 misses[reason] = misses.get(reason, 0) + len(run)

@@ -16,7 +16,7 @@ from agent.config.registry import BuildContext
 from agent.config.units import dec_hook
 from agent.core.ack import Ack, AckStatus
 from agent.core.batch import Batch, Kind
-from agent.core.errors import ConfigErrors
+from agent.core.errors import ConfigErrors, StartupError
 from agent.kubernetes.client import KubeClient
 from agent.kubernetes.config import ClusterConfig
 from agent.kubernetes.files import ContainerFiles
@@ -388,3 +388,13 @@ def test_bad_config_names_the_key() -> None:
     assert "transforms.k8s.parsers.access: codec regex needs a pattern" in load(
         "    parsers:\n      access:\n        codec: regex\n")
     assert "transforms.k8s.merge_log_key: needs merge_log: true" in load("    merge_log_key: log\n")
+
+
+async def test_no_cluster_is_one_start_up_line_naming_what_to_set(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(StartupError, match='transform "k8s": in-cluster service account \\(or set kubeconfig\\): '
+                                           "not running in a cluster"):
+        await build(None).start()
+    with pytest.raises(StartupError, match='transform "k8s": kubeconfig: .*missing'):
+        await build(None, kubeconfig=str(tmp_path / "missing")).start()
