@@ -396,5 +396,5 @@ async def test_no_cluster_is_one_start_up_line_naming_what_to_set(monkeypatch: p
     with pytest.raises(StartupError, match='transform "k8s": in-cluster service account \\(or set kubeconfig\\): '
                                            "not running in a cluster"):
         await build(None).start()
-    with pytest.raises(StartupError, match='transform "k8s": kubeconfig: .*missing'):
+    with pytest.raises(StartupError, match=r'transform "k8s": kubeconfig: .*missing'):
         await build(None, kubeconfig=str(tmp_path / "missing")).start()
