@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent / "unit"))
 import components  # noqa: F401 - registers the test-only component types
+from peers.kafka import Tansu, running_tansu
 from peers.prometheus import Prometheus, running_node_exporter, running_prometheus
 
 
@@ -47,3 +48,10 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     """A real Prometheus with the remote-write receiver on and a fresh TSDB, stopped after the test."""
     with running_prometheus(_workdir(tmp_path, "prometheus")) as peer:
         yield peer
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> Iterator[Tansu]:
+    """A real Kafka-protocol broker (tansu, memory storage) on a free loopback port, stopped after the test."""
+    with running_tansu(_workdir(tmp_path, "kafka")) as broker:
+        yield broker
