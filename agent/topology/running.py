@@ -327,30 +327,37 @@ class Topology:
         if flusher is None:
             return await Topology._transform_loop(node)
         try:
-            await Topology._transform_loop(node)
+            await Topology._transform_loop(node, flusher.lock)
         finally:
             flusher.cancel()
         await flusher.flush()  # the input ended, or a reload replaces it: what it holds goes out
 
     @staticmethod
-    async def _transform_loop(node: Node) -> None:
+    async def _transform_loop(node: Node, lock: asyncio.Lock | None = None) -> None:
+        """``lock``: its Flusher's, held from ``process()`` to the send (batches leave in the order made)."""
         inbox, out, transform, stats = node.inbox, node.output, node.component, node.stats
         assert inbox is not None and out is not None
         while (batch := await inbox.get()) is not None:
             stats.received_events += len(batch.events)
             stats.received_bytes += batch.byte_size
+            if lock is not None:
+                await lock.acquire()
             try:
-                result = transform.process(batch)
-            except Exception:  # a bug must not lose the batch: pass it on untouched
-                log.exception("transform failed; batch passed on unchanged", extra={"component_id": node.id})
-                stats.error("transform_failed", "processing")
-                result = batch
-            if result is None:
-                continue
-            if result.events:
-                await out.send(result)
-            else:
-                result.finalize(AckStatus.DELIVERED)
+                try:
+                    result = transform.process(batch)
+                except Exception:  # a bug must not lose the batch: pass it on untouched
+                    log.exception("transform failed; batch passed on unchanged", extra={"component_id": node.id})
+                    stats.error("transform_failed", "processing")
+                    result = batch
+                if result is None:
+                    continue
+                if result.events:
+                    await out.send(result)
+                else:
+                    result.finalize(AckStatus.DELIVERED)
+            finally:
+                if lock is not None:
+                    lock.release()
 
     async def run(self) -> int:
         """Start every component, run until stopped, drain; returns the exit code."""

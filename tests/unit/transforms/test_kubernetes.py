@@ -4,13 +4,18 @@ pipelines are in tests/unit/kubernetes and tests/e2e/test_kubernetes_*.py."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 import pytest
 from fakes.kubernetes import container_log_name, make_namespace, make_pod, realistic_pod
+from helpers import wait_for
 
+from agent.buffers.memory import MemoryBuffer
 from agent.config.pipeline import load_texts
 from agent.config.registry import BuildContext
 from agent.config.units import dec_hook
@@ -23,6 +28,8 @@ from agent.kubernetes.files import ContainerFiles
 from agent.kubernetes.pods import NamespaceWatcher, PodWatcher, trim_namespace, trim_pod
 from agent.observe.stats import ComponentStats
 from agent.sources.tail.files import kubernetes_fields
+from agent.topology.fanout import Fanout
+from agent.topology.running import Topology
 from agent.transforms.kubernetes import KubernetesConfig, KubernetesTransform
 
 CID = "0123456789abcdef" * 4
@@ -398,3 +405,73 @@ async def test_no_cluster_is_one_start_up_line_naming_what_to_set(monkeypatch: p
         await build(None).start()
     with pytest.raises(StartupError, match=r'transform "k8s": kubeconfig: .*missing'):
         await build(None, kubeconfig=str(tmp_path / "missing")).start()
+
+
+# -- the stage in the topology's transform loop, beside its Flusher --------------------------------------------
+
+
+class Loop:
+    """The stage run by the topology's own transform loop and Flusher, into a small downstream buffer."""
+
+    def __init__(self, pods: PodWatcher, room: int) -> None:
+        self.t = build(pods, clock=time.monotonic, wait_for_pod="1h")
+        self.inbox = MemoryBuffer(100, 1 << 20, "block", self.t.stats)
+        self.downstream = MemoryBuffer(room, 1 << 20, "block", ComponentStats("out", "sink", "blackhole"))
+        out = Fanout(self.t.stats)
+        out.set_targets([(self.downstream, False)])
+        node = SimpleNamespace(named={}, id="k8s", component=self.t, output=out, stats=self.t.stats,
+                               inbox=self.inbox)
+        self.task = asyncio.create_task(Topology._run_transform(node))  # type: ignore[arg-type]
+        self.acks: list[AckStatus] = []
+
+    async def send(self, src: dict[str, str], message: str) -> None:
+        batch = lines(src, message)
+        batch.acks.append(Ack(self.acks.append))
+        await self.inbox.put(batch)
+
+    async def take(self, events: int) -> list[str]:
+        """The messages of the next ``events`` events downstream, each batch delivered."""
+        messages: list[str] = []
+        async with asyncio.timeout(5):
+            while len(messages) < events:
+                batch = await self.downstream.get()
+                assert batch is not None
+                messages += [e["message"] for e in batch.events]
+                batch.finalize(AckStatus.DELIVERED)
+        return messages
+
+
+async def test_a_files_released_batches_leave_before_its_later_ones_under_backpressure() -> None:
+    pods = cache()
+    loop = Loop(pods, room=3)
+    await loop.downstream.put(lines(None, "f1", "f2"))  # downstream has room for one more event
+    src = file_fields("late")
+    await loop.send(src, "1")
+    await loop.send(src, "2")
+    await wait_for(lambda: sum(len(h.batches) for h in loop.t._held.values()) == 2)
+    pods._store(trim_pod(make_pod("late")))
+    await wait_for(lambda: not loop.t._held)  # the Flusher let them go: 2 events wait for room
+    await loop.send(src, "3")  # the pod is cached now: this one is not held
+    await wait_for(lambda: loop.t.stats.received_events == 3)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert await loop.take(5) == ["f1", "f2", "1", "2", "3"]  # in the file's order
+    loop.inbox.close()
+    await asyncio.wait_for(loop.task, 5)
+    assert loop.acks == [AckStatus.DELIVERED] * 3
+
+
+async def test_a_release_waiting_for_room_when_the_input_ends_is_still_sent() -> None:
+    pods = cache()
+    loop = Loop(pods, room=2)
+    await loop.downstream.put(lines(None, "f1"))
+    src = file_fields("late")
+    await loop.send(src, "1")
+    await loop.send(src, "2")
+    await wait_for(lambda: sum(len(h.batches) for h in loop.t._held.values()) == 2)
+    pods._store(trim_pod(make_pod("late")))
+    await wait_for(lambda: not loop.t._held)  # released, waiting for room downstream
+    loop.inbox.close()  # the drain (or a reload) ends the input meanwhile
+    assert await loop.take(3) == ["f1", "1", "2"]  # not abandoned with its acks
+    await asyncio.wait_for(loop.task, 5)
+    assert loop.acks == [AckStatus.DELIVERED] * 2
