@@ -274,6 +274,12 @@ class ResourceWatcher:
                 log.warning("kubernetes %s watch: %s (%s); retrying in %.1fs",
                             self.label, exc or "no answer", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
+            except Exception:  # an object it cannot use (or a bug): the cache must not stop for good
+                self.stats["errors"] += 1
+                delay = self.backoff.next()
+                log.exception("kubernetes %s watch failed; listing again in %.1fs", self.label, delay)
+                self.resource_version = None
+                await asyncio.sleep(delay)
 
     async def _request(self, verb: str, call: Any) -> Any:
         try:

@@ -187,3 +187,31 @@ async def test_a_rotated_token_file_of_a_kubeconfig_is_read_again(tmp_path: Path
             assert "second" not in repr(watcher.client.config)  # the secret stays in its file object
 
 
+
+
+class _OddApiServer:
+    """A client whose watch delivers an object that is not a pod object once, then the pod."""
+
+    def __init__(self) -> None:
+        self.watches = 0
+
+    async def get(self, path: str, params: dict[str, str]) -> dict[str, object]:
+        return {"items": [], "metadata": {"resourceVersion": "1"}}
+
+    async def watch(self, path: str, params: dict[str, str], idle: float) -> AsyncIterator[dict[str, object]]:
+        self.watches += 1
+        if self.watches == 1:
+            yield {"type": "ADDED", "object": ["not", "a", "pod"]}
+        else:
+            yield {"type": "ADDED", "object": make_pod("after")}
+        await asyncio.sleep(3600)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_event_the_watch_cannot_use_does_not_end_the_watch() -> None:
+    watcher = PodWatcher(_OddApiServer(), "node-a", backoff=FAST)  # type: ignore[arg-type]
+    async with running(watcher):
+        await wait_for(lambda: watcher.get("default", "after") is not None)
+        assert watcher.stats["errors"] == 1
