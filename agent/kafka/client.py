@@ -1,0 +1,68 @@
+"""Client settings shared by the Kafka sink and source: bootstrap servers, SASL and TLS, mapped to aiokafka.
+
+A component's config declares ``bootstrap_servers``, ``client_id``, ``sasl`` and ``tls`` (msgspec structs cannot
+share fields through a mixin); :func:`client_options` turns them into the keyword arguments aiokafka's producer,
+consumer and admin client take. TLS is on when ``tls`` is given; SASL when ``sasl`` is: the security protocol
+follows (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from agent.delivery.config import TlsConfig
+from agent.delivery.http import ssl_context
+
+
+class SaslConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """SASL credentials: ``mechanism`` PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with ``username`` and ``password``."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # the password never reaches a log line
+        return f"SaslConfig(mechanism={self.mechanism!r}, username={self.username!r}, password=<redacted>)"
+
+
+class KafkaConnection(Protocol):
+    """The connection fields a Kafka component's config declares."""
+
+    bootstrap_servers: list[str]
+    client_id: str | None
+    sasl: SaslConfig | None
+    tls: TlsConfig | None
+
+
+def check_servers(servers: list[str]) -> None:
+    """ValueError unless ``servers`` holds at least one ``host:port``."""
+    if not servers:
+        raise ValueError("bootstrap_servers must name at least one host:port")
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bootstrap_servers: {server!r} is not host:port")
+
+
+def security_protocol(config: KafkaConnection) -> str:
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, from which of ``sasl`` and ``tls`` are set."""
+    if config.sasl is not None:
+        return "SASL_SSL" if config.tls is not None else "SASL_PLAINTEXT"
+    return "SSL" if config.tls is not None else "PLAINTEXT"
+
+
+def client_options(config: KafkaConnection) -> dict[str, Any]:
+    """aiokafka keyword arguments for the connection (a TLS file that cannot be loaded is a BuildError)."""
+    options: dict[str, Any] = {"bootstrap_servers": list(config.bootstrap_servers),
+                               "security_protocol": security_protocol(config)}
+    if config.client_id:
+        options["client_id"] = config.client_id
+    if config.tls is not None:
+        options["ssl_context"] = ssl_context(config.tls)
+    if config.sasl is not None:
+        options["sasl_mechanism"] = config.sasl.mechanism
+        options["sasl_plain_username"] = config.sasl.username
+        options["sasl_plain_password"] = config.sasl.password
+    return options

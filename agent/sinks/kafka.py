@@ -1,0 +1,662 @@
+"""Sink `kafka`: events as Kafka records, in record batches built per partition (aiokafka's batch API).
+
+Each batch from the inbox is encoded (``json``, ``msgpack`` or ``raw``), given a topic (``topic`` templated from
+event fields; a missing field sends the event to ``default_topic``, counted) and a partition (the Java client's
+murmur2 of ``key`` when the event has one, else one partition per input batch and topic, in turn), then appended
+to the open record batch of its partition. A record batch is sealed when it is full (``max_batch_bytes``) or
+``linger`` old and handed to the producer with ``send_batch``; at most one waits per partition, in order. There
+is never a ``send()`` per event (REFERENCE §5.3: thousands of concurrent sends wake up quadratically).
+
+Acks: an input batch is finished when the broker has acknowledged every record batch holding one of its
+events (DELIVERED), or REJECTED when some of its events were dead-lettered. A record batch the broker did not
+take (broker down, a topic that does not exist yet, a partition gone) is counted, logged and, after a backoff,
+routed again from its events (partitions recomputed from fresh metadata): never dropped. While the events
+held (by their input batches' sizes) reach the buffer's ``max_bytes``, the sink stops reading its inbox, so the
+buffer fills and pushes back on the sources. An event larger than ``max_request_size`` goes to the dead letter
+with the reason; a record batch the broker refuses as too large is split, down to one event (dead-lettered).
+
+``idempotent: true`` needs the broker to grant a producer id (InitProducerId): a broker that refuses ends
+start-up with one line saying so, instead of hanging. Not every Kafka-protocol broker does (tansu does not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from agent.codecs.template import EventTemplate
+from agent.config.model import SinkConfig
+from agent.config.registry import BuildContext, register
+from agent.config.units import ByteSize, Duration
+from agent.core.ack import Ack, AckStatus
+from agent.core.batch import Batch, Kind
+from agent.core.component import SinkContext
+from agent.core.errors import BuildError, HealthcheckError, StartupError
+from agent.core.keys import as_text, compile_key
+from agent.core.retry import Backoff
+from agent.delivery.config import DeadLetterConfig, TlsConfig
+from agent.delivery.dead_letter import DeadLetterFile
+from agent.kafka.client import SaslConfig, check_servers, client_options
+from agent.kafka.encoding import Encoding, encode_values
+from agent.kafka.partition import KeyPartitioner
+from agent.observe.stats import ComponentStats
+
+log = logging.getLogger("agent.sinks.kafka")
+
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_TOPIC_CHARS = 249
+STOP_TIMEOUT = 5.0  # seconds the producer may take to close at the end
+
+
+class KafkaSinkConfig(SinkConfig, tag="kafka"):
+    """Write events to Kafka topics (see the module docstring)."""
+
+    bootstrap_servers: list[str]
+    topic: str
+    default_topic: str | None = None
+    key: str | None = None
+    headers: dict[str, str] = {}  # header name -> field path
+    encoding: Encoding = "json"
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    acks: Literal["all", 1, 0] = "all"
+    idempotent: bool = False
+    linger: Duration = Duration(0.005)
+    max_batch_bytes: ByteSize = ByteSize(1024 * 1024)
+    max_request_size: ByteSize = ByteSize(1024 * 1024)
+    request_timeout: Duration = Duration(30.0)
+    retry_initial_backoff: Duration = Duration(0.5)
+    retry_max_backoff: Duration = Duration(30.0)
+    client_id: str | None = None
+    sasl: SaslConfig | None = None
+    tls: TlsConfig | None = None
+    dead_letter: DeadLetterConfig | None = None
+
+    def __post_init__(self) -> None:
+        check_servers(self.bootstrap_servers)
+        if self.max_batch_bytes < 1024:
+            raise ValueError("max_batch_bytes must be at least 1KiB")
+        if self.max_request_size < self.max_batch_bytes:
+            raise ValueError("max_request_size must be at least max_batch_bytes")
+        if self.request_timeout <= 0:
+            raise ValueError("request_timeout must be positive")
+        if self.idempotent and self.acks != "all":
+            raise ValueError("idempotent needs acks: all")
+        if "{{" in self.topic and not self.default_topic:
+            raise ValueError("default_topic is needed when topic names fields (for events without them)")
+        for name in (self.default_topic, None if "{{" in self.topic or "%" in self.topic else self.topic):
+            if name is not None and (not name or _TOPIC_UNSAFE.search(name) or len(name) > MAX_TOPIC_CHARS):
+                raise ValueError(f"{name!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; "
+                                 f"at most {MAX_TOPIC_CHARS})")
+
+
+class _MissingField(Exception):
+    """A field the topic template names is missing from the event."""
+
+
+def _topic_safe(value: Any) -> str:
+    if value is None:
+        raise _MissingField()
+    return _TOPIC_UNSAFE.sub("_", as_text(value))
+
+
+@dataclass(slots=True, eq=False)
+class _RecordBatch:
+    """Events of one partition on their way to the broker: the records to build again on a retry, and for
+    each run of them the ack of the input batch they came from."""
+
+    topic: str
+    partition: int
+    builder: Any  # aiokafka BatchBuilder
+    records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    pieces: list[list[Any]] = field(default_factory=list)  # [Ack, events]
+    opened: float = field(default_factory=time.monotonic)
+
+    def release(self, status: AckStatus) -> None:
+        pieces, self.pieces = self.pieces, []
+        for ack, _ in pieces:
+            ack.release(status)
+
+
+class _Lane:
+    """One topic-partition: the record batch being filled and those sealed, sent one after the other."""
+
+    __slots__ = ("open", "sealed", "sending")
+
+    def __init__(self) -> None:
+        self.open: _RecordBatch | None = None
+        self.sealed: deque[_RecordBatch] = deque()
+        self.sending = False
+
+
+@register("sink", "kafka", KafkaSinkConfig, "Writes events to Kafka topics in record batches per partition.")
+class KafkaSink:
+    """Batches events per topic-partition and produces them with aiokafka (see the module docstring)."""
+
+    def __init__(self, config: KafkaSinkConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.component_id = ctx.component_id
+        self.stats: ComponentStats = ctx.stats
+        try:
+            self.options = client_options(config)
+        except BuildError as exc:
+            raise BuildError(f"kafka: {exc}") from None
+        self.template = EventTemplate(config.topic, _topic_safe)
+        self.topic_of: Callable[[Any], str] | None = None if self.template.static else self.template.partition_key()
+        try:
+            self.key_of = compile_key(config.key) if config.key else None
+            self.header_fields = [(name, compile_key(path)) for name, path in config.headers.items()]
+        except ValueError as exc:
+            raise BuildError(f"key or headers: {exc}") from None
+        self.needs_fields = bool(self.topic_of or self.key_of or self.header_fields)
+        self.dead_letter = DeadLetterFile(config.dead_letter.path, ctx.component_id) if config.dead_letter else None
+        self.partitioner = KeyPartitioner()
+        self.producer: AIOKafkaProducer | None = None
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._turn: dict[str, int] = {}  # topic -> the partition the next unkeyed input batch goes to
+        self._held_bytes = 0  # input bytes of the batches not finished yet
+        self._held_batches = 0
+        self._room = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._retrying: set[asyncio.Task[None]] = set()
+        self._in_flight: set[_RecordBatch] = set()  # handed to the producer, not acknowledged yet
+        self._closing = False
+        self._backoff = Backoff(config.retry_initial_backoff, config.retry_max_backoff)
+        self.stats.gauges["held_bytes"] = lambda: self._held_bytes
+        self.stats.gauges["held_batches"] = lambda: self._held_batches
+
+    # -- the producer ---------------------------------------------------------------------------------
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        config = self.config
+        return AIOKafkaProducer(
+            **self.options, acks=-1 if config.acks == "all" else config.acks,
+            compression_type=None if config.compression == "none" else config.compression,
+            enable_idempotence=config.idempotent, max_batch_size=config.max_batch_bytes,
+            max_request_size=config.max_request_size, linger_ms=0,
+            request_timeout_ms=int(config.request_timeout * 1000))
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        """A started producer; raises what starting it raised (the producer is closed then)."""
+        producer = self._new_producer()
+        try:
+            async with asyncio.timeout(self.config.request_timeout):
+                await producer.start()
+        except BaseException:
+            await _close(producer)
+            raise
+        return producer
+
+    async def start(self) -> None:
+        """With ``idempotent``, get a producer id now: a broker that refuses it ends start-up (one line)."""
+        if not self.config.idempotent:
+            return
+        try:
+            self.producer = await self._start_producer()
+        except (KafkaConnectionError, TimeoutError) as exc:
+            log.warning("kafka brokers not reachable at start-up; the sink keeps trying", extra={
+                "component_id": self.component_id, "error": _describe(exc)})
+        except KafkaError as exc:
+            raise StartupError(
+                f'sink "{self.component_id}": the broker refused the idempotent producer '
+                f"(InitProducerId: {_describe(exc)}); set idempotent: false for this broker") from None
+
+    async def healthcheck(self) -> None:
+        producer = self._new_producer()
+        try:
+            async with asyncio.timeout(self.config.request_timeout):
+                await producer.client.bootstrap()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise HealthcheckError(f"kafka {','.join(self.config.bootstrap_servers)}: {_describe(exc)}") from None
+        finally:
+            await _close(producer)
+
+    async def _connected(self) -> AIOKafkaProducer:
+        """The producer, started; until the brokers answer, retried with backoff (logged and counted)."""
+        backoff = Backoff(self.config.retry_initial_backoff, self.config.retry_max_backoff)
+        while self.producer is None:
+            try:
+                self.producer = await self._start_producer()
+            except (KafkaError, TimeoutError, OSError) as exc:
+                self.stats.error(type(exc).__name__, "connecting")
+                delay = backoff.next()
+                refused = self.config.idempotent and not isinstance(exc, KafkaConnectionError | TimeoutError)
+                log.error("kafka producer could not start%s; retrying" % (
+                    " (the broker refused the idempotent producer: set idempotent: false)" if refused else ""),
+                    extra={"component_id": self.component_id, "error": _describe(exc), "retry_in_s": round(delay, 3)})
+                await asyncio.sleep(delay)
+        return self.producer
+
+    # -- the main loop --------------------------------------------------------------------------------
+
+    async def run(self, ctx: SinkContext) -> None:
+        limit = self.config.buffer.max_bytes
+        try:
+            producer = await self._connected()
+            while True:
+                while self._held_bytes >= limit and self._held_batches:
+                    self._room.clear()
+                    await self._wait_room()
+                batch = await self._next(ctx)
+                if batch is None:
+                    break
+                if batch is _TICK:
+                    continue
+                await self._route(producer, batch)
+                self._seal_expired()
+            self._seal_expired(force=True)
+            await self._idle.wait()
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        finally:
+            self._closing = True
+            for task in list(self._retrying):
+                task.cancel()
+            if self.producer is not None:
+                producer, self.producer = self.producer, None
+                await _close(producer)
+            if self.dead_letter is not None:
+                self.dead_letter.close()
+
+    async def _wait_room(self) -> None:
+        """Until held batches finish, sealing lingering record batches meanwhile."""
+        while not self._room.is_set():
+            deadline = self._next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._room.wait()
+            except TimeoutError:
+                self._seal_expired()
+
+    async def _next(self, ctx: SinkContext) -> Any:
+        """The next input batch; :data:`_TICK` when an open record batch is due first; None at the end."""
+        deadline = self._next_deadline()
+        if deadline is None:
+            return await ctx.inbox.get()
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await ctx.inbox.get()
+        except TimeoutError:
+            self._seal_expired()
+            return _TICK
+
+    def _next_deadline(self) -> float | None:
+        opened = [lane.open.opened for lane in self._lanes.values() if lane.open is not None]
+        return min(opened) + self.config.linger if opened else None
+
+    # -- routing events to partitions ----------------------------------------------------------------
+
+    async def _route(self, producer: AIOKafkaProducer, batch: Batch) -> None:
+        """Encode ``batch``, give each event its topic and partition, and append it to its record batch."""
+        stats = self.stats
+        events = batch.events
+        stats.received_events += len(events)
+        stats.received_bytes += batch.byte_size
+        size = batch.byte_size
+        ack = Ack(lambda status: self._finished(batch, size, status))
+        self._held_bytes += size
+        self._held_batches += 1
+        self._idle.clear()
+        values = encode_values(batch.kind, events, self.config.encoding)
+        keys, headers, topics = self._fields(batch.kind, events)
+        records = [(None if keys is None else keys[i], values[i], [] if headers is None else headers[i])
+                   for i in range(len(values))]
+        records = self._drop_too_large(records, events, ack)
+        by_topic: dict[str, list[int]] = {}
+        if topics is None:
+            by_topic[self.config.topic] = [i for i, record in enumerate(records) if record is not None]
+        else:
+            for i, record in enumerate(records):
+                if record is not None:
+                    by_topic.setdefault(topics[i], []).append(i)
+        for topic, indexes in by_topic.items():
+            if indexes:
+                    await self._append(producer, topic, [records[i] for i in indexes], ack)
+        ack.release(AckStatus.DELIVERED)  # the routing's own hold
+
+    def _fields(self, kind: Kind, events: list[Any]) -> tuple[list[bytes | None] | None,
+                                                                list[list[tuple[str, bytes]]] | None,
+                                                                list[str] | None]:
+        """Each event's key, headers and topic (None for a setting that is not used)."""
+        if not self.needs_fields:
+            return None, None, None
+        if kind is Kind.LOGS:
+            objects = events
+        elif kind is Kind.JSON_LINES:
+            objects = [_loads(line) for line in events]
+        else:
+            objects = [{"message": line.decode("utf-8", "replace")} for line in events]
+        keys = headers = topics = None
+        if self.key_of is not None:
+            key_of = self.key_of
+            texts = [_safely(key_of, o) for o in objects]
+            keys = [None if text is None else text.encode("utf-8", "surrogatepass") for text in texts]
+            if missing := texts.count(None):
+                self.stats.count("missing_key_events", missing)
+        if self.header_fields:
+            headers = []
+            for o in objects:
+                found = [(name, _safely(get, o)) for name, get in self.header_fields]
+                headers.append([(name, text.encode("utf-8", "surrogatepass")) for name, text in found
+                                if text is not None])
+        if self.topic_of is not None:
+            topics = [self._topic(o) for o in objects]
+        return keys, headers, topics
+
+    def _topic(self, event: Any) -> str:
+        try:
+            topic = self.topic_of(event)  # type: ignore[misc]
+        except _MissingField:
+            topic = ""
+        except Exception:  # an odd value the template cannot render
+            self.stats.error("topic_failed", "processing")
+            topic = ""
+        if not topic or len(topic) > MAX_TOPIC_CHARS or topic in (".", ".."):
+            self.stats.count("default_topic_events")
+            return self.config.default_topic  # type: ignore[return-value]
+        return topic
+
+    def _drop_too_large(self, records: list[Any], events: list[Any], ack: Ack) -> list[Any]:
+        """``records`` with those larger than ``max_request_size`` replaced by None (dead-lettered)."""
+        limit = self.config.max_request_size
+        if not any(len(value) > limit - 200 for _, value, _ in records):
+            return records
+        too_large = []
+        estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
+        for i, (key, value, headers) in enumerate(records):
+            if len(value) > limit - 200 and (size := estimate(key, value, headers)) > limit:
+                too_large.append((events[i], "too_large", f"the record is {size} bytes, more than "
+                                  f"max_request_size ({limit})"))
+                records[i] = None
+        self._reject(too_large, ack)
+        return records
+
+    def _reject(self, entries: list[tuple[Any, str, str]], ack: Ack) -> None:
+        """Dead-letter (or drop, counted) events that can never be sent; their input batch ends REJECTED."""
+        reasons = sorted({reason for _, reason, _ in entries})
+        for reason in reasons:
+            n = sum(1 for _, r, _ in entries if r == reason)
+            self.stats.discard(reason, n)
+            self.stats.error(reason, "sending", n)
+        if self.dead_letter is not None and not self.dead_letter.write(entries):
+            self.stats.error("dead_letter_failed", "sending", len(entries))
+        log.error("events rejected: they can never be sent", extra={
+            "component_id": self.component_id, "events": len(entries), "reasons": reasons,
+            "dead_letter": self.dead_letter.path if self.dead_letter else None})
+        ack.retain()
+        ack.release(AckStatus.REJECTED)
+
+    async def _append(self, producer: AIOKafkaProducer, topic: str, records: list[Any], ack: Ack) -> None:
+        """Append ``records`` (all of ``topic``) to the open record batches of their partitions."""
+        partitions = await self._partitions(producer, topic)
+        count = len(partitions)
+        if self.key_of is None:
+            turn = self._turn.get(topic, 0)
+            self._turn[topic] = turn + 1
+            self._fill(producer, topic, partitions[turn % count], records, ack)
+            return
+        unkeyed = partitions[self._turn.get(topic, 0) % count]
+        groups: dict[int, list[Any]] = {}
+        partition_of = self.partitioner.partition
+        for record in records:
+            key = record[0]
+            partition = unkeyed if key is None else partitions[partition_of(key, count)]
+            group = groups.get(partition)
+            if group is None:
+                groups[partition] = [record]
+            else:
+                group.append(record)
+        if any(record[0] is None for record in records):
+            self._turn[topic] = self._turn.get(topic, 0) + 1
+        for partition, group in groups.items():
+            self._fill(producer, topic, partition, group, ack)
+
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The topic's partitions, sorted; while the brokers do not know the topic (or cannot be reached),
+        retried with backoff, counted and logged: the inbox is not read meanwhile."""
+        known = producer.client.cluster.partitions_for_topic(topic)
+        if known:
+            return sorted(known)
+        backoff = Backoff(self.config.retry_initial_backoff, self.config.retry_max_backoff)
+        while True:
+            try:
+                found = await producer.partitions_for(topic)
+                if found:
+                    return sorted(found)
+                error = "no partitions"
+            except (KafkaError, OSError, TimeoutError) as exc:
+                error = _describe(exc)
+                self.stats.error("topic_unavailable", "sending")
+            delay = backoff.next()
+            self.stats.retries += 1
+            log.warning("kafka topic not available; holding its events and retrying", extra={
+                "component_id": self.component_id, "topic": topic, "error": error, "retry_in_s": round(delay, 3)})
+            await asyncio.sleep(delay)
+
+    def _fill(self, producer: AIOKafkaProducer, topic: str, partition: int, records: list[Any], ack: Ack) -> None:
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            lane = self._lanes[(topic, partition)] = _Lane()
+        stamp = int(time.time() * 1000)
+        batch = lane.open
+        start = 0
+        while start < len(records):
+            if batch is None:
+                batch = lane.open = _RecordBatch(topic, partition, producer.create_batch())
+            append = batch.builder.append
+            taken = start
+            for key, value, headers in records[start:]:
+                if append(timestamp=stamp, key=key, value=value, headers=headers) is None:
+                    break
+                taken += 1
+            if taken > start:
+                batch.records.extend(records[start:taken])
+                pieces = batch.pieces
+                if pieces and pieces[-1][0] is ack:
+                    pieces[-1][1] += taken - start
+                else:
+                    ack.retain()
+                    pieces.append([ack, taken - start])
+            if taken < len(records):  # full
+                if taken == start and not batch.records:  # cannot happen: an empty builder takes any record
+                    raise RuntimeError("a record batch refused its first record")
+                self._seal(producer, lane)
+                batch = None
+            start = taken
+
+    def _seal_expired(self, force: bool = False) -> None:
+        producer = self.producer
+        if producer is None:
+            return
+        due = time.monotonic() - self.config.linger
+        for lane in self._lanes.values():
+            if lane.open is not None and (force or lane.open.opened <= due):
+                self._seal(producer, lane)
+
+    def _seal(self, producer: AIOKafkaProducer, lane: _Lane) -> None:
+        batch, lane.open = lane.open, None
+        if batch is None or not batch.records:
+            return
+        lane.sealed.append(batch)
+        if not lane.sending:
+            lane.sending = True
+            task = asyncio.create_task(self._send_lane(producer, lane), name=f"{self.component_id}-lane")
+            self._retrying.add(task)
+            task.add_done_callback(self._retrying.discard)
+
+    async def _send_lane(self, producer: AIOKafkaProducer, lane: _Lane) -> None:
+        """Hand the lane's sealed record batches to the producer, one after the other."""
+        try:
+            while lane.sealed:
+                batch = lane.sealed.popleft()
+                try:
+                    future = await producer.send_batch(batch.builder, batch.topic, partition=batch.partition)
+                except Exception as exc:  # the topic or partition is gone, the producer is closing...
+                    self._failed(producer, batch, exc)
+                    continue
+                self._in_flight.add(batch)
+                future.add_done_callback(lambda f, b=batch: self._acknowledged(producer, b, f))
+        finally:
+            lane.sending = False
+
+    # -- outcomes -------------------------------------------------------------------------------------
+
+    def _acknowledged(self, producer: AIOKafkaProducer, batch: _RecordBatch, future: asyncio.Future[Any]) -> None:
+        self._in_flight.discard(batch)
+        if self._closing:  # abandoned at the stop: already finished ERRORED
+            return
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is not None:
+            self._failed(producer, batch, exc or asyncio.CancelledError())
+            return
+        self._backoff.reset()
+        self.stats.sent_events += len(batch.records)
+        self.stats.sent_bytes += batch.builder.size()
+        batch.release(AckStatus.DELIVERED)
+
+    def _failed(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> None:
+        """A record batch the broker did not take: split it (too large) or route its events again later."""
+        if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+            self._split(producer, batch, exc)
+            return
+        self.stats.error(type(exc).__name__, "sending")
+        self.stats.retries += 1
+        delay = self._backoff.next()
+        log.warning("kafka did not take a record batch; sending its events again", extra={
+            "component_id": self.component_id, "topic": batch.topic, "partition": batch.partition,
+            "events": len(batch.records), "error": _describe(exc), "retry_in_s": round(delay, 3)})
+        task = asyncio.create_task(self._retry(producer, batch, delay), name=f"{self.component_id}-retry")
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+
+    async def _retry(self, producer: AIOKafkaProducer, batch: _RecordBatch, delay: float) -> None:
+        """After ``delay``, route the record batch's events again (fresh metadata: a partition may be gone)."""
+        try:
+            await asyncio.sleep(delay)
+            if not producer.client.cluster.partitions_for_topic(batch.topic):
+                producer.client.force_metadata_update()
+            start = 0
+            for ack, n in batch.pieces:
+                await self._append(producer, batch.topic, batch.records[start:start + n], ack)
+                start += n
+            batch.release(AckStatus.DELIVERED)  # the new record batches hold their own references
+            self._seal_expired(force=True)
+        except asyncio.CancelledError:
+            batch.release(AckStatus.ERRORED)
+            raise
+
+    def _split(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> None:
+        """The broker refused the record batch as too large: send it in halves; one event alone is rejected."""
+        if len(batch.records) == 1:
+            ack = batch.pieces[0][0]
+            self._reject([(_record_event(batch.records[0]), "too_large", f"the broker refused it: {_describe(exc)}")],
+                         ack)
+            batch.release(AckStatus.DELIVERED)
+            return
+        lane = self._lanes.setdefault((batch.topic, batch.partition), _Lane())
+        halves = []
+        start = 0
+        for ack, n in batch.pieces:
+            for offset in range(n):
+                halves.append((ack, batch.records[start + offset]))
+            start += n
+        middle = len(halves) // 2
+        parts = []
+        for part in (halves[:middle], halves[middle:]):
+            rebuilt = _RecordBatch(batch.topic, batch.partition, producer.create_batch())
+            for ack, record in part:
+                key, value, headers = record
+                rebuilt.builder.append(timestamp=None, key=key, value=value, headers=headers)
+                rebuilt.records.append(record)
+                if rebuilt.pieces and rebuilt.pieces[-1][0] is ack:
+                    rebuilt.pieces[-1][1] += 1
+                else:
+                    ack.retain()
+                    rebuilt.pieces.append([ack, 1])
+            parts.append(rebuilt)
+        batch.release(AckStatus.DELIVERED)
+        lane.sealed.extendleft(reversed(parts))
+        if not lane.sending:
+            lane.sending = True
+            task = asyncio.create_task(self._send_lane(producer, lane), name=f"{self.component_id}-lane")
+            self._retrying.add(task)
+            task.add_done_callback(self._retrying.discard)
+
+    def _finished(self, batch: Batch, size: int, status: AckStatus) -> None:
+        """Every event of an input batch is acknowledged (or rejected)."""
+        batch.finalize(status)
+        self._held_bytes -= size
+        self._held_batches -= 1
+        self._room.set()
+        if not self._held_batches:
+            self._idle.set()
+
+    def _abandon(self) -> None:
+        """Stopped at the deadline: every record batch not acknowledged finishes ERRORED (replayed later)."""
+        self._closing = True
+        pending = list(self._in_flight)
+        self._in_flight.clear()
+        for lane in self._lanes.values():
+            pending += [*lane.sealed, *([lane.open] if lane.open is not None else [])]
+            lane.sealed.clear()
+            lane.open = None
+        for batch in pending:
+            self.stats.discard("shutdown_timeout", len(batch.records))
+            batch.release(AckStatus.ERRORED)
+
+
+_TICK: Any = object()
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {"message": line.decode("utf-8", "replace")}
+
+
+def _safely(get: Callable[[Any], str | None], event: Any) -> str | None:
+    try:
+        return get(event)
+    except Exception:  # an event that is not a mapping where the path expects one
+        return None
+
+
+def _record_event(record: tuple[bytes | None, bytes, Any]) -> Any:
+    """What the dead letter shows of a record: its key and value as text."""
+    key, value, _ = record
+    return {"key": None if key is None else key.decode("utf-8", "replace"),
+            "value": value.decode("utf-8", "replace")}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text and text != type(exc).__name__ else type(exc).__name__
+
+
+async def _close(producer: AIOKafkaProducer) -> None:
+    """Stop a producer without waiting long for a broker that is gone."""
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT):
+            await producer.stop()
+    except (TimeoutError, KafkaError, OSError) as exc:
+        log.warning("kafka producer did not close cleanly", extra={"error": _describe(exc)})
+
