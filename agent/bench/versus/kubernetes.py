@@ -53,6 +53,7 @@ from agent.bench.versus.sides import (
     Launch,
     Scenario,
     find_fluent_bit,
+    fluent_bit_service,
     fluent_bit_version,
     free_port,
 )
@@ -81,15 +82,7 @@ def tag_prefix(logs: Path) -> str:
 def fluent_bit_config(logs: Path, parsers: Path, api_port: int, kube_url: str, token_file: Path,
                       ca_file: Path) -> str:
     """tail (docker parser) -> kubernetes filter (the fake, labels and annotations, no merge) -> null."""
-    return f"""[SERVICE]
-    Flush         1
-    Log_Level     warn
-    Parsers_File  {parsers}
-    HTTP_Server   On
-    HTTP_Listen   {HOST}
-    HTTP_Port     {api_port}
-
-[INPUT]
+    return fluent_bit_service(parsers, api_port) + f"""[INPUT]
     Name              tail
     Path              {logs / '*.log'}
     Tag               kube.*

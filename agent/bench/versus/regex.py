@@ -37,7 +37,14 @@ import yaml
 from agent.bench.peers.lines import HOST
 from agent.bench.versus.measure import cpu_seconds, peak_rss_mib
 from agent.bench.versus.report import AGENT, FB, header, machine
-from agent.bench.versus.sides import FluentBitMissing, find_fluent_bit, fluent_bit_version, free_port, stop_process
+from agent.bench.versus.sides import (
+    FluentBitMissing,
+    find_fluent_bit,
+    fluent_bit_service,
+    fluent_bit_version,
+    free_port,
+    stop_process,
+)
 from agent.config.pipeline import load_texts
 
 # Fluent Bit's apache_common parser (shared/tools/fluent-bit-configs/parsers.conf), used by both sides
@@ -94,15 +101,7 @@ def fluent_bit_parsers(with_time: bool = True) -> str:
 
 def fluent_bit_config(source_port: int, sink_port: int, api_port: int, parsers: Path, flush: str = FLUSH) -> str:
     """Fluent Bit's pipeline: tcp (Format none, the line in ``log``) -> parser filter -> tcp (json_lines)."""
-    return f"""[SERVICE]
-    Flush         {flush}
-    Log_Level     warn
-    Parsers_File  {parsers}
-    HTTP_Server   On
-    HTTP_Listen   {HOST}
-    HTTP_Port     {api_port}
-
-[INPUT]
+    return fluent_bit_service(parsers, api_port, flush) + f"""[INPUT]
     Name    tcp
     Listen  {HOST}
     Port    {source_port}

@@ -126,6 +126,20 @@ def free_port() -> int:
         return port
 
 
+def fluent_bit_service(parsers: Path, api_port: int, flush: str = "1") -> str:
+    """Fluent Bit's ``[SERVICE]`` section in a comparison: its parsers file, warnings only, and its HTTP server
+    on ``api_port`` (where the harness reads its metrics); the sections that follow are the scenario's."""
+    return f"""[SERVICE]
+    Flush         {flush}
+    Log_Level     warn
+    Parsers_File  {parsers}
+    HTTP_Server   On
+    HTTP_Listen   {HOST}
+    HTTP_Port     {api_port}
+
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Launch:
     """How to start one side for one run, and how to ask it how many events it has read and delivered.
