@@ -87,7 +87,9 @@ class ScrapeClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # cookies are ignored, as Prometheus's client (no cookie jar) ignores them
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def fetch(self, url: str, seconds: float) -> tuple[bytes, str]:
