@@ -1,0 +1,197 @@
+"""The `kafka` source against a real broker (tansu): every record, acknowledged prefixes only, poison records,
+backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from components import GateSink
+from helpers import pipeline, wait_for
+from peers.kafka import Tansu
+
+from agent.config.registry import BuildContext
+from agent.core.ack import AckStatus
+from agent.core.batch import Batch
+from agent.core.component import SourceContext
+from agent.observe.stats import ComponentStats, StatsRegistry
+from agent.sources.kafka import KafkaSource, KafkaSourceConfig
+from agent.topology.running import Topology
+
+pytestmark = pytest.mark.integration
+
+GROUP_TIMING = "session_timeout: 2s, heartbeat_interval: 0.5s"  # tansu holds a join for half a session
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], partitions: int, key: bytes | None = None) -> None:
+    """``values[i]`` to partition ``i % partitions``, in order within each partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value, key=key, partition=i % partitions)
+                   for i, value in enumerate(values)]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed offset of each partition, as the broker has it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+def records(n: int) -> list[bytes]:
+    return [orjson.dumps({"n": i, "message": f"record {i:06d} " + "x" * 150}) for i in range(n)]
+
+
+async def test_every_record_of_every_partition_arrives_and_is_committed(kafka: Tansu, tmp_path: Path) -> None:
+    kafka.create_topic("logs", partitions=4)
+    await produce(kafka.bootstrap, "logs", records(4000), 4, key=b"pod-a")
+    topo = Topology(pipeline(f"""
+sources:
+  k: {{type: kafka, bootstrap_servers: ["{kafka.bootstrap}"], group_id: agg, topics: [logs], {GROUP_TIMING},
+      max_poll_records: 300}}
+sinks:
+  got: {{type: test_gate, inputs: [k], open: true}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    await wait_for(lambda: len(GateSink.instances["got"].events) >= 4000, timeout=20)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 10) == 0
+    events: list[dict[str, Any]] = GateSink.instances["got"].events  # type: ignore[assignment]
+    assert sorted(e["n"] for e in events) == list(range(4000))
+    for event in events:
+        meta = event["kafka"]
+        assert meta["topic"] == "logs" and meta["partition"] == event["n"] % 4 and meta["key"] == "pod-a"
+        assert meta["offset"] == event["n"] // 4 and meta["timestamp"] > 0
+    for partition in range(4):  # in order within a partition
+        offsets = [e["kafka"]["offset"] for e in events if e["kafka"]["partition"] == partition]
+        assert offsets == list(range(1000))
+    assert await committed(kafka.bootstrap, "agg", "logs", 4) == {p: 1000 for p in range(4)}
+
+
+class Collect:
+    """A source output that keeps the batches; the test finalizes them when and how it likes."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    async def send(self, batch: Batch) -> None:
+        self.batches.append(batch)
+
+
+def source(kafka: Tansu, tmp_path: Path, group: str, topic: str, **options: Any) -> tuple[KafkaSource, ComponentStats]:
+    stats = ComponentStats("k", "source", "kafka")
+    config = KafkaSourceConfig(bootstrap_servers=[kafka.bootstrap], group_id=group, topics=[topic],
+                               session_timeout=2.0, heartbeat_interval=0.5, commit_interval=0.1, **options)
+    return KafkaSource(config, BuildContext("k", tmp_path, tmp_path, stats)), stats
+
+
+async def test_only_the_acknowledged_prefix_is_committed(kafka: Tansu, tmp_path: Path) -> None:
+    kafka.create_topic("ooo", partitions=1)
+    await produce(kafka.bootstrap, "ooo", records(100), 1)
+    src, stats = source(kafka, tmp_path, "ooo-group", "ooo", max_poll_records=10)
+    out, stop = Collect(), asyncio.Event()
+    run = asyncio.create_task(src.run(SourceContext("k", out, stop, tmp_path, stats, True)))
+    await wait_for(lambda: sum(len(b) for b in out.batches) == 100, timeout=15)
+    batches = out.batches
+    assert len(batches) >= 3 and [len(b) for b in batches[:2]] == [10, 10]
+
+    async def broker_has() -> int | None:
+        await src.commit()
+        return (await committed(kafka.bootstrap, "ooo-group", "ooo", 1))[0]
+
+    for batch in batches[2:]:  # a sink that finishes the later batches first
+        batch.finalize(AckStatus.DELIVERED)
+    assert await broker_has() is None
+    batches[1].finalize(AckStatus.DELIVERED)
+    assert await broker_has() is None
+    batches[0].finalize(AckStatus.DELIVERED)
+    assert await broker_has() == 100
+    commits = sum(n for (name, _), n in stats.counters.items() if name == "commits")
+    assert commits <= 3  # positions are committed in batches, not per record or per batch
+    stop.set()
+    await asyncio.wait_for(run, 10)
+
+
+async def test_an_errored_batch_stops_its_partition_position(kafka: Tansu, tmp_path: Path) -> None:
+    kafka.create_topic("err", partitions=1)
+    await produce(kafka.bootstrap, "err", records(30), 1)
+    src, stats = source(kafka, tmp_path, "err-group", "err", max_poll_records=10)
+    out, stop = Collect(), asyncio.Event()
+    run = asyncio.create_task(src.run(SourceContext("k", out, stop, tmp_path, stats, True)))
+    await wait_for(lambda: sum(len(b) for b in out.batches) == 30, timeout=15)
+    first, *rest = out.batches
+    first.finalize(AckStatus.DELIVERED)
+    rest[0].finalize(AckStatus.ERRORED)
+    for batch in rest[1:]:
+        batch.finalize(AckStatus.DELIVERED)
+    stop.set()
+    await asyncio.wait_for(run, 10)
+    assert (await committed(kafka.bootstrap, "err-group", "err", 1))[0] == len(first)
+
+
+async def test_a_poison_record_passes_raw_and_its_partition_goes_on(kafka: Tansu, tmp_path: Path) -> None:
+    kafka.create_topic("poison", partitions=1)
+    values = [b'{"n": 0}', b"\xff\xfe not json {", b'["an", "array"]', b'{"n": 3}']
+    await produce(kafka.bootstrap, "poison", values, 1)
+    topo = Topology(pipeline(f"""
+sources:
+  k: {{type: kafka, bootstrap_servers: ["{kafka.bootstrap}"], group_id: p, topics: [poison], {GROUP_TIMING}}}
+sinks:
+  got: {{type: test_gate, inputs: [k], open: true}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    await wait_for(lambda: len(GateSink.instances["got"].events) >= 4, timeout=15)
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 10) == 0
+    events: list[dict[str, Any]] = GateSink.instances["got"].events  # type: ignore[assignment]
+    assert [e.get("n") for e in events] == [0, None, None, 3]
+    assert events[1]["message"] == "\ufffd\ufffd not json {" and events[1]["parse_error"] == "not a JSON object"
+    assert events[2]["message"] == '["an", "array"]' and events[2]["parse_error"] == "not a JSON object"
+    assert events[1]["kafka"]["offset"] == 1
+    assert topo.nodes["k"].stats.errors[("parse_failed", "receiving")] == 2
+    assert await committed(kafka.bootstrap, "p", "poison", 1) == {0: 4}
+
+
+async def test_a_stalled_sink_pauses_the_partitions_with_memory_bounded(kafka: Tansu, tmp_path: Path) -> None:
+    kafka.create_topic("slow", partitions=2)
+    total = 20_000
+    await produce(kafka.bootstrap, "slow", records(total), 2)
+    topo = Topology(pipeline(f"""
+sources:
+  k: {{type: kafka, bootstrap_servers: ["{kafka.bootstrap}"], group_id: s, topics: [slow], {GROUP_TIMING},
+      max_poll_records: 500, max_partition_fetch_bytes: 64KiB}}
+sinks:
+  got: {{type: test_gate, inputs: [k], buffer: {{max_events: 1000}}}}
+""", tmp_path), StatsRegistry())
+    run = asyncio.create_task(topo.run())
+    await topo.ready.wait()
+    stats = topo.nodes["k"].stats
+    await wait_for(lambda: stats.gauge_values().get("partitions_paused") == 2, timeout=15)
+    await asyncio.sleep(1.5)  # several keep-alive polls while paused
+    held = stats.received_events
+    # the sink's buffer, the batch the sink holds and the one the source holds: nothing more taken from the broker
+    assert held <= 1000 + 500 + 500
+    await asyncio.sleep(1.0)
+    assert stats.received_events == held
+    assert stats.gauge_values()["partitions_paused"] == 2
+    GateSink.instances["got"].gate.set()
+    await wait_for(lambda: len(GateSink.instances["got"].events) >= total, timeout=20)
+    assert stats.gauge_values()["partitions_paused"] == 0
+    topo.request_stop()
+    assert await asyncio.wait_for(run, 10) == 0
+    got: list[dict[str, Any]] = GateSink.instances["got"].events  # type: ignore[assignment]
+    assert sorted(e["n"] for e in got) == list(range(total))
+    assert await committed(kafka.bootstrap, "s", "slow", 2) == {0: total // 2, 1: total // 2}
