@@ -1,0 +1,119 @@
+"""The `kafka` source without a broker: its config checks and how record values become events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import orjson
+import pytest
+
+from agent.config.pipeline import load_texts
+from agent.core.batch import Kind
+from agent.core.errors import ConfigErrors
+from agent.core.footprint import decoded_bytes
+from agent.kafka.decoding import METADATA_BYTES, NO_VALUE, NOT_JSON, NOT_MSGPACK, RecordDecoder, key_text
+from agent.kafka.encoding import encode_values
+
+
+@dataclass
+class Record:
+    """What aiokafka's ConsumerRecord offers the decoder."""
+
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    timestamp: int = 1_700_000_000_000
+
+
+def config_error(source: str) -> str:
+    text = f"api: {{enabled: false}}\nsources:\n  k: {source}\nsinks:\n  out: {{type: blackhole, inputs: [k]}}\n"
+    with pytest.raises(ConfigErrors) as caught:
+        load_texts([(text, "p.yaml")])
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g}', "either topics or topic_pattern"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], topic_pattern: "a.*"}',
+     "either topics or topic_pattern"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topic_pattern: "logs-("}', "topic_pattern"),
+    ('{type: kafka, bootstrap_servers: ["nohost"], group_id: g, topics: [a]}', "host:port"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: "", topics: [a]}', "group_id"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], auto_offset_reset: smallest}',
+     "auto_offset_reset"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], heartbeat_interval: 20s}',
+     "heartbeat_interval"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], offset_reset: earliest}',
+     "offset_reset"),
+])
+def test_bad_config_names_the_key(source: str, expected: str) -> None:
+    message = config_error(source)
+    assert expected in message and "p.yaml" in message
+
+
+def test_a_good_config_loads() -> None:
+    text = ('api: {enabled: false}\nsources:\n  k: {type: kafka, bootstrap_servers: ["b:9092"], group_id: g, '
+            'topic_pattern: "logs-.*", group_instance_id: agg-0, encoding: msgpack}\n'
+            'sinks:\n  out: {type: blackhole, inputs: [k]}\n')
+    assert load_texts([(text, "p.yaml")]).components["k"].config.group_instance_id == "agg-0"
+
+
+def test_json_values_become_events_with_kafka_metadata() -> None:
+    decoder = RecordDecoder("json", metadata=True)
+    values = [b'{"message": "a", "n": 1}', b'{"message": "b", "n": 2}']
+    records = [Record(7, values[0], b"pod-1", 11), Record(8, values[1], None, 12)]
+    events, dicts, size = decoder.decode("logs", 3, records)
+    assert dicts and decoder.errors == 0
+    assert events == [
+        {"message": "a", "n": 1, "kafka": {"topic": "logs", "partition": 3, "offset": 7, "timestamp": 11,
+                                           "key": "pod-1"}},
+        {"message": "b", "n": 2, "kafka": {"topic": "logs", "partition": 3, "offset": 8, "timestamp": 12,
+                                           "key": None}},
+    ]
+    assert size == decoded_bytes(sum(map(len, values)) + 2 * METADATA_BYTES, 2)
+
+
+def test_what_does_not_decode_passes_raw_with_parse_error_and_is_counted() -> None:
+    decoder = RecordDecoder("json", metadata=False)
+    records = [Record(0, b'{"ok": 1}'), Record(1, b"{broken"), Record(2, b"42"), Record(3, None), Record(4, b"\xff")]
+    events, _, _ = decoder.decode("t", 0, records)
+    assert events == [{"ok": 1}, {"message": "{broken", "parse_error": NOT_JSON},
+                      {"message": "42", "parse_error": NOT_JSON}, {"message": "", "parse_error": NO_VALUE},
+                      {"message": "\ufffd", "parse_error": NOT_JSON}]
+    assert decoder.errors == 4
+
+
+def test_msgpack_values_round_trip_what_the_sink_encodes() -> None:
+    originals = [{"message": "m", "n": 1, "nested": {"a": [1, 2]}}, {"message": "é"}]
+    values = encode_values(Kind.LOGS, originals, "msgpack")
+    decoder = RecordDecoder("msgpack", metadata=False)
+    records = [Record(i, v) for i, v in enumerate(values)] + [Record(9, msgspec.msgpack.encode([1])),
+                                                              Record(10, b"\xc1")]
+    events, _, _ = decoder.decode("t", 0, records)
+    assert events[:2] == originals
+    assert [e["parse_error"] for e in events[2:]] == [NOT_MSGPACK, NOT_MSGPACK] and decoder.errors == 2
+
+
+def test_json_round_trips_what_the_sink_encodes_from_lines() -> None:
+    values = encode_values(Kind.LINES, [b"plain line"], "json") + encode_values(Kind.JSON_LINES, [b'{"a":1}'], "json")
+    events, _, _ = RecordDecoder("json", metadata=False).decode("t", 0, [Record(0, values[0]), Record(1, values[1])])
+    assert events == [{"message": "plain line"}, {"a": 1}]
+
+
+def test_raw_values_stay_lines_without_metadata_and_become_messages_with_it() -> None:
+    records = [Record(0, b"line one"), Record(1, None), Record(2, b"caf\xc3\xa9")]
+    lines, dicts, size = RecordDecoder("raw", metadata=False).decode("t", 0, records)
+    assert not dicts and lines == [b"line one", b"", "café".encode()] and size == 8 + 0 + 5 + 3
+    decoder = RecordDecoder("raw", metadata=True)
+    events, dicts, _ = decoder.decode("t", 1, records)
+    assert dicts and [e["message"] for e in events] == ["line one", "", "café"]
+    assert events[1]["parse_error"] == NO_VALUE and decoder.errors == 1
+    assert [e["kafka"]["offset"] for e in events] == [0, 1, 2]
+
+
+def test_keys_are_text_when_utf8_else_base64() -> None:
+    assert key_text(b"pod-\xc3\xa9") == "pod-é"
+    assert key_text(b"\xff\x00") == "/wA="
+    assert key_text(None) is None
+    assert orjson.loads(orjson.dumps(key_text(b"\x80")))  # always JSON-encodable text
