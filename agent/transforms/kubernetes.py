@@ -309,7 +309,11 @@ class KubernetesTransform:
         now = self.clock()
         out: list[Batch] = []
         for file, held in list(self._held.items()):
-            if self._ended or now >= held.deadline or self._resolve(held.src, file, True) != WAIT:
+            try:
+                ready = self._ended or now >= held.deadline or self._resolve(held.src, file, True) != WAIT
+            except Exception:  # _release passes the file's lines on as they are
+                ready = True
+            if ready:
                 if now >= held.deadline:
                     self._give_up(file, now)
                 released = self._release(file, None)
@@ -333,12 +337,20 @@ class KubernetesTransform:
         batches = held.batches if held is not None else []
         if held is not None:
             self._held_bytes -= held.bytes
-            if self._resolve(held.src, file, True) == WAIT:
-                self._give_up(file, self.clock())
         if batch is not None:
             batches.append(batch)
         merged = _merge(batches)
-        return self._enrich(merged) if merged is not None else None
+        if merged is None:
+            return None
+        try:
+            if held is not None and self._resolve(held.src, file, True) == WAIT:
+                self._give_up(file, self.clock())
+            return self._enrich(merged)
+        except Exception:  # the held batches' acks are in ``merged`` alone: it must go on
+            log.exception("enriching a file's held lines failed; they pass on as they are",
+                          extra={"component_id": self.ctx.component_id})
+            self.stats.error("transform_failed", "processing")
+            return merged
 
     def _give_up(self, file: tuple[str, str, str, str], now: float) -> None:
         self._gave_up[file] = now

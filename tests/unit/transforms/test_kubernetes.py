@@ -475,3 +475,27 @@ async def test_a_release_waiting_for_room_when_the_input_ends_is_still_sent() ->
     assert await loop.take(3) == ["f1", "1", "2"]  # not abandoned with its acks
     await asyncio.wait_for(loop.task, 5)
     assert loop.acks == [AckStatus.DELIVERED] * 2
+
+
+def test_a_fault_while_releasing_a_held_file_passes_its_lines_on_with_their_acks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    pods = cache(clock=clock)
+    t = build(pods, clock=clock, wait_for_pod="2s")
+    src = file_fields("late")
+    acks: list[AckStatus] = []
+    for message in ("1", "2"):
+        batch = lines(src, message)
+        batch.acks.append(Ack(acks.append))
+        assert t.process(batch) is None
+    pods._store(trim_pod(make_pod("late")))
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(t, "_build", broken)
+    out = t.flush()
+    assert out is not None and [e["message"] for e in out.events] == ["1", "2"]
+    out.finalize(AckStatus.DELIVERED)
+    assert acks == [AckStatus.DELIVERED] * 2 and not t._held
+    assert t.stats.errors
