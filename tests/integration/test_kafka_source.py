@@ -195,3 +195,45 @@ sinks:
     got: list[dict[str, Any]] = GateSink.instances["got"].events  # type: ignore[assignment]
     assert sorted(e["n"] for e in got) == list(range(total))
     assert await committed(kafka.bootstrap, "s", "slow", 2) == {0: total // 2, 1: total // 2}
+
+
+async def test_a_rebalance_commits_the_acknowledged_and_leaves_the_rest_to_the_new_owner(
+        kafka: Tansu, tmp_path: Path) -> None:
+    kafka.create_topic("shared", partitions=2)
+    await produce(kafka.bootstrap, "shared", records(200), 2)
+    first, first_stats = source(kafka, tmp_path, "two", "shared", max_poll_records=20, rebalance_drain=0.2)
+    first_out, first_stop = Collect(), asyncio.Event()
+    first_run = asyncio.create_task(first.run(SourceContext("k", first_out, first_stop, tmp_path, first_stats, True)))
+    await wait_for(lambda: sum(len(b) for b in first_out.batches) == 200, timeout=15)
+    old = list(first_out.batches)
+    heads: dict[int, int] = {}
+    for batch in old:  # the first batch of each partition delivered, the others still in flight
+        partition = batch.events[0]["kafka"]["partition"]
+        if partition not in heads:
+            heads[partition] = batch.events[-1]["kafka"]["offset"] + 1
+            batch.finalize(AckStatus.DELIVERED)
+    second, second_stats = source(kafka, tmp_path, "two", "shared", max_poll_records=20)
+    second_out, second_stop = Collect(), asyncio.Event()
+    second_run = asyncio.create_task(
+        second.run(SourceContext("k", second_out, second_stop, tmp_path, second_stats, True)))
+    try:
+        await wait_for(lambda: bool(second.partitions) and second_out.batches, timeout=15)
+        (moved,) = {tp.partition for tp in second.partitions}
+        # committed before the partition was given up: the acknowledged head, nothing past it
+        assert (await committed(kafka.bootstrap, "two", "shared", 2))[moved] == heads[moved]
+        # the new owner reads on from there: nothing in flight at the old owner is lost
+        await wait_for(lambda: sum(len(b) for b in second_out.batches) == 100 - heads[moved], timeout=10)
+        assert [e["kafka"]["offset"] for b in second_out.batches for e in b.events] == list(range(heads[moved], 100))
+        for batch in old:  # the old owner's batches finish late: they commit nothing for a partition it gave up
+            if not batch.done:
+                batch.finalize(AckStatus.DELIVERED)
+        await first.commit()
+        assert (await committed(kafka.bootstrap, "two", "shared", 2))[moved] == heads[moved]
+        assert sum(n for (name, _), n in first_stats.counters.items() if name == "revoked_batches_in_flight") > 0
+    finally:
+        first_stop.set()
+        second_stop.set()
+        for batch in first_out.batches + second_out.batches:
+            if not batch.done:
+                batch.finalize(AckStatus.DELIVERED)
+        await asyncio.wait_for(asyncio.gather(first_run, second_run), 15)
