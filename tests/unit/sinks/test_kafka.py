@@ -1,0 +1,164 @@
+"""The `kafka` sink's config, its mapping to aiokafka (SASL, TLS), Kafka's key partitioner and the encodings
+(the broker-facing behaviour is in tests/integration/test_kafka_sink.py)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import msgspec
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from helpers import pipeline
+
+from agent.config.registry import BuildContext
+from agent.config.units import dec_hook
+from agent.core.batch import Kind
+from agent.core.errors import ConfigErrors
+from agent.delivery.config import TlsConfig
+from agent.kafka.client import SaslConfig, client_options
+from agent.kafka.encoding import encode_values
+from agent.kafka.partition import KeyPartitioner
+from agent.observe.stats import ComponentStats
+from agent.sinks.kafka import KafkaSink, KafkaSinkConfig
+
+
+def sink_yaml(settings: str) -> str:
+    return ("sources:\n  in: {type: generate, count: 1}\nsinks:\n  out:\n    type: kafka\n    inputs: [in]\n"
+            "    bootstrap_servers: [127.0.0.1:9092]\n" + settings)
+
+
+def config(**settings: object) -> KafkaSinkConfig:
+    merged = {"type": "kafka", "inputs": ["in"], "bootstrap_servers": ["127.0.0.1:9092"], "topic": "t", **settings}
+    return msgspec.convert(merged, KafkaSinkConfig, dec_hook=dec_hook)
+
+
+def build(tmp_path: Path, **settings: object) -> KafkaSink:
+    return KafkaSink(config(**settings), BuildContext("out", tmp_path, tmp_path, ComponentStats("out", "sink", "kafka")))
+
+
+def test_a_minimal_config_and_its_defaults(tmp_path: Path) -> None:
+    p = pipeline(sink_yaml("    topic: logs\n"), tmp_path)
+    sink = p.components["out"].config
+    assert isinstance(sink, KafkaSinkConfig)
+    assert (sink.acks, sink.idempotent, sink.encoding, sink.compression) == ("all", False, "json", "none")
+    assert (sink.max_batch_bytes, sink.max_request_size, sink.linger) == (1 << 20, 1 << 20, 0.005)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ("    topic: logs\n    partitioner: random\n", "partitioner"),
+    ("    topic: 'bad topic'\n", "is not a Kafka topic name"),
+    ("    topic: 'logs-{{ service }}'\n", "default_topic is needed"),
+    ("    topic: logs\n    max_batch_bytes: 2MiB\n", "max_request_size must be at least max_batch_bytes"),
+    ("    topic: logs\n    idempotent: true\n    acks: 1\n", "idempotent needs acks: all"),
+    ("    topic: logs\n    compression: brotli\n", "compression"),
+    ("    topic: logs\n    encoding: avro\n", "encoding"),
+    ("    topic: logs\n    sasl: {mechanism: GSSAPI, username: u, password: p}\n", "mechanism"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, settings: str, expected: str) -> None:
+    with pytest.raises(ConfigErrors) as raised:
+        pipeline(sink_yaml(settings), tmp_path)
+    assert "sinks.out" in str(raised.value) and expected in str(raised.value)
+    assert "test.yaml:" in str(raised.value)
+
+
+def test_bad_bootstrap_server(tmp_path: Path) -> None:
+    text = sink_yaml("    topic: logs\n").replace("[127.0.0.1:9092]", "[localhost]")
+    with pytest.raises(ConfigErrors, match="'localhost' is not host:port"):
+        pipeline(text, tmp_path)
+
+
+@pytest.mark.parametrize("acks", ["all", 1, 0])
+def test_acks_values(acks: object) -> None:
+    assert config(acks=acks).acks == acks
+
+
+def test_a_key_or_header_path_that_does_not_parse_is_a_build_error(tmp_path: Path) -> None:
+    from agent.core.errors import BuildError
+
+    with pytest.raises(BuildError, match="key or headers"):
+        build(tmp_path, key="{{ }}")
+
+
+def test_security_protocol_follows_sasl_and_tls() -> None:
+    sasl = SaslConfig(mechanism="SCRAM-SHA-512", username="agent", password="s3cret-pass")
+    plain = client_options(config())
+    assert plain == {"bootstrap_servers": ["127.0.0.1:9092"], "security_protocol": "PLAINTEXT"}
+    with_sasl = client_options(config(sasl=msgspec.to_builtins(sasl)))
+    assert with_sasl["security_protocol"] == "SASL_PLAINTEXT"
+    assert (with_sasl["sasl_mechanism"], with_sasl["sasl_plain_username"], with_sasl["sasl_plain_password"]) == \
+        ("SCRAM-SHA-512", "agent", "s3cret-pass")
+    with_tls = client_options(config(tls={"verify_certificate": False}))
+    assert with_tls["security_protocol"] == "SSL" and isinstance(with_tls["ssl_context"], ssl.SSLContext)
+    assert with_tls["ssl_context"].verify_mode == ssl.CERT_NONE
+    both = client_options(config(tls={}, sasl={"mechanism": "PLAIN", "username": "u", "password": "p"}))
+    assert both["security_protocol"] == "SASL_SSL" and both["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    assert "s3cret-pass" not in repr(sasl) and "s3cret-pass" not in repr(config(sasl=msgspec.to_builtins(sasl)))
+
+
+def test_an_unreadable_ca_file_is_a_build_error(tmp_path: Path) -> None:
+    from agent.core.errors import BuildError
+
+    with pytest.raises(BuildError, match="ca_file"):
+        build(tmp_path, tls=msgspec.to_builtins(TlsConfig(ca_file=str(tmp_path / "missing.pem"))))
+
+
+async def test_aiokafka_takes_the_sasl_and_tls_settings(tmp_path: Path) -> None:
+    """tansu has no SASL or TLS listener here: what is checked is that the producer is configured with them."""
+    sink = build(tmp_path, tls={}, sasl={"mechanism": "SCRAM-SHA-256", "username": "u", "password": "p"},
+                 compression="lz4", acks=1, client_id="edge-1")
+    producer: AIOKafkaProducer = sink._new_producer()
+    try:
+        client = producer.client
+        assert (client._security_protocol, client._sasl_mechanism, client._sasl_plain_username) == \
+            ("SASL_SSL", "SCRAM-SHA-256", "u")
+        assert isinstance(client._ssl_context, ssl.SSLContext) and client._client_id == "edge-1"
+        assert producer._sender._acks == 1 and producer._compression_type == "lz4"
+    finally:
+        await producer.stop()
+
+
+def test_key_partitions_match_the_java_client() -> None:
+    """Values of Kafka's own UtilsTest for murmur2 (signed), turned into partitions as Java's toPositive % n."""
+    java = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+            b"a-little-bit-longer-string": -1486304829, b"abc": 479470107,
+            b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+    partitioner = KeyPartitioner()
+    for key, hashed in java.items():
+        for count in (1, 3, 4, 12):
+            assert partitioner.partition(key, count) == (hashed & 0x7FFFFFFF) % count
+            assert partitioner.partition(key, count) == (hashed & 0x7FFFFFFF) % count  # from the cache
+
+
+def test_the_hash_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.kafka.partition as partition
+
+    monkeypatch.setattr(partition, "MAX_CACHED_KEYS", 10)
+    partitioner = KeyPartitioner()
+    for n in range(25):
+        partitioner.partition(f"k{n}".encode(), 4)
+    assert len(partitioner._hashes) <= 10
+
+
+def test_json_encoding() -> None:
+    assert encode_values(Kind.LOGS, [{"a": 1}, {"b": b"x"}], "json") == [b'{"a":1}', b'{"b":"x"}']
+    assert encode_values(Kind.JSON_LINES, [b'{"a": 1}'], "json") == [b'{"a": 1}']
+    assert encode_values(Kind.LINES, [b"plain"], "json") == [b'{"message":"plain"}']
+
+
+def test_msgpack_encoding() -> None:
+    decode = msgspec.msgpack.decode
+    assert [decode(v) for v in encode_values(Kind.LOGS, [{"a": 1, "n": {"b": [1.5]}}], "msgpack")] == \
+        [{"a": 1, "n": {"b": [1.5]}}]
+    assert [decode(v) for v in encode_values(Kind.JSON_LINES, [b'{"a":1}'], "msgpack")] == [{"a": 1}]
+    assert [decode(v) for v in encode_values(Kind.LINES, [b"plain"], "msgpack")] == [{"message": "plain"}]
+    odd = encode_values(Kind.LOGS, [{"big": 1 << 70}, {"ok": 1}], "msgpack")  # past msgpack's integers: as text
+    assert orjson.loads(decode(odd[0])) == {"big": 1 << 70} and decode(odd[1]) == {"ok": 1}
+
+
+def test_raw_encoding() -> None:
+    events = [{"message": "text"}, {"message": b"bytes"}, {"other": 1}, {"message": {"nested": True}}]
+    assert encode_values(Kind.LOGS, events, "raw") == [b"text", b"bytes", b'{"other":1}', b'{"nested":true}']
+    assert encode_values(Kind.LINES, [b"as read"], "raw") == [b"as read"]
+    assert encode_values(Kind.JSON_LINES, [b'{"a":1}'], "raw") == [b'{"a":1}']
