@@ -221,6 +221,12 @@ class ResourceWatcher:
                 future.set_result(obj)
         self._emit("ADDED" if old is None else "MODIFIED", obj)
 
+    def adopt(self, previous: ResourceWatcher) -> None:
+        """Start from what a stopped watch of the same objects held (its users left for a reload): the first
+        list then reconciles it, and what is gone meanwhile is seen deleted."""
+        for obj in previous.objects.values():
+            self._store(obj)
+
     def _stored(self, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Bookkeeping of a subclass when an object is added or replaced."""
 
@@ -409,6 +415,16 @@ class PodWatcher(ResourceWatcher):
         key = self._uids.get(uid)
         return self.objects.get(key) if key is not None else None
 
+    def adopt(self, previous: ResourceWatcher) -> None:
+        """As :meth:`ResourceWatcher.adopt`, keeping the deleted pods it kept (and its grace)."""
+        super().adopt(previous)
+        if isinstance(previous, PodWatcher):
+            self.deleted_pod_grace = max(self.deleted_pod_grace, previous.deleted_pod_grace)
+            for key, kept in previous.deleted.items():
+                if key not in self.objects:
+                    self.deleted[key] = kept
+                    self._account(key, kept[0])
+
     def retain_deleted_for(self, seconds: float) -> None:
         """Keep deleted pods at least ``seconds`` after their last file closed (the longest asked wins)."""
         self.deleted_pod_grace = max(self.deleted_pod_grace, float(seconds))
@@ -484,16 +500,23 @@ class NamespaceWatcher(ResourceWatcher):
 
 # -- one watch per node, whoever asks ---------------------------------------------------------------
 
+HANDOVER = 30.0  # seconds a stopped watch's cache is kept for the next user of the same watch (a reload)
+
 _shared: dict[tuple[Any, ...], tuple[ResourceWatcher, asyncio.Task[None], list[int]]] = {}
+_stopped: dict[tuple[Any, ...], tuple[ResourceWatcher, float, asyncio.AbstractEventLoop]] = {}
 
 
 @contextlib.asynccontextmanager
 async def _shared_watcher(key: tuple[Any, ...], make: Callable[[], ResourceWatcher],
                           name: str) -> AsyncIterator[ResourceWatcher]:
-    key = (id(asyncio.get_running_loop()), *key)
+    loop = asyncio.get_running_loop()
+    key = (id(loop), *key)
     if key not in _shared:
         watcher = make()
-        task = asyncio.get_running_loop().create_task(watcher.run(), name=name)
+        previous = _stopped.pop(key, None)
+        if previous is not None and previous[2] is loop and time.monotonic() - previous[1] < HANDOVER:
+            watcher.adopt(previous[0])  # a reload: deleted pods whose files are read are not forgotten
+        task = loop.create_task(watcher.run(), name=name)
         _shared[key] = (watcher, task, [0])
     watcher, task, users = _shared[key]
     users[0] += 1
@@ -507,6 +530,10 @@ async def _shared_watcher(key: tuple[Any, ...], make: Callable[[], ResourceWatch
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await watcher.client.close()
+            now = time.monotonic()
+            for old in [k for k, (_, at, _) in _stopped.items() if now - at >= HANDOVER]:
+                del _stopped[old]
+            _stopped[key] = (watcher, now, loop)
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -187,6 +188,31 @@ async def test_a_rotated_token_file_of_a_kubeconfig_is_read_again(tmp_path: Path
             assert "second" not in repr(watcher.client.config)  # the secret stays in its file object
 
 
+async def test_the_next_user_of_a_stopped_watch_keeps_the_deleted_pods_whose_files_are_open() -> None:
+    """A reload of the only stage using the watch stops it and starts a new one: a pod deleted before (or in
+    between) whose file is still being read must not be forgotten by the new cache."""
+    async with FakeKubernetes(token=TOKEN) as k8s:
+        files = ContainerFiles()
+        gone, between, kept = make_pod("gone"), make_pod("between"), make_pod("kept")
+        for pod in (gone, between, kept):
+            k8s.add_pod(pod)
+            files.opened({"namespace": "default", "pod": pod["metadata"]["name"], "container_id": "c"})
+        async with shared_pod_watcher(cluster(k8s), "node-a", files=files, backoff=FAST) as first:
+            first.retain_deleted_for(0.0)
+            await asyncio.wait_for(first.synced.wait(), 5)
+            await wait_for(lambda: len(k8s.watches) == 1)
+            k8s.delete_pod("default", "gone")
+            await wait_for(lambda: first.get("default", "gone") is None)
+        k8s.delete_pod("default", "between")  # while no watch runs
+        async with shared_pod_watcher(cluster(k8s), "node-a", files=files, backoff=FAST) as second:
+            assert second is not first
+            await asyncio.wait_for(second.synced.wait(), 5)
+            assert second.get("default", "kept") is not None
+            assert second.get("default", "gone") is None and second.find("default", "gone") is not None
+            assert second.get("default", "between") is None and second.find("default", "between") is not None
+            files.closed({"namespace": "default", "pod": "gone", "container_id": "c"})
+            second.prune(time.monotonic())  # (find and size prune at most twice a second)
+            assert second.find("default", "gone") is None and second.size() == 2
 
 
 class _OddApiServer:
