@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -61,13 +61,17 @@ class KubeClient:
                 raise _api_error(response.status, body, response.headers.get("Retry-After"))
             return _decode(body)
 
-    async def watch(self, path: str, params: Mapping[str, str], idle_timeout: float) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, path: str, params: Mapping[str, str], idle_timeout: float,
+                    opened: Callable[[], None] | None = None) -> AsyncIterator[dict[str, Any]]:
         """The events of a watch stream, one JSON object per line, until the server ends it. A stream
-        silent for ``idle_timeout`` seconds is taken for a dead connection (asyncio.TimeoutError)."""
+        silent for ``idle_timeout`` seconds is taken for a dead connection (asyncio.TimeoutError).
+        ``opened()`` is called once the server accepted the watch (200), before any event."""
         timeout = aiohttp.ClientTimeout(total=None, connect=self.request_timeout, sock_read=idle_timeout)
         async with self._request(path, params, timeout) as response:
             if response.status != 200:
                 raise _api_error(response.status, await response.read(), response.headers.get("Retry-After"))
+            if opened is not None:
+                opened()
             buf = b""
             async for chunk in response.content.iter_any():
                 buf += chunk

@@ -287,6 +287,10 @@ class ResourceWatcher:
                 self.resource_version = None
                 await asyncio.sleep(delay)
 
+    def _answered(self) -> None:
+        """The API server accepted a watch: it is there (a quiet node may send no event for minutes)."""
+        self.healthy = True
+
     async def _request(self, verb: str, call: Any) -> Any:
         try:
             result = await call
@@ -333,7 +337,7 @@ class ResourceWatcher:
         self.stats["watches"] += 1
         delivered = False
         try:
-            async for event in self.client.watch(self.path, params, idle):
+            async for event in self.client.watch(self.path, params, idle, self._answered):
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     raise status_error(obj)

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from helpers import wait_for
 from test_kubernetes_enrichment import node, simple_pod, write
 
 
-@pytest.mark.xfail(strict=True, reason="bug: PodWatcher.healthy only turns true on a watch event; remove when fixed")
 async def test_after_the_api_server_comes_back_a_late_pod_is_waited_for_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A watch the API server accepted again (200, no event yet: a quiet node) is an answer: a file whose pod
     comes a moment later waits for it, as before the outage, instead of passing as ``api_unavailable``."""
@@ -21,7 +19,7 @@ async def test_after_the_api_server_comes_back_a_late_pod_is_waited_for_again(tm
             await wait_for(lambda: not n.pods.healthy)
             await n.k8s.come_back()
             await wait_for(lambda: n.k8s.watches_of("pods"), timeout=10)  # the watch is open again, quiet
-            await asyncio.sleep(0.2)
+            await wait_for(lambda: n.pods.healthy)  # its 200 is an answer: no event needed
             late = simple_pod("late", labels={"app": "late"})
             write(n.file(late), "first", "second")
             await asyncio.sleep(0.5)  # the pod shows up in the API a moment after its first lines

@@ -10,7 +10,7 @@ import gc
 import os
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
@@ -224,7 +224,8 @@ class _OddApiServer:
     async def get(self, path: str, params: dict[str, str]) -> dict[str, object]:
         return {"items": [], "metadata": {"resourceVersion": "1"}}
 
-    async def watch(self, path: str, params: dict[str, str], idle: float) -> AsyncIterator[dict[str, object]]:
+    async def watch(self, path: str, params: dict[str, str], idle: float,
+                    opened: Callable[[], None]) -> AsyncIterator[dict[str, object]]:
         self.watches += 1
         if self.watches == 1:
             yield {"type": "ADDED", "object": ["not", "a", "pod"]}
