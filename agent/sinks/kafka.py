@@ -15,6 +15,8 @@ held (by their input batches' sizes) reach the buffer's ``max_bytes``, the sink 
 buffer fills and pushes back on the sources. An event larger than ``max_request_size`` goes to the dead letter
 with the reason; a record batch the broker refuses as too large is split, down to one event (dead-lettered).
 
+Compression levels are librdkafka's (lz4 fast, gzip 6; see :mod:`agent.kafka.compression`).
+
 ``idempotent: true`` needs the broker to grant a producer id (InitProducerId): a broker that refuses ends
 start-up with one line saying so, instead of hanging. Not every Kafka-protocol broker does (tansu does not).
 """
@@ -53,6 +55,7 @@ from agent.core.retry import Backoff
 from agent.delivery.config import DeadLetterConfig, TlsConfig
 from agent.delivery.dead_letter import DeadLetterFile
 from agent.kafka.client import SaslConfig, check_servers, client_options
+from agent.kafka.compression import use_default_levels
 from agent.kafka.encoding import Encoding, encode_values
 from agent.kafka.partition import KeyPartitioner
 from agent.observe.stats import ComponentStats
@@ -152,6 +155,7 @@ class KafkaSink:
         self.config = config
         self.component_id = ctx.component_id
         self.stats: ComponentStats = ctx.stats
+        use_default_levels()  # lz4 and gzip at librdkafka's levels, not aiokafka's 9
         try:
             self.options = client_options(config)
         except BuildError as exc:

@@ -47,6 +47,8 @@ EXTRA_FIELDS = {"tail_docker_to_blackhole": TAIL_FIELDS, "tail_docker_multiline_
                 "tail_parse_to_elasticsearch_gzip": ES_FIELDS,
                 "tail_kubernetes_to_blackhole": {"lines", "pods", "api_requests", "metadata_misses",
                                                  "metadata_misses_by_reason"},
+                "generate_to_kafka": {"record_bytes", "partitions", "compression", "wire_bytes", "broker_cpu_s",
+                                      "broker_cpu_s_per_million_events"},
                 "scrape_page_to_remote_write": {"samples_per_scrape", "scraped_per_scrape", "requests",
                                                 "request_wire_bytes", "samples_per_s"}}
 PAGE_SAMPLES = 1490 - 125  # the node-exporter page less the go_* and node_scrape_collector_* series dropped

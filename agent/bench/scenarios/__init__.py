@@ -44,6 +44,8 @@ from agent.bench.scenarios.elasticsearch import (
 )
 from agent.bench.scenarios.file_to_tcp import file_to_tcp
 from agent.bench.scenarios.generate import generate_parse_json_to_file, generate_to_blackhole
+from agent.bench.scenarios.kafka import KAFKA_PARTITIONS, KAFKA_RECORD_BYTES, generate_to_kafka
+from agent.bench.scenarios.kafka_source import kafka_aggregators_scale, kafka_to_blackhole
 from agent.bench.scenarios.kubernetes import tail_kubernetes_to_blackhole
 from agent.bench.scenarios.metrics import (
     INTERVAL_S,
@@ -62,6 +64,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              2_000_000, generate_to_blackhole),
     Scenario("generate_parse_json_to_file", "generate JSON lines -> parse (json) -> file (NDJSON, temp dir)",
              1_000_000, generate_parse_json_to_file),
+    Scenario("generate_to_kafka", f"generate {KAFKA_RECORD_BYTES}-byte lines -> kafka (raw, lz4, acks all, "
+             f"{KAFKA_PARTITIONS} partitions) -> tansu broker in another process", 2_000_000, generate_to_kafka),
+    Scenario("kafka_to_blackhole", f"a topic of {KAFKA_PARTITIONS} partitions pre-filled with "
+             f"{KAFKA_RECORD_BYTES}-byte JSON records (tansu, another process) -> kafka source (one group member; "
+             "the clock starts at the first record) -> blackhole", 2_000_000, kafka_to_blackhole),
+    Scenario("kafka_aggregators_scale", "one aggregator agent (agent run: kafka -> modify -> blackhole), then two "
+             f"in one consumer group, each on a pre-filled topic of {KAFKA_PARTITIONS} partitions; reports both "
+             "rates and their ratio", 2_000_000, kafka_aggregators_scale),
     Scenario("tcp_to_blackhole", f"{TCP_CONNECTIONS} TCP connections of {LINE_BYTES}-byte lines from "
              "another process -> socket source -> blackhole", 2_000_000, tcp_to_blackhole),
     Scenario("tcp_to_tcp", f"{TCP_CONNECTIONS} TCP connections of {LINE_BYTES}-byte lines -> socket source "

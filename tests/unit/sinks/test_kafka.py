@@ -162,3 +162,23 @@ def test_raw_encoding() -> None:
     assert encode_values(Kind.LOGS, events, "raw") == [b"text", b"bytes", b'{"other":1}', b'{"nested":true}']
     assert encode_values(Kind.LINES, [b"as read"], "raw") == [b"as read"]
     assert encode_values(Kind.JSON_LINES, [b'{"a":1}'], "raw") == [b'{"a":1}']
+
+
+def test_record_batches_compress_at_librdkafka_levels(tmp_path: Path) -> None:
+    """lz4 fast and gzip 6 instead of aiokafka's 9, in the builder the producer uses; Kafka still reads them."""
+    from aiokafka.record._crecords import default_records as c_records
+    from aiokafka.record.memory_records import MemoryRecords
+
+    from agent.bench.scenarios.kafka import record_lines
+    from agent.kafka.compression import gzip_member, lz4_frame
+
+    build(tmp_path)  # a sink switches the levels
+    assert (c_records.lz4_encode, c_records.gzip_encode) == (lz4_frame, gzip_member)
+    values = [line.encode() for line in record_lines(2000)]
+    for codec in (1, 3):
+        builder = c_records.DefaultRecordBatchBuilder(2, codec, 0, -1, -1, 0, 1 << 20)
+        for offset, value in enumerate(values):
+            builder.append(offset, 1, None, value, [])
+        batch = MemoryRecords(bytes(builder.build())).next_batch()
+        assert batch is not None and batch.compression_type == codec
+        assert [record.value for record in batch] == values

