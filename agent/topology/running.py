@@ -328,8 +328,17 @@ class Topology:
             return await Topology._transform_loop(node)
         try:
             await Topology._transform_loop(node, flusher.lock)
-        finally:
+        except Exception:  # a crash: what it holds goes on before the rebuilt component takes over
             flusher.cancel()
+            try:
+                await flusher.flush()
+            except Exception:
+                log.exception("the last flush of a crashed transform failed", extra={"component_id": node.id})
+            raise
+        except BaseException:  # cancelled at the shutdown deadline: no more waiting
+            flusher.cancel()
+            raise
+        flusher.cancel()
         await flusher.flush()  # the input ended, or a reload replaces it: what it holds goes out
 
     @staticmethod

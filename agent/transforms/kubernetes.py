@@ -246,9 +246,14 @@ class KubernetesTransform:
         # the files read first (a node's backlog after a restart) find their pods: the first list is awaited
         # here, before any source runs, for wait_for_pod at most (an API server that does not answer then
         # makes them pass as api_unavailable, not wait)
-        for watcher in filter(None, (pods, namespaces)):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher.synced.wait(), self.wait)
+        try:
+            for watcher in filter(None, (pods, namespaces)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watcher.synced.wait(), self.wait)
+        except BaseException:  # start-up cancelled (the agent stopped meanwhile): leave the shared watches
+            self._stack = None
+            await stack.aclose()
+            raise
 
     def attach(self, pods: PodWatcher, namespaces: NamespaceWatcher | None = None) -> None:
         """Use these caches (``start()`` attaches the shared ones)."""

@@ -417,7 +417,7 @@ class Loop:
         self.t = build(pods, clock=time.monotonic, wait_for_pod="1h")
         self.inbox = MemoryBuffer(100, 1 << 20, "block", self.t.stats)
         self.downstream = MemoryBuffer(room, 1 << 20, "block", ComponentStats("out", "sink", "blackhole"))
-        out = Fanout(self.t.stats)
+        out = self.t_out = Fanout(self.t.stats)
         out.set_targets([(self.downstream, False)])
         node = SimpleNamespace(named={}, id="k8s", component=self.t, output=out, stats=self.t.stats,
                                inbox=self.inbox)
@@ -499,3 +499,24 @@ def test_a_fault_while_releasing_a_held_file_passes_its_lines_on_with_their_acks
     out.finalize(AckStatus.DELIVERED)
     assert acks == [AckStatus.DELIVERED] * 2 and not t._held
     assert t.stats.errors
+
+
+async def test_a_crash_of_the_stage_lets_its_held_batches_go_with_their_acks() -> None:
+    pods = cache(make_pod("web"))
+    loop = Loop(pods, room=100)
+    await loop.send(file_fields("late"), "1")  # its pod is not cached: held
+    await wait_for(lambda: sum(len(h.batches) for h in loop.t._held.values()) == 1)
+    send, calls = loop.t_out.send, []
+
+    async def fails_once(batch: Batch) -> None:
+        calls.append(batch)
+        if len(calls) == 1:
+            raise RuntimeError("a fault downstream")
+        await send(batch)
+
+    loop.t_out.send = fails_once  # type: ignore[method-assign]
+    await loop.send(file_fields("web"), "2")  # passes: its send fails, the loop crashes
+    with pytest.raises(RuntimeError, match="a fault downstream"):
+        await asyncio.wait_for(loop.task, 5)  # (the supervisor would rebuild the stage now)
+    assert await loop.take(1) == ["1"]  # the held batch went on, not lost with the crashed component
+    assert loop.acks == [AckStatus.DELIVERED]
