@@ -5,9 +5,18 @@ Same harness as ``test_kubernetes_enrichment`` (tail -> kubernetes -> a collecti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 
+import pytest
+from fakes.kubernetes import FakeKubernetes
 from helpers import wait_for
-from test_kubernetes_enrichment import node, simple_pod, write
+from test_kubernetes_enrichment import TOKEN, node, simple_pod, write
+
+from agent.core.retry import Backoff
+from agent.kubernetes.client import KubeClient
+from agent.kubernetes.config import ClusterConfig
+from agent.kubernetes.pods import PodWatcher
 
 
 async def test_after_the_api_server_comes_back_a_late_pod_is_waited_for_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -27,3 +36,38 @@ async def test_after_the_api_server_comes_back_a_late_pod_is_waited_for_again(tm
             await wait_for(lambda: len(n.events) == 2)
             assert [e["kubernetes"].get("labels") for e in n.events] == [{"app": "late"}] * 2
             assert n.misses() == {}
+
+
+class _Highest(random.Random):
+    """Full jitter at its ceiling: every delay is the longest the backoff allows."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the watch's backoff is reset only when a watch ends cleanly; remove "
+                                       "when fixed")
+async def test_a_watch_that_ran_well_then_was_cut_does_not_inherit_an_old_backoff() -> None:
+    """An incident long ago (five failed requests) must not make the next cut watch wait as if it were the sixth
+    failure in a row: client-go's reflector resets its backoff once a watch has run well."""
+    async with FakeKubernetes(token=TOKEN) as k8s:
+        client = KubeClient(ClusterConfig(server=k8s.url, authorization=("Bearer", TOKEN)))
+        watcher = PodWatcher(client, "node-a", backoff=Backoff(initial=0.01, cap=30.0, rng=_Highest()))
+        task = asyncio.create_task(watcher.run())
+        try:
+            await wait_for(watcher.synced.is_set)
+            k8s.fail_next_requests(5, 500)  # the incident
+            k8s.drop_watches()
+            await wait_for(lambda: watcher.healthy and k8s.watches_of("pods"), timeout=5)
+            k8s.add_pod(simple_pod("a"))  # the watch runs well a while
+            await wait_for(lambda: watcher.get("default", "a") is not None)
+            await asyncio.sleep(1.1)
+            watches = k8s.count("watch")
+            k8s.drop_watches()  # then is cut
+            await wait_for(lambda: k8s.count("watch") > watches, timeout=5)
+            assert watcher.backoff.attempt <= 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
