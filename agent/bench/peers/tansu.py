@@ -114,29 +114,39 @@ def running_tansu(workdir: Path) -> Iterator[Tansu]:
         broker.stop()
 
 
-async def records_in(bootstrap: str, topic: str) -> int:
-    """How many records the broker holds in ``topic``: the sum of its partitions' ends (it started empty).
+class TopicCounter:
+    """Counts the records the broker holds in a topic, over one connection (cheap enough to poll).
 
-    tansu's ListOffsets answers the last record batch's base offset + 1 as the end, not the offset after its
-    last record; so from there the last batch is fetched, and its next offset is the end.
+    The count is the sum of the partitions' ends (the broker started empty). tansu's ListOffsets answers the last
+    record batch's base offset + 1 as the end, not the offset after its last record; so from there the last
+    batch is fetched, and its next offset is the end.
     """
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.protocol.fetch import FetchRequest
-    from aiokafka.record.memory_records import MemoryRecords
-    from aiokafka.structs import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        client = consumer._client
-        partitions = await client._wait_on_metadata(topic)
-        reported = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        total = 0
-        for tp, end in reported.items():
-            node = client.cluster.leader_for_partition(tp)
-            offset = max(0, end - 1)
-            for _ in range(1000):  # bounded: pages of record batches until one brings nothing new
-                request = FetchRequest(100, 1, 16 << 20, 0, [(topic, [(tp.partition, offset, 16 << 20)])])
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from aiokafka import AIOKafkaClient
+
+        self.topic = topic
+        self.client = AIOKafkaClient(bootstrap_servers=bootstrap)
+        self._ends: dict[int, int] = {}
+
+    async def start(self) -> None:
+        await self.client.bootstrap()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def count(self) -> int:
+        from aiokafka.protocol.fetch import FetchRequest
+        from aiokafka.record.memory_records import MemoryRecords
+        from aiokafka.structs import TopicPartition
+
+        client = self.client
+        partitions = await client._wait_on_metadata(self.topic)
+        for partition in partitions:
+            node = client.cluster.leader_for_partition(TopicPartition(self.topic, partition))
+            offset = self._ends.get(partition, 0)
+            for _ in range(10_000):  # bounded: pages of record batches until one brings nothing new
+                request = FetchRequest(10, 1, 1 << 20, 0, [(self.topic, [(partition, offset, 1 << 20)])])
                 response = await client.send(node, request)
                 moved = False
                 for _topic, parts in response.topics:
@@ -145,9 +155,19 @@ async def records_in(bootstrap: str, topic: str) -> int:
                         while (batch := records.next_batch()) is not None:
                             if batch.next_offset > offset:
                                 offset, moved = batch.next_offset, True
+                        if part[2] - 1 > offset:  # the high watermark: skip to the last batch
+                            offset, moved = part[2] - 1, True
                 if not moved:
                     break
-            total += offset
-        return total
+            self._ends[partition] = offset
+        return sum(self._ends.values())
+
+
+async def records_in(bootstrap: str, topic: str) -> int:
+    """How many records the broker holds in ``topic`` (see :class:`TopicCounter`)."""
+    counter = TopicCounter(bootstrap, topic)
+    await counter.start()
+    try:
+        return await counter.count()
     finally:
-        await consumer.stop()
+        await counter.close()
