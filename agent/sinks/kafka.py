@@ -129,6 +129,7 @@ class _RecordBatch:
     records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     pieces: list[list[Any]] = field(default_factory=list)  # [Ack, events]
     opened: float = field(default_factory=time.monotonic)
+    handed: float = 0.0  # when the producer took it
 
     def release(self, status: AckStatus) -> None:
         pieces, self.pieces = self.pieces, []
@@ -517,6 +518,7 @@ class KafkaSink:
                     self._failed(producer, batch, exc)
                     continue
                 self._in_flight.add(batch)
+                batch.handed = time.monotonic()
                 future.add_done_callback(lambda f, b=batch: self._acknowledged(producer, b, f))
         finally:
             lane.sending = False
@@ -532,6 +534,7 @@ class KafkaSink:
             self._failed(producer, batch, exc or asyncio.CancelledError())
             return
         self._backoff.reset()
+        self.stats.observe_request(time.monotonic() - batch.handed)
         self.stats.sent_events += len(batch.records)
         self.stats.sent_bytes += batch.builder.size()
         batch.release(AckStatus.DELIVERED)
