@@ -14,6 +14,7 @@ from pathlib import Path
 from agent.config.pipeline import Pipeline, load_files, load_texts
 from agent.core.errors import EXIT_FAILURE, AgentError, ConfigErrors, StartupError
 from agent.observe.stats import StatsRegistry
+from agent.observe.systemd import SystemdNotifier
 from agent.topology.running import Topology
 
 log = logging.getLogger("agent")
@@ -83,6 +84,7 @@ class Agent:
         self.reloads = {"success": 0, "failure": 0}
         self._stopping = 0
         self._reload_lock = asyncio.Lock()
+        self.systemd = SystemdNotifier.from_environment()
 
     async def run(self) -> int:
         from agent.observe.server import ApiServer  # aiohttp is imported only when running
@@ -96,10 +98,15 @@ class Agent:
             await api.start(self.pipeline.root.api.address)
         self._install_signals()
         watcher = asyncio.create_task(self._watch_config_files(), name="config-watcher")
+        systemd = [asyncio.create_task(self.systemd.keep_alive(), name="systemd-watchdog"),
+                   asyncio.create_task(self._notify_ready(), name="systemd-ready")]
         try:
             return await self.topology.run()
         finally:
             watcher.cancel()
+            for task in systemd:
+                task.cancel()
+            self.systemd.close()
             if api is not None:
                 await api.stop()
 
@@ -115,32 +122,55 @@ class Agent:
             log.error("second interrupt: exiting now")
             os._exit(EXIT_FAILURE)
         log.info("stopping: draining pipeline", extra={"signal": sig.name})
+        if self._stopping == 1:
+            self.systemd.stopping(f"draining on {sig.name}")
         self.topology.request_stop()
 
+    async def _notify_ready(self) -> None:
+        """systemd READY=1 once every component has started and the pipeline runs."""
+        await self.topology.ready.wait()
+        self.systemd.ready(f"running {len(self.pipeline.components)} components")
+
     async def reload(self, trigger: str) -> tuple[bool, str]:
-        """Validate the config files and swap in what changed; an invalid config changes nothing."""
+        """Validate the config files and swap in what changed; an invalid config changes nothing.
+
+        systemd hears RELOADING=1 before and READY=1 after, whatever the outcome (the STATUS says it),
+        unless the pipeline is not running yet or is draining.
+        """
         async with self._reload_lock:
-            if not self.config_paths:
-                return False, "running the embedded default pipeline: nothing to reload"
+            notify = self.topology.ready.is_set() and not self._stopping
+            if notify:
+                self.systemd.reloading(f"reloading ({trigger})")
+            ok, message = False, "the reload did not finish"
             try:
-                pipeline = load_files(self.config_paths)
-                new, old = pipeline.root, self.pipeline.root
-                if (new.api, new.data_dir, new.memory_limit) != (old.api, old.data_dir, old.memory_limit):
-                    log.warning("api, data_dir and memory_limit changes take effect after a restart")
-                changed = await self.topology.reload(pipeline)
-            except (ConfigErrors, AgentError) as exc:
-                self.reloads["failure"] += 1
-                log.error("config reload failed; the running pipeline is unchanged",
-                          extra={"trigger": trigger, "error": str(exc)})
-                return False, str(exc)
-            self.pipeline = pipeline
-            self.reloads["success"] += 1
-            log.info("config reloaded", extra={"trigger": trigger, "restarted": changed})
-            message = "reloaded: " + (", ".join(changed) if changed else "no component changed")
-            failures = self.topology.start_failures
-            if failures:
-                message += "; could not start (retrying): " + "; ".join(f"{c}: {e}" for c, e in failures.items())
-            return True, message
+                ok, message = await self._reload(trigger)
+            finally:
+                if notify and not self._stopping:
+                    self.systemd.ready(message if ok else f"reload failed; kept the running config: {message}")
+            return ok, message
+
+    async def _reload(self, trigger: str) -> tuple[bool, str]:
+        if not self.config_paths:
+            return False, "running the embedded default pipeline: nothing to reload"
+        try:
+            pipeline = load_files(self.config_paths)
+            new, old = pipeline.root, self.pipeline.root
+            if (new.api, new.data_dir, new.memory_limit) != (old.api, old.data_dir, old.memory_limit):
+                log.warning("api, data_dir and memory_limit changes take effect after a restart")
+            changed = await self.topology.reload(pipeline)
+        except (ConfigErrors, AgentError) as exc:
+            self.reloads["failure"] += 1
+            log.error("config reload failed; the running pipeline is unchanged",
+                      extra={"trigger": trigger, "error": str(exc)})
+            return False, str(exc)
+        self.pipeline = pipeline
+        self.reloads["success"] += 1
+        log.info("config reloaded", extra={"trigger": trigger, "restarted": changed})
+        message = "reloaded: " + (", ".join(changed) if changed else "no component changed")
+        failures = self.topology.start_failures
+        if failures:
+            message += "; could not start (retrying): " + "; ".join(f"{c}: {e}" for c, e in failures.items())
+        return True, message
 
     async def _watch_config_files(self, interval: float = 1.0) -> None:
         def stamp() -> list[tuple[float, int] | None]:
