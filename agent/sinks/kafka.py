@@ -35,7 +35,6 @@ from typing import Any, Literal
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
-    KafkaConnectionError,
     KafkaError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
@@ -106,6 +105,10 @@ class KafkaSinkConfig(SinkConfig, tag="kafka"):
             if name is not None and (not name or _TOPIC_UNSAFE.search(name) or len(name) > MAX_TOPIC_CHARS):
                 raise ValueError(f"{name!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; "
                                  f"at most {MAX_TOPIC_CHARS})")
+
+
+class ProducerIdRefused(Exception):
+    """The brokers answered the idempotent producer's InitProducerId with an error."""
 
 
 class _MissingField(Exception):
@@ -198,11 +201,17 @@ class KafkaSink:
             request_timeout_ms=int(config.request_timeout * 1000))
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        """A started producer; raises what starting it raised (the producer is closed then)."""
+        """A started producer; raises what starting it raised (the producer is closed then), and
+        :class:`ProducerIdRefused` when the brokers answered but refused the idempotent producer's id."""
         producer = self._new_producer()
         try:
             async with asyncio.timeout(self.config.request_timeout):
-                await producer.start()
+                # producer.start() in its two steps, to tell the brokers' answer to InitProducerId apart
+                await producer.client.bootstrap()  # connections, SASL, metadata
+                try:
+                    await producer._sender.start()  # InitProducerId when idempotent
+                except KafkaError as exc:
+                    raise ProducerIdRefused(_describe(exc)) from None
         except BaseException:
             await _close(producer)
             raise
@@ -214,13 +223,13 @@ class KafkaSink:
             return
         try:
             self.producer = await self._start_producer()
-        except (KafkaConnectionError, TimeoutError) as exc:
-            log.warning("kafka brokers not reachable at start-up; the sink keeps trying", extra={
-                "component_id": self.component_id, "error": _describe(exc)})
-        except KafkaError as exc:
+        except ProducerIdRefused as exc:
             raise StartupError(
                 f'sink "{self.component_id}": the broker refused the idempotent producer '
-                f"(InitProducerId: {_describe(exc)}); set idempotent: false for this broker") from None
+                f"(InitProducerId: {exc}); set idempotent: false for this broker") from None
+        except Exception as exc:  # not reachable, credentials refused...: run() keeps trying
+            log.warning("kafka brokers not usable at start-up; the sink keeps trying", extra={
+                "component_id": self.component_id, "error": _describe(exc)})
 
     async def healthcheck(self) -> None:
         producer = self._new_producer()
@@ -238,10 +247,10 @@ class KafkaSink:
         while self.producer is None:
             try:
                 self.producer = await self._start_producer()
-            except (KafkaError, TimeoutError, OSError) as exc:
+            except Exception as exc:  # the client's own faults too (a broker's odd SASL answer: KeyError)
                 self.stats.error(type(exc).__name__, "connecting")
                 delay = backoff.next()
-                refused = self.config.idempotent and not isinstance(exc, KafkaConnectionError | TimeoutError)
+                refused = isinstance(exc, ProducerIdRefused)
                 log.error("kafka producer could not start%s; retrying" % (
                     " (the broker refused the idempotent producer: set idempotent: false)" if refused else ""),
                     extra={"component_id": self.component_id, "error": _describe(exc), "retry_in_s": round(delay, 3)})

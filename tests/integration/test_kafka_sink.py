@@ -227,15 +227,16 @@ class Gate:
             task.add_done_callback(self.pipes.discard)
 
 
-def start_behind(broker: Tansu, gate_port: int) -> None:
-    """Start ``broker`` advertising the gate's port instead of its own."""
-    url, advertised = f"tcp://{broker.bootstrap}", f"tcp://127.0.0.1:{gate_port}"
+def start_behind(broker: Tansu, gate_port: int, *options: str) -> None:
+    """Start ``broker`` advertising the gate's port (its own with ``gate_port`` 0), with more ``options``."""
+    url, advertised = f"tcp://{broker.bootstrap}", f"tcp://127.0.0.1:{gate_port or broker.port}"
     log = broker.workdir / f"tansu.{broker.starts}.log"
     broker.starts += 1
     with log.open("wb") as out:
         broker.proc = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-             "--storage-engine", "memory://tansu/"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+             "--storage-engine", "memory://tansu/", *options], stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT)
     for _ in range(300):  # bounded: about 15 s
         try:
             socket.create_connection(("127.0.0.1", broker.port), timeout=0.5).close()
@@ -328,3 +329,33 @@ async def test_a_broker_not_there_at_start_is_waited_for(kafka: Tansu, tmp_path:
     assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 500
     assert sorted(orjson.loads(r.value)["n"] for r in records_of(await fetch(kafka.bootstrap, "events"))) == \
         list(range(500))
+
+
+async def test_credentials_the_broker_refuses_hold_the_events_and_stay_out_of_the_logs(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """tansu with --authentication speaks SCRAM, but users cannot be created while it is on (its CLI does not
+    authenticate) and memory storage forgets them at a restart: so only a refusal can be played here."""
+    broker = Tansu(tmp_path, free_port())
+    start_behind(broker, 0, "--authentication")
+    password = "pa55-word-not-in-logs"
+    events = [{"n": n} for n in range(100)]
+    source = {"type": "test_feed", "name": feed(log_batches(events))}
+    sink = sink_config(broker, request_timeout="1s", retry_initial_backoff="50ms", retry_max_backoff="200ms",
+                       sasl={"mechanism": "SCRAM-SHA-512", "username": "edge", "password": password})
+    stats = StatsRegistry()
+    text = f"sources:\n  in: {json.dumps(source)}\nsinks:\n  out: {sink}\n"
+    topology = Topology(pipeline(text, tmp_path, shutdown_timeout="1s"), stats)
+    agent = asyncio.create_task(topology.run())
+    try:
+        sink_stats = stats.get("out", "sink", "kafka")
+        await wait_for(lambda: sum(n for (_, stage), n in sink_stats.errors.items() if stage == "connecting") >= 3,
+                       timeout=15)
+        assert stats.get("in", "source", "test_feed").gauges.get("committed_events", 0) == 0
+        assert sink_stats.sent_events == 0
+    finally:
+        topology.request_stop()
+        await asyncio.wait([agent], timeout=15)
+        broker.stop()
+    assert "kafka producer could not start" in caplog.text
+    assert password not in caplog.text
+    assert stats.get("in", "source", "test_feed").gauges.get("committed_events", 0) == 0
