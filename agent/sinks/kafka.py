@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 import orjson
@@ -331,9 +332,13 @@ class KafkaSink:
         self._idle.clear()
         values = encode_values(batch.kind, events, self.config.encoding)
         keys, headers, topics = self._fields(batch.kind, events)
-        records = [(None if keys is None else keys[i], values[i], [] if headers is None else headers[i])
-                   for i in range(len(values))]
-        records = self._drop_too_large(records, events, ack)
+        if keys is None and headers is None:
+            records: list[Any] = list(zip(repeat(None), values, repeat(_NO_HEADERS)))
+        else:
+            records = list(zip(repeat(None) if keys is None else keys, values,
+                               repeat(_NO_HEADERS) if headers is None else headers, strict=False))
+        if values and max(map(len, values)) > self.config.max_request_size - 200:
+            records = self._drop_too_large(records, events, ack)
         by_topic: dict[str, list[int]] = {}
         if topics is None:
             by_topic[self.config.topic] = [i for i, record in enumerate(records) if record is not None]
@@ -391,8 +396,6 @@ class KafkaSink:
     def _drop_too_large(self, records: list[Any], events: list[Any], ack: Ack) -> list[Any]:
         """``records`` with those larger than ``max_request_size`` replaced by None (dead-lettered)."""
         limit = self.config.max_request_size
-        if not any(len(value) > limit - 200 for _, value, _ in records):
-            return records
         too_large = []
         estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
         for i, (key, value, headers) in enumerate(records):
@@ -578,6 +581,9 @@ class KafkaSink:
         except asyncio.CancelledError:
             batch.release(AckStatus.ERRORED)
             raise
+        except Exception as exc:  # a fault of our own while routing again: tried again later, never lost
+            log.exception("routing a record batch again failed", extra={"component_id": self.component_id})
+            self._failed(producer, batch, exc)
 
     def _split(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> None:
         """The broker refused the record batch as too large: send it in halves; one event alone is rejected."""
@@ -640,6 +646,7 @@ class KafkaSink:
 
 
 _TICK: Any = object()
+_NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never changed
 
 
 def _loads(line: bytes) -> Any:
