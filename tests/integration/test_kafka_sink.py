@@ -276,7 +276,11 @@ async def test_broker_gone_while_producing_then_back(tmp_path: Path) -> None:
         acknowledged = sink_stats.sent_events
         assert acknowledged < total, "the broker went away too late to test anything"
         assert source_stats.gauges.get("committed_events", 0) <= acknowledged
-        await asyncio.sleep(2.0)  # requests time out; the sink holds its events and retries
+        await asyncio.sleep(1.5)  # requests time out; the sink holds its events and retries
+        taken = source_stats.received_events
+        await asyncio.sleep(0.5)
+        assert source_stats.received_events == taken < total  # backpressure: the source waits
+        assert sink_stats.gauge_values()["held_bytes"] <= 400 * 1024 + 200 * 100  # the buffer's bytes + a batch
         assert sink_stats.sent_events == acknowledged
         assert source_stats.gauges.get("committed_events", 0) <= acknowledged
         start_behind(broker, gate.port)  # the same port, empty
