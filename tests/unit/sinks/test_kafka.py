@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -182,3 +183,90 @@ def test_record_batches_compress_at_librdkafka_levels(tmp_path: Path) -> None:
         batch = MemoryRecords(bytes(builder.build())).next_batch()
         assert batch is not None and batch.compression_type == codec
         assert [record.value for record in batch] == values
+
+
+class _Cluster:
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+
+class _Client:
+    cluster = _Cluster()
+
+    async def bootstrap(self) -> None:
+        return None
+
+    def force_metadata_update(self) -> None:
+        return None
+
+
+class _Sender:
+    async def start(self) -> None:
+        return None
+
+
+class BrokerRefusingBigBatches:
+    """A producer whose broker refuses record batches of more than ``limit`` records, or holding a big value."""
+
+    def __init__(self, limit: int) -> None:
+        from aiokafka.producer.message_accumulator import BatchBuilder
+
+        self.limit, self.builder = limit, BatchBuilder
+        self.client, self._sender = _Client(), _Sender()
+        self.taken: list[bytes] = []
+        self.refused = 0
+
+    def create_batch(self) -> object:
+        return self.builder(1 << 20, 0)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    async def send_batch(self, batch: object, topic: str, *, partition: int) -> object:
+        from aiokafka.errors import MessageSizeTooLargeError
+        from aiokafka.record.memory_records import MemoryRecords
+
+        future = asyncio.get_running_loop().create_future()
+        records = MemoryRecords(bytes(batch._build())).next_batch()  # type: ignore[attr-defined]
+        values = [record.value for record in records]
+        if len(values) > self.limit or any(len(v) > 1000 for v in values):
+            self.refused += 1
+            future.set_exception(MessageSizeTooLargeError())
+        else:
+            self.taken += values
+            future.set_result(None)
+        return future
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_a_batch_the_broker_refuses_as_too_large_is_split_down_to_the_one_event(tmp_path: Path) -> None:
+    from components import feed
+
+    from agent.core.batch import Batch
+    from agent.observe.stats import StatsRegistry
+    from agent.topology.running import Topology
+
+    broker = BrokerRefusingBigBatches(limit=7)
+    events = [{"n": n} for n in range(40)]
+    events[13]["message"] = "x" * 2000  # under max_request_size, over what this broker takes
+    dead = tmp_path / "dead.ndjson"
+    text = (f"sources:\n  in: {{type: test_feed, name: {feed([Batch(events, Kind.LOGS, 4000)])}}}\n"
+            f"sinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: ['127.0.0.1:9'], topic: t, "
+            f"dead_letter: {{path: '{dead}'}}}}\n")
+    stats = StatsRegistry()
+    original = KafkaSink._new_producer
+    KafkaSink._new_producer = lambda self: broker  # type: ignore[assignment,method-assign,return-value]
+    try:
+        async with asyncio.timeout(10):
+            assert await Topology(pipeline(text, tmp_path), stats).run() == 0
+    finally:
+        KafkaSink._new_producer = original  # type: ignore[method-assign]
+    assert sorted(orjson.loads(v)["n"] for v in broker.taken) == [n for n in range(40) if n != 13]
+    assert broker.refused >= 3
+    letters = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [(d["reason"], orjson.loads(d["event"]["value"])["n"]) for d in letters] == [("too_large", 13)]
+    sink = stats.get("out", "sink", "kafka")
+    assert sink.discarded["too_large"] == 1 and sink.sent_events == 39
+    assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 40
