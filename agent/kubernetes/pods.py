@@ -162,6 +162,8 @@ class ResourceWatcher:
         self.healthy = False
         self.stats = {"lists": 0, "watches": 0, "relists": 0, "errors": 0}
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._watch_opened: float | None = None  # when the server accepted the current (last) watch
+        self._watch_delivered = False  # whether it delivered an event
 
     def trim(self, obj: dict[str, Any]) -> dict[str, Any]:
         return trim_pod(obj)
@@ -257,11 +259,11 @@ class ResourceWatcher:
     async def run(self) -> None:
         """List, then watch, forever: relist on 410 Gone, back off on errors, resume after a dropped stream."""
         while True:
+            self._watch_opened = None  # a list that fails says nothing of the watch before it
             try:
                 if self.resource_version is None:
                     await self._list()
-                started = time.monotonic()
-                if await self._watch() or time.monotonic() - started >= 1.0:
+                if await self._watch() or self._watch_ran_well():
                     self.backoff.reset()
                 else:  # a stream that ends at once, again and again, must not spin
                     await asyncio.sleep(self.backoff.next())
@@ -274,6 +276,8 @@ class ResourceWatcher:
                 self.resource_version = None
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self.stats["errors"] += 1
+                if self._watch_ran_well():  # cut after running well: a new incident, not the old one's next step
+                    self.backoff.reset()
                 if not isinstance(exc, aiohttp.ClientPayloadError):  # not a stream cut mid-way: no answer
                     self.healthy = False
                 delay = self.backoff.next(getattr(exc, "retry_after", None))
@@ -290,6 +294,14 @@ class ResourceWatcher:
     def _answered(self) -> None:
         """The API server accepted a watch: it is there (a quiet node may send no event for minutes)."""
         self.healthy = True
+        self._watch_opened = time.monotonic()
+        self._count("watch", "200")
+
+    def _watch_ran_well(self) -> bool:
+        """Whether the last watch was accepted and then delivered events or lasted a second (client-go's
+        reflector resets its backoff then): a failure after it starts the backoff afresh."""
+        opened = self._watch_opened
+        return opened is not None and (self._watch_delivered or time.monotonic() - opened >= 1.0)
 
     async def _request(self, verb: str, call: Any) -> Any:
         try:
@@ -335,7 +347,7 @@ class ResourceWatcher:
                   "resourceVersion": self.resource_version or "", "timeoutSeconds": str(max(timeout, 1))}
         idle = self.idle_timeout if self.idle_timeout is not None else timeout + 30.0
         self.stats["watches"] += 1
-        delivered = False
+        self._watch_opened, self._watch_delivered = None, False
         try:
             async for event in self.client.watch(self.path, params, idle, self._answered):
                 kind, obj = event.get("type"), event.get("object") or {}
@@ -351,16 +363,17 @@ class ResourceWatcher:
                     continue
                 if version:
                     self.resource_version = str(version)
-                delivered, self._just_listed = True, False
+                self._watch_delivered, self._just_listed = True, False
         except ApiError as exc:
-            self._count("watch", str(exc.status))
+            if self._watch_opened is None:  # refused; an ERROR event in an accepted stream was counted as 200
+                self._count("watch", str(exc.status))
             raise
         except (aiohttp.ClientError, TimeoutError, OSError):
-            self._count("watch", "error")
+            if self._watch_opened is None:  # never accepted; a stream cut mid-way was counted when opened
+                self._count("watch", "error")
             raise
-        self._count("watch", "200")
         self.healthy = True
-        return delivered
+        return self._watch_delivered
 
 
 class PodWatcher(ResourceWatcher):

@@ -128,18 +128,24 @@ def _merged(sections: list[Section], kind: str, path: str) -> Section:
 def _parsers(service: Section, extra: Sequence[str], sections: list[Section], path: str, notes: fb.Notes,
              head: list[str]) -> dict[str, Section]:
     found: list[Section] = []
+    read: set[str] = set()  # each parsers file once, by resolved path (named by Parsers_File and --parsers)
     for prop in service.all("parsers_file"):
         file = prop.value if os.path.isabs(prop.value) else os.path.join(os.path.dirname(prop.file), prop.value)
         if not os.path.isfile(file) and os.path.basename(prop.value) == STOCK_PARSERS_FILE:
             head.append(f"Parsers_File {prop.value} ({prop.where}): not found; its stock parsers docker and cri "
                         "are the tail source's formats")
             continue
+        if os.path.realpath(file) in read:
+            continue
+        read.add(os.path.realpath(file))
         try:
             found.extend(read_parsers(file))
         except ConfigError as exc:
             notes.add(prop.file, prop.line, f"Parsers_File {prop.value}: {exc.message}; its parsers are unknown")
     for file in extra:
-        found.extend(read_parsers(file))
+        if os.path.realpath(file) not in read:
+            read.add(os.path.realpath(file))
+            found.extend(read_parsers(file))
     found.extend(s for s in sections if s.kind in ("parser", "multiline_parser"))
     parsers: dict[str, Section] = {}
     for section in found:

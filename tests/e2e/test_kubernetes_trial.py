@@ -52,8 +52,6 @@ class _Highest(random.Random):
         return b
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the watch's backoff is reset only when a watch ends cleanly; remove "
-                                       "when fixed")
 async def test_a_watch_that_ran_well_then_was_cut_does_not_inherit_an_old_backoff() -> None:
     """An incident long ago (five failed requests) must not make the next cut watch wait as if it were the sixth
     failure in a row: client-go's reflector resets its backoff once a watch has run well."""
@@ -121,8 +119,6 @@ sinks:
         assert errors == ["components did not finish within shutdown_timeout; cancelled"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a parsers file named by Parsers_File and by --parsers is reported as "
-                                       "defining its parsers twice; remove when fixed")
 def test_migrate_with_the_configs_own_parsers_file_also_given_by_flag_reports_no_duplicate(tmp_path: Path) -> None:
     """`agent migrate fluent-bit fluent-bit.conf --parsers custom_parsers.conf`, where the config already names
     custom_parsers.conf (as the example DaemonSet does), is one file read twice, not a parser defined twice."""
