@@ -59,6 +59,7 @@ PAUSE_AFTER = 0.05  # seconds a batch may wait for room downstream before the pa
 KEEPALIVE = 1.0  # seconds between the polls that keep a paused consumer in its group
 POLL_TIMEOUT_MS = 250  # a poll's longest wait for records (and so the longest wait to notice a stop)
 CLOSE_TIMEOUT = 5.0  # seconds the last commit and the consumer's stop may take each
+COMMIT_TIMEOUT = 10.0  # seconds a commit may take (aiokafka retries one while the coordinator is unknown)
 
 
 class KafkaSourceConfig(SourceConfig, tag="kafka"):
@@ -359,10 +360,11 @@ class KafkaSource:
             if not due:
                 return
             try:
-                await consumer.commit({tp: offset for tp, (_, offset) in due.items()})
-            except KafkaError as exc:  # a rebalance under way, the coordinator gone: the next commit retries
+                async with asyncio.timeout(COMMIT_TIMEOUT):
+                    await consumer.commit({tp: offset for tp, (_, offset) in due.items()})
+            except (KafkaError, TimeoutError) as exc:  # a rebalance under way, the coordinator gone: retried later
                 self.stats.error("commit_failed", "receiving")
-                log.warning("offset commit failed", extra={"component_id": self.id, "error": str(exc)})
+                log.warning("offset commit failed", extra={"component_id": self.id, "error": str(exc) or "timed out"})
                 return
             for state, offset in due.values():
                 state.committed = offset

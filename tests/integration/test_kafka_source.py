@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from components import GateSink
 from helpers import pipeline, wait_for
 from peers.kafka import Tansu
@@ -92,9 +93,8 @@ class Collect:
 
 def source(kafka: Tansu, tmp_path: Path, group: str, topic: str, **options: Any) -> tuple[KafkaSource, ComponentStats]:
     stats = ComponentStats("k", "source", "kafka")
-    options = {"commit_interval": 0.1, **options}
-    config = KafkaSourceConfig(bootstrap_servers=[kafka.bootstrap], group_id=group, topics=[topic],
-                               session_timeout=2.0, heartbeat_interval=0.5, **options)
+    options = {"commit_interval": 0.1, "session_timeout": 2.0, "heartbeat_interval": 0.5, **options}
+    config = KafkaSourceConfig(bootstrap_servers=[kafka.bootstrap], group_id=group, topics=[topic], **options)
     return KafkaSource(config, BuildContext("k", tmp_path, tmp_path, stats)), stats
 
 
@@ -240,3 +240,35 @@ async def test_a_rebalance_commits_the_acknowledged_and_leaves_the_rest_to_the_n
             if not batch.done:
                 batch.finalize(AckStatus.DELIVERED)
         await asyncio.wait_for(asyncio.gather(first_run, second_run), 15)
+
+
+class Deliver:
+    """A source output whose sink delivers everything at once."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def send(self, batch: Batch) -> None:
+        self.events += batch.events
+        batch.finalize(AckStatus.DELIVERED)
+
+
+async def test_a_static_member_joins_under_its_group_instance_id(kafka: Tansu, tmp_path: Path) -> None:
+    """The broker knows the member by its instance id. (That a restart within the session keeps the partitions
+    without a rebalance is the broker's part of KIP-345: tansu rebalances anyway, so it is not checked here.)"""
+    kafka.create_topic("static", partitions=2)
+    await produce(kafka.bootstrap, "static", records(10), 2)
+    src, stats = source(kafka, tmp_path, "statics", "static", group_instance_id="agg-0")
+    out, stop = Deliver(), asyncio.Event()
+    run = asyncio.create_task(src.run(SourceContext("k", out, stop, tmp_path, stats, True)))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        await wait_for(lambda: len(out.events) == 10, timeout=15)
+        (described,) = await admin.describe_consumer_groups(["statics"])
+        ((_, _, state, _, _, members),) = described.groups
+        assert state == "Stable" and [m[0].split("-")[:2] for m in members] == [["agg", "0"]]
+    finally:
+        await admin.close()
+        stop.set()
+        await asyncio.wait_for(run, 10)
