@@ -111,7 +111,6 @@ def fluent_bit_config(log: Path, bootstrap: str) -> str:
     rdkafka.compression.codec            lz4
     rdkafka.request.required.acks        -1
     rdkafka.linger.ms                    5
-    rdkafka.queue.buffering.max.messages 1000000
 """
 
 
