@@ -148,7 +148,8 @@ async def test_the_survivor_takes_over_and_duplicates_are_only_the_uncommitted_t
     # A's uncommitted tail: what it delivered on its partitions at or past the offsets it had committed
     tail = {e["n"] for e in from_a
             if e["kafka"]["partition"] in a_partitions and e["kafka"]["offset"] >= at_kill[e["kafka"]["partition"]]}
-    assert duplicates == tail
+    assert duplicates == tail, (f"{len(duplicates)} duplicates, {len(tail)} in the tail: not in the tail "
+                                f"{sorted(duplicates - tail)[:10]}, not repeated {sorted(tail - duplicates)[:10]}")
     for event in from_a + from_b:
         assert event["kafka"]["offset"] == event["n"] // PARTITIONS  # (each record is where the edge put it)
     assert await committed(kafka.bootstrap) == {p: len([n for n in range(total) if n % PARTITIONS == p])
