@@ -66,8 +66,10 @@ def _install_command(run: Instruction, fs: Path) -> list[str]:
 
 
 def _environment(stage: Stage, fs: Path) -> dict[str, str]:
-    """The stage's ENV, with PATH's image directories moved into ``fs``."""
-    env: dict[str, str] = {}
+    """This process's environment as a container would have it: the stage's ENV, with PATH's image directories
+    moved into ``fs``, and nothing that points Python at this checkout."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
     for ins in stage.all("ENV"):
         for word in shlex.split(ins.text):
             name, _, value = word.partition("=")
@@ -97,7 +99,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dockerfile, Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
     # Only the wheels of stage 1: no index, no find-links from this machine's pip config.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_") and key != "PYTHONPATH"}
     env.update(scripts, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1")
     result = subprocess.run(_install_command(run, image_fs), capture_output=True, text=True, timeout=400, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -110,7 +112,7 @@ def _agent(image: tuple[Dockerfile, Path], *args: str, **env: str) -> subprocess
     dockerfile, fs = image
     entrypoint = dockerfile.stages[-1].one("ENTRYPOINT").exec_form()
     return subprocess.run([*entrypoint, *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **_environment(dockerfile.stages[-1], fs), **env})
+                          env={**_environment(dockerfile.stages[-1], fs), **env})
 
 
 def test_the_wheel_holds_the_agent_and_the_venv_uses_it(image: tuple[Dockerfile, Path]) -> None:
@@ -119,7 +121,8 @@ def test_the_wheel_holds_the_agent_and_the_venv_uses_it(image: tuple[Dockerfile,
     result = _agent(image, "--version")
     assert (result.returncode, result.stdout.strip()) == (0, f"agent {__version__}")
     located = subprocess.run([str(_inside(fs, "/opt/agent/bin/python")), "-c", "import agent; print(agent.__file__)"],
-                             capture_output=True, text=True, timeout=60, cwd=fs)
+                             capture_output=True, text=True, timeout=60, cwd=fs,
+                             env=_environment(image[0].stages[-1], fs))
     assert located.stdout.startswith(str(_inside(fs, "/opt/agent/lib/"))), located  # installed, not this checkout
 
 
@@ -139,7 +142,7 @@ def test_entrypoint_and_cmd_run_until_healthy_and_the_stopsignal_drains(image: t
                                                                        tmp_path: Path, free_port: int) -> None:
     dockerfile, fs = image
     final = dockerfile.stages[-1]
-    env = {**os.environ, **_environment(final, fs)}
+    env = _environment(final, fs)
     env.update(AGENT_DATA_DIR=str(tmp_path / "data"), AGENT_API_ADDRESS=f"127.0.0.1:{free_port}",
                AGENT_HEALTH_URL=f"http://127.0.0.1:{free_port}/health")
     cmd = [_inside(fs, arg).as_posix() if arg.startswith("/") else arg for arg in final.one("CMD").exec_form()]
