@@ -201,7 +201,8 @@ class KafkaSource:
 
     async def run(self, ctx: SourceContext) -> None:
         self.stats.gauges.update(partitions_assigned=lambda: len(self.partitions),
-                                 partitions_paused=self._paused_count, uncommitted_records=self._uncommitted)
+                                 partitions_paused=self._paused_count, uncommitted_records=self._uncommitted,
+                                 lag_records=self._lag)
         consumer = self.consumer = await self._connect(ctx)
         if consumer is None:
             return
@@ -374,6 +375,16 @@ class KafkaSource:
         while not stop.is_set():
             await _wait(stop, self.config.commit_interval)
             await self.commit()
+
+    def _lag(self) -> int:
+        """Records not fetched yet in the assigned partitions read from so far (their fetches' high watermarks)."""
+        consumer, total = self.consumer, 0
+        if consumer is not None:
+            for tp, state in self.partitions.items():
+                highwater = consumer.highwater(tp)
+                if highwater is not None and state.fetched is not None:
+                    total += max(0, highwater - state.fetched)
+        return total
 
     def _uncommitted(self) -> int:
         """Records fetched but not committed (what a crash now would have the group read again)."""
