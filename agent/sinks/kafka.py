@@ -277,7 +277,7 @@ class KafkaSink:
                 self._seal_expired()
             self._seal_expired(force=True)
             await self._idle.wait()
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled at the deadline, or a fault of the sink itself: nothing held is lost
             self._abandon()
             raise
         finally:
@@ -632,7 +632,8 @@ class KafkaSink:
             self._idle.set()
 
     def _abandon(self) -> None:
-        """Stopped at the deadline: every record batch not acknowledged finishes ERRORED (replayed later)."""
+        """Stopped at the deadline (or by a fault): every record batch not acknowledged finishes ERRORED, so the
+        sources do not move past it and read it again after a restart."""
         self._closing = True
         pending = list(self._in_flight)
         self._in_flight.clear()
