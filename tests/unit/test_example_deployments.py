@@ -1,23 +1,22 @@
-"""The example deployments of ../shared/examples as agent pipelines (pipelines/examples/*.yaml), run on sample input.
+"""The deployments of ../shared/examples as agent pipelines (pipelines/<name>.yaml), run on sample input.
 
 Each pipeline runs in-process as written, with only its edges swapped for the test: a tail's globs point into a
-copy of tests/data/examples/<name>/ (which mirrors the absolute paths the pipeline reads) and read from the
+copy of tests/data/pipelines/<name>/ (which mirrors the absolute paths the pipeline reads) and read from the
 beginning; a socket source listens on a free port of 127.0.0.1; every sink becomes a `file` sink keeping its
 inputs, whose path is the Elasticsearch index template when the sink had one (the `file` sink names files by
 the event's time, as Elasticsearch picks indices). The records each output received are compared field by field
-with tests/data/examples/<name>.expected.json, written by hand from what the original deployment would produce.
+with tests/data/pipelines/<name>.expected.json, written by hand from what the original deployment would produce.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import base64
+import contextlib
+import itertools
 import platform
-import re
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,8 @@ from agent.observe.stats import StatsRegistry
 from agent.topology.running import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
-PIPELINES = sorted((ROOT / "pipelines" / "examples").glob("*.yaml"))
-DATA = ROOT / "tests" / "data" / "examples"
-SECRETS = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # variables without a default: a user must set them
+DATA = ROOT / "tests" / "data" / "pipelines"
 NODE_NAME = "vm-insights-01"
-
-
-@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
-def test_example_deployment_validates(path: Path) -> None:
-    env = {**os.environ, **dict.fromkeys(SECRETS.findall(path.read_text()), "placeholder")}
-    result = subprocess.run([sys.executable, "-m", "agent", "validate", "--no-environment", "--deny-warnings",
-                             "-c", str(path)], capture_output=True, text=True, timeout=30, env=env)
-    assert result.returncode == 0, result.stderr
 
 
 def for_test(path: Path, root: Path, port: int) -> tuple[str, list[str]]:
@@ -97,11 +86,12 @@ def read_expected(path: Path) -> dict[str, list[Any]]:
     return expected
 
 
-async def run_deployment(name: str, tmp_path: Path, port: int, beats: bytes = b"") -> dict[str, list[Any]]:
-    """Runs pipelines/examples/<name>.yaml on its sample input until every expected record is out."""
+async def run_deployment(name: str, tmp_path: Path, port: int, beats: bytes = b"",
+                         pipeline: Path | None = None) -> dict[str, list[Any]]:
+    """Runs pipelines/<name>.yaml (or `pipeline`) on its sample input until every expected record is out."""
     expected = read_expected(DATA / f"{name}.expected.json")
     shutil.copytree(DATA / name, tmp_path / "in")
-    text, _ = for_test(ROOT / "pipelines" / "examples" / f"{name}.yaml", tmp_path, port)
+    text, _ = for_test(pipeline or ROOT / "pipelines" / f"{name}.yaml", tmp_path, port)
     topo = Topology(load_texts([(text, f"{name}.yaml")]), StatsRegistry())
     task = asyncio.create_task(topo.run())
     try:
@@ -132,25 +122,127 @@ def assert_outputs(expected: dict[str, list[Any]], root: Path) -> None:
 async def test_fluent_bit_daemonset(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_API_TOKEN", "secret")
     monkeypatch.setenv("DD_API_KEY", "secret")
-    expected = await run_deployment("fluent-bit", tmp_path, free_port)
+    expected = await run_deployment("fluent-bit", tmp_path, free_port,
+                                    pipeline=ROOT / "pipelines" / "examples" / "fluent-bit.yaml")
     assert_outputs(expected, tmp_path)
 
 
 async def test_filebeat_vm_shipper(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NODE_NAME", NODE_NAME)
-    expected = await run_deployment("filebeat", tmp_path, free_port)
+    expected = await run_deployment("vm-filebeat", tmp_path, free_port)
     assert all("host" in record for record in outputs(tmp_path)["logstash/events"])  # add_host_metadata
     assert_outputs(expected, tmp_path)
 
 
-async def test_logstash_insights_tier(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_logstash_central_tier(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both Logstash configs as one tier: the insights shippers' events (vm-filebeat.yaml's, with `type` at the
+    top level) and the universal ones (Filebeat's `fields`) on one listener, each through its own filters."""
     monkeypatch.delenv("ENVIRONMENT", raising=False)  # ${ENVIRONMENT:production}: its default
-    beats = (DATA / "logstash-insights.beats.ndjson").read_bytes()  # what filebeat.yaml's shippers send
-    expected = await run_deployment("logstash-insights", tmp_path, free_port, beats)
+    beats = (DATA / "logstash-central.beats.ndjson").read_bytes()  # what both kinds of shipper send
+    expected = await run_deployment("logstash-central", tmp_path, free_port, beats)
     assert_outputs(expected, tmp_path)
 
 
-async def test_logstash_universal_tier(tmp_path: Path, free_port: int) -> None:
-    beats = (DATA / "logstash-universal" / "beats.ndjson").read_bytes()  # what the shippers send
-    expected = await run_deployment("logstash-universal", tmp_path, free_port, beats)
-    assert_outputs(expected, tmp_path)
+# -- metrics.yaml: every job against its own fake exporter, into a fake remote-write receiver ---------------
+
+SCALE = 50  # every interval and timeout of the pipeline divided by this: 15s -> 300ms, 30s -> 600ms
+PASSWORD = "rotated-s3cret"
+
+
+def scaled(duration: str) -> str:
+    seconds = float(duration.removesuffix("s"))
+    return f"{round(seconds * 1000 / SCALE)}ms"
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def test_metrics_jobs_resolve_to_their_intervals_and_timeouts() -> None:
+    """As configured: the per-job interval where prometheus.yml gives one, else the global 15s; timeout 10s."""
+    from agent.prometheus.targets import job_interval_timeout
+
+    source = load_texts([((ROOT / "pipelines" / "metrics.yaml").read_text(), "metrics.yaml")]).components["prometheus"]
+    resolved = {job.job_name: job_interval_timeout(job, source.config.global_) for job in source.config.scrape_configs}
+    assert resolved == {"insights-app": (15, 10), "node": (15, 10), "postgres": (30, 10), "redis": (15, 10),
+                        "nginx": (15, 10), "insights-health": (30, 10)}
+
+
+async def test_metrics_pipeline_scrapes_every_job_and_remote_writes_with_basic_auth(tmp_path: Path) -> None:
+    from fakes.exporter import FakeExporter
+    from fakes.remote_write import FakeRemoteWrite
+
+    config = yaml.safe_load((ROOT / "pipelines" / "metrics.yaml").read_text())
+    source = config["sources"]["prometheus"]
+    source["global"] = {key: scaled(value) if key.startswith("scrape_") else value
+                        for key, value in source["global"].items()}
+    exporters: dict[str, FakeExporter] = {}  # original target -> its fake
+    jobs: dict[str, tuple[str, float, list[str]]] = {}  # job -> (metrics path, scaled interval s, its targets)
+    async with contextlib.AsyncExitStack() as stack:
+        for job in source["scrape_configs"]:
+            for key in ("scrape_interval", "scrape_timeout"):
+                if key in job:
+                    job[key] = scaled(job[key])
+            path = job.get("metrics_path", "/metrics")
+            interval = job.get("scrape_interval") or source["global"]["scrape_interval"]
+            originals = [target for group in job["static_configs"] for target in group["targets"]]
+            jobs[job["job_name"]] = (path, float(interval.removesuffix("ms")) / 1000, originals)
+            for group in job["static_configs"]:
+                fakes = []
+                for target in group["targets"]:
+                    exporter = await stack.enter_async_context(FakeExporter())
+                    exporter.serve(path, f'# TYPE exporter_info gauge\nexporter_info{{original="{target}"}} 1\n')
+                    exporters[target] = exporter
+                    fakes.append(exporter.base.removeprefix("http://"))
+                group["targets"] = fakes
+        receiver = await stack.enter_async_context(FakeRemoteWrite())
+        (tmp_path / "password").write_text(PASSWORD)
+        sink = config["sinks"]["remote_write"]
+        sink.update(url=receiver.write_url, queue_config={"batch_send_deadline": "100ms"})
+        sink["basic_auth"]["password_file"] = str(tmp_path / "password")
+        config.update(data_dir=str(tmp_path / "data"), api={"enabled": False}, shutdown_timeout="5s")
+
+        def ups() -> dict[str, list[int]]:
+            """The timestamps of each target's `up` samples, by instance."""
+            found: dict[str, list[int]] = {}
+            for labels, value, at in receiver.samples_of("up"):
+                assert value == 1, labels
+                found.setdefault(labels["instance"], []).append(at)
+            return found
+
+        def enough() -> bool:
+            seen = ups()
+            return all(len(seen.get(e.base.removeprefix("http://"), ())) >= 4 for e in exporters.values())
+
+        topo = Topology(load_texts([(yaml.safe_dump(config), "metrics.yaml")]), StatsRegistry())
+        task = asyncio.create_task(topo.run())
+        try:
+            await wait_for(enough, timeout=15)
+        finally:
+            topo.request_stop()
+            assert await asyncio.wait_for(task, 10) == 0
+
+    assert receiver.violations == []
+    # every write carries the basic-auth header made from the password file, and nothing else of it
+    expected_auth = "Basic " + base64.b64encode(f"insights-prod:{PASSWORD}".encode()).decode()
+    writes = [r for r in receiver.requests if r.path == "/api/v1/write"]
+    assert writes and all(r.headers.get("authorization") == expected_auth for r in writes)
+    # every series has the external labels
+    assert all({("cluster", "insights-prod"), ("environment", "production")} <= set(labels)
+               for labels, _ in receiver.series)
+    seen = ups()
+    for job_name, (path, interval, originals) in jobs.items():
+        for original in originals:
+            exporter = exporters[original]
+            instance = exporter.base.removeprefix("http://")
+            # scraped at the job's metrics path only, with the job's timeout announced
+            assert {p for p, _ in exporter.requests} == {path}, job_name
+            assert {h["x-prometheus-scrape-timeout-seconds"] for _, h in exporter.requests} == {"0.2"}
+            # the exporter's series arrive labelled with the job and the target's address
+            info = [labels for labels, _, _ in receiver.samples_of("exporter_info") if labels["original"] == original]
+            assert info and all((lb["job"], lb["instance"]) == (job_name, instance) for lb in info), original
+            # up, every interval of the job (the median gap between scrapes, within a quarter of it)
+            stamps = sorted(seen[instance])
+            gap = median([b - a for a, b in itertools.pairwise(stamps)]) / 1000
+            assert abs(gap - interval) <= interval / 4, (job_name, gap, interval)
