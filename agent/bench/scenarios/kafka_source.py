@@ -11,7 +11,8 @@ the agent's.
 ``kafka_aggregators_scale``: the same topic read by one aggregator agent (``agent run`` in a child process:
 kafka -> modify -> blackhole), then by two in one consumer group on a fresh topic; the rate of each is the
 events over the time from the first record any member received to the last, read from their APIs every
-20 ms. The result is the two members' run, with the one member's rate and their ratio.
+20 ms. The result is the two members' run (CPU: both agents' user + system from /proc, all of it counted
+as user; peak RSS: the larger member's VmHWM), with the one member's rate and their ratio.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from agent.bench.scenarios.common import (
     _wait_until,
 )
 from agent.bench.scenarios.kafka import KAFKA_PARTITIONS, KAFKA_RECORD_BYTES
-from agent.bench.versus.measure import cpu_seconds
+from agent.bench.versus.measure import cpu_seconds, peak_rss_mib
 from agent.bench.versus.sides import free_port
 from agent.observe.stats import StatsRegistry
 from agent.topology.running import Topology
@@ -207,11 +208,12 @@ async def _consume_with(members: int, workdir: Path, bootstrap: str, events: int
         started = [f for f in first if f is not None]
         wall = end - min(started)
         cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_at_first, strict=True)]
+        peak_rss = max(peak_rss_mib(p.pid) for p in procs)
         broker_cpu = broker.cpu_seconds() - broker_cpu
     if sum(counts) != events:
         raise BenchError(f"{members} aggregators delivered {sum(counts)} of {events} (duplicates or losses)")
     return {"events_per_s": events / wall, "wall_s": wall, "shares": counts, "cpu_s": cpu,
-            "start_skew_s": max(started) - min(started), "broker_cpu_s": broker_cpu}
+            "start_skew_s": max(started) - min(started), "broker_cpu_s": broker_cpu, "peak_rss_mib": peak_rss}
 
 
 async def kafka_aggregators_scale(events: int, progress: ProgressFn | None = None) -> Result:
@@ -222,7 +224,7 @@ async def kafka_aggregators_scale(events: int, progress: ProgressFn | None = Non
         one = await _consume_with(1, Path(tmp), bootstrap, events, broker, progress)
         two = await _consume_with(2, Path(tmp), bootstrap, events, broker, progress)
     cpu = sum(two["cpu_s"])
-    result = Result(name, events, events * KAFKA_RECORD_BYTES, two["wall_s"], cpu, 0.0, 0.0)
+    result = Result(name, events, events * KAFKA_RECORD_BYTES, two["wall_s"], cpu, 0.0, two["peak_rss_mib"])
     result.extra.update({
         "partitions": KAFKA_PARTITIONS, "one_member_events_per_s": round(one["events_per_s"]),
         "one_member_cpu_s": round(one["cpu_s"][0], 2), "one_member_broker_cpu_s": round(one["broker_cpu_s"], 2),
