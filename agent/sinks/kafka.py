@@ -346,9 +346,13 @@ class KafkaSink:
             for i, record in enumerate(records):
                 if record is not None:
                     by_topic.setdefault(topics[i], []).append(i)
-        for topic, indexes in by_topic.items():
-            if indexes:
+        try:
+            for topic, indexes in by_topic.items():
+                if indexes:
                     await self._append(producer, topic, [records[i] for i in indexes], ack)
+        except BaseException:  # stopped while waiting for a topic: what was not routed is not delivered
+            ack.release(AckStatus.ERRORED)
+            raise
         ack.release(AckStatus.DELIVERED)  # the routing's own hold
 
     def _fields(self, kind: Kind, events: list[Any]) -> tuple[list[bytes | None] | None,
