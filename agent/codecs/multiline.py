@@ -67,12 +67,21 @@ class MultilineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """
 
     preset: Literal["java", "python", "go"] | None = None
+    """Join the stack traces of java, python or go to the line before them (negate and match are then ignored)."""
     start_pattern: str | None = None
+    """Regex searched in each message; with the defaults it marks the first line of an event, e.g.
+    '^\\d{4}-\\d{2}-\\d{2}'.
+    """
     negate: bool = True
+    """Apply match to the lines that do not match start_pattern (Filebeat's negate)."""
     match: Literal["after", "before"] = "after"
+    """after: matching lines join the line before them; before: they join the line after them (Filebeat's match)."""
     timeout: Duration = Duration(1.0)
+    """A group is emitted once no line joined it for this long."""
     max_lines: int = 500
+    """Lines per group at most; past it the group is marked truncated: true and further lines are dropped."""
     max_bytes: ByteSize = ByteSize(10 * 1024 * 1024)
+    """Bytes of the joined message at most; past it the group is marked truncated: true."""
 
     def __post_init__(self) -> None:
         if (self.preset is None) == (self.start_pattern is None):

@@ -50,12 +50,21 @@ class RelabelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """
 
     source_labels: list[str] = msgspec.field(default_factory=list)
+    """Labels whose values, joined by separator, the regex is matched against."""
     separator: str = _DEFAULT_SEPARATOR
+    """What joins the source labels' values."""
     regex: str | None = _DEFAULT_REGEX
+    """RE2 regex anchored at both ends, matched against the joined values."""
     modulus: int | None = None
+    """hashmod: the modulus of the hash written to target_label."""
     target_label: str | None = None
+    """Label written by replace, hashmod, lowercase, uppercase, keepequal and dropequal."""
     replacement: str = _DEFAULT_REPLACEMENT
+    """What replace writes; $1, ${1} and $name refer to the regex's groups."""
     action: Action = "replace"
+    """replace, keep, drop, keepequal, dropequal, hashmod, labelmap, labeldrop, labelkeep, lowercase or uppercase (any
+    case).
+    """
 
     def __post_init__(self) -> None:
         if self.action.lower() not in ACTIONS:

@@ -20,6 +20,7 @@ class BlackholeConfig(SinkConfig, tag="blackhole"):
 
     input_types: ClassVar[frozenset[str]] = frozenset({"logs", "metrics"})
     print_interval: Duration | None = None
+    """Log the running totals this often; none: stay quiet."""
 
 
 @register("sink", "blackhole", BlackholeConfig, "Counts and discards events.")

@@ -32,7 +32,9 @@ class ConsoleConfig(SinkConfig, tag="console"):
 
     input_types: ClassVar[frozenset[str]] = frozenset({"logs", "metrics"})
     target: Literal["stdout", "stderr"] = "stdout"
+    """The stream written to: stdout or stderr."""
     encoding: Literal["json", "text"] = "json"
+    """json: one JSON object per line; text: the message per line."""
 
 
 _Job = tuple[bytes, asyncio.AbstractEventLoop, "asyncio.Future[None]"]

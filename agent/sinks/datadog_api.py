@@ -32,11 +32,17 @@ class DatadogConfig(HttpSinkConfig, kw_only=True):
     """The keys both Datadog sinks take: the API key, the site or explicit endpoints, the hostname."""
 
     api_key: str
+    """Datadog API key; give it as ${DD_API_KEY} or ${file:PATH}."""
     site: str = "datadoghq.com"
+    """Datadog site: datadoghq.com, datadoghq.eu, us3.datadoghq.com, ...; the endpoints follow from it."""
     endpoint: str | None = None
+    """Base URL to send to instead of the site's intake (a proxy, a test server)."""
     validate_endpoint: str | None = None
+    """Base URL where the start-up check validates the API key instead of the default."""
     hostname: str | None = None
+    """Host name for events (logs) or series (metrics) that do not carry their own."""
     compression: Literal["none", "gzip", "zstd"] = "gzip"
+    """Compression of request bodies (logs take gzip only; metrics send zstd as zstd1)."""
 
     def __post_init__(self) -> None:
         if not self.api_key:

@@ -77,7 +77,9 @@ class DatadogLogsBatchConfig(BatchConfig, kw_only=True):
     """
 
     max_events: int = MAX_ENTRIES
+    """Entries per request at most (the intake takes 1,000)."""
     max_bytes: ByteSize = ByteSize(4_250_000)
+    """Bytes per request at most (the intake takes 5 MB; the default leaves room for the estimate's error)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,9 +98,13 @@ class DatadogLogsConfig(DatadogConfig, tag="datadog_logs", kw_only=True):
     """
 
     service: str | None = None
+    """service of events that do not carry their own (dd_service or service field)."""
     ddsource: str | None = None
+    """ddsource of events that do not carry their own (dd_source field)."""
     ddtags: str | None = None
+    """Comma-separated tags, e.g. env:prod,team:payments, of events that do not carry their own (dd_tags field)."""
     batch: DatadogLogsBatchConfig = field(default_factory=DatadogLogsBatchConfig)
+    """When buffered events become a request, within the intake's limits."""
 
     def __post_init__(self) -> None:
         if self.compression == "zstd":

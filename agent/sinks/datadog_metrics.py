@@ -76,6 +76,7 @@ class DatadogMetricsConfig(DatadogConfig, tag="datadog_metrics", kw_only=True):
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
     default_namespace: str | None = None
+    """Prefix for metric names, as <namespace>.<name>."""
 
 
 class Series(dict[str, Any]):

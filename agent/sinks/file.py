@@ -57,11 +57,19 @@ class FileConfig(SinkConfig, tag="file"):
     """Write events to files; ``path`` may hold strftime codes and ``{{ field }}`` templates."""
 
     path: str
+    """File to write; strftime codes take the event's time (else now), {{ field }} templates its values, made safe for a
+    path.
+    """
     encoding: Literal["json", "text"] = "json"
+    """json: one JSON object per line; text: the message per line."""
     compression: Literal["none", "gzip", "zstd"] = "none"
+    """gzip or zstd: each batch is one complete member or frame."""
     max_bytes: ByteSize | None = None
+    """Rotate a file to .1, .2, ... past this size; none: never."""
     idle_timeout: Duration = Duration(30.0)
+    """Close a file nothing was written to for this long."""
     max_open_files: int = 256
+    """Files kept open at most; the least recently written is closed first."""
 
 
 class PathTemplate(EventTemplate):

@@ -22,9 +22,13 @@ class HttpConfig(HttpSinkConfig, tag="http"):
     """POST (or PUT) batches to ``uri`` as a JSON array, NDJSON or text lines."""
 
     uri: str
+    """URL every request goes to."""
     method: Literal["post", "put"] = "post"
+    """HTTP method: post or put."""
     encoding: Literal["json", "ndjson", "text"] = "ndjson"
+    """Body of a request: json (one JSON array), ndjson (one object per line) or text (the message per line)."""
     healthcheck_uri: str | None = None
+    """URL the start-up check gets; none: no check."""
 
 
 @register("sink", "http", HttpConfig, "Sends batches of events to an HTTP endpoint.")

@@ -43,7 +43,9 @@ class PrometheusExporterConfig(SinkConfig, tag="prometheus_exporter"):
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
     address: str = "127.0.0.1:9598"
+    """host:port serving /metrics."""
     expire_after: Duration = Duration(300.0)
+    """A series that receives nothing for this long is dropped; a stale marker drops it at once."""
 
 
 @dataclass(slots=True)

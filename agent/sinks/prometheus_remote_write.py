@@ -77,18 +77,31 @@ class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
     url: str
+    """The receiver's remote-write URL."""
     name: str | None = None
+    """Name of the remote_write entry (agent migrate prometheus names the sink after it)."""
     remote_timeout: Duration = Duration(30.0)
+    """How long one request may take."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Extra HTTP headers; the reserved remote-write headers are refused."""
     external_labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Labels added to every series that does not have them (before write_relabel_configs)."""
     write_relabel_configs: list[RelabelConfig] = msgspec.field(default_factory=list)
+    """Relabelling applied to each series before it is sent; a dropped series is counted."""
     queue_config: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    """Shards, request size and retry backoff."""
     basic_auth: BasicAuth | None = None
+    """HTTP basic authentication."""
     authorization: Authorization | None = None
+    """Authorization header: a type and credentials."""
     bearer_token: str | None = None
+    """Bearer token (the pre-2.26 spelling of authorization)."""
     bearer_token_file: str | None = None
+    """File holding the bearer token, read at each request."""
     tls_config: TLSConfig = msgspec.field(default_factory=TLSConfig)
+    """TLS for an https url."""
     dead_letter: DeadLetterConfig | None = None
+    """Where samples the receiver refused for good are written; none: they are counted as discarded."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):

@@ -23,10 +23,17 @@ class SocketSinkConfig(SinkConfig, tag="socket"):
     """Send events to ``address`` (host:port) over TCP, one per line."""
 
     address: str
+    """host:port to connect to."""
     mode: Literal["tcp"] = "tcp"
+    """tcp (the only mode for now)."""
     encoding: Literal["json", "text"] = "json"
+    """json: one JSON object per line; text: the message per line."""
     connect_timeout: Duration = Duration(5.0)
+    """How long a connection attempt may take before it is retried."""
     write_timeout: Duration = Duration(30.0)
+    """How long a write may wait for the peer to read before the connection is closed and the batch sent again on a new
+    one.
+    """
 
 
 @register("sink", "socket", SocketSinkConfig, "Sends newline-delimited events over TCP.")

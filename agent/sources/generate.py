@@ -40,10 +40,17 @@ class GenerateConfig(SourceConfig, tag="generate"):
     """Emit synthetic events; ``rate`` is events per second (unset: as fast as possible)."""
 
     format: Literal["docker", "cri", "json", "text", "metrics"] = "json"
+    """Shape of the lines: docker (json-file), cri, json (an app's JSON lines), text, or metrics (a counter and a gauge
+    per path).
+    """
     rate: float | None = None
+    """Events per second; none: as fast as the pipeline takes them."""
     count: int | None = None
+    """Stop after this many events (the agent then drains and exits if nothing else runs); none: never stop."""
     batch_size: int = 1000
+    """Events per emitted batch."""
     lines: list[str] | None = None
+    """Emit these lines, in turn, instead of generated ones."""
 
     def output_type(self) -> str:
         return "metrics" if self.format == "metrics" else "logs"

@@ -35,7 +35,9 @@ class PrometheusScrapeConfig(SourceConfig, tag="prometheus_scrape"):
     """prometheus.yml's ``global`` and ``scrape_configs``; job names are unique."""
 
     global_: GlobalConfig = msgspec.field(default_factory=GlobalConfig, name="global")
+    """prometheus.yml's global: default interval and timeout of every job, and external_labels added to every series."""
     scrape_configs: list[ScrapeConfig] = msgspec.field(default_factory=list)
+    """prometheus.yml's scrape_configs: one entry per job, keys and defaults as in Prometheus."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

@@ -42,11 +42,18 @@ class SocketSourceConfig(SourceConfig, tag="socket"):
     """Listen on ``address`` (host:port) for newline-delimited lines."""
 
     address: str
+    """host:port to listen on (0.0.0.0:5170 for every interface)."""
     mode: Literal["tcp", "udp"] = "tcp"
+    """tcp (pushes back on senders while the pipeline is full) or udp (drops and counts instead)."""
     max_line_bytes: ByteSize = ByteSize(256 * 1024)
+    """Longer lines are cut to this size, marked truncated: true and counted."""
     read_bytes: ByteSize = ByteSize(256 * 1024)
+    """Bytes read from a connection at a time."""
     max_pending_events: int = 100_000
+    """udp: datagrams that arrive while this many events wait for the pipeline are dropped and counted."""
     max_connections: int = 1024
+    """tcp: open connections at most; one more is closed at once and counted in agent_socket_connections_refused_total.
+    """
 
 
 @register("source", "socket", SocketSourceConfig, "Receives newline-delimited lines over TCP or UDP.")

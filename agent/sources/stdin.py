@@ -21,7 +21,9 @@ class StdinConfig(SourceConfig, tag="stdin"):
     """Read newline-delimited lines from stdin; the agent drains and exits at end of input."""
 
     max_line_bytes: ByteSize = ByteSize(256 * 1024)
+    """Longer lines are cut to this size, marked truncated: true and counted."""
     read_bytes: ByteSize = ByteSize(1024 * 1024)
+    """Bytes read from stdin at a time."""
 
 
 @register("source", "stdin", StdinConfig, "Reads lines from standard input.")

@@ -34,7 +34,9 @@ class DedupeConfig(TransformConfig, tag="dedupe"):
     """Drop events whose ``fields`` equal those of one of the last ``max_keys`` distinct events."""
 
     fields: list[str] = msgspec.field(default_factory=lambda: ["message"])
+    """Field paths whose values together identify an event."""
     max_keys: int = 10_000
+    """Distinct identities remembered (the most recent ones)."""
 
     def __post_init__(self) -> None:
         if not self.fields:

@@ -42,11 +42,17 @@ class FilterConfig(TransformConfig, tag="filter"):
     """Keep events by ``condition``, drop them by ``drop_if``, or grep them by ``regex``/``exclude``/``rules``."""
 
     condition: str | None = None
+    """Keep the events for which this condition holds."""
     drop_if: str | None = None
+    """Drop the events for which this condition holds."""
     regex: dict[str, str] = {}
+    """Fluent Bit grep: field: pattern, keep events whose field matches."""
     exclude: dict[str, str] = {}
+    """Fluent Bit grep: field: pattern, drop events whose field matches."""
     rules: list[dict[Literal["regex", "exclude"], dict[str, str]]] = []
+    """Fluent Bit grep rules in order, each {regex: {field: pattern}} or {exclude: {field: pattern}}."""
     logical_op: Literal["legacy", "and", "or"] = "legacy"
+    """How grep rules combine: legacy (as Fluent Bit 4.2.8 runs them, in order), and (every rule), or (any rule)."""
 
     def __post_init__(self) -> None:
         given = [key for key in ("condition", "drop_if") if getattr(self, key) is not None]

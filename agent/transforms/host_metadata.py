@@ -43,9 +43,12 @@ SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
 class HostMetadataConfig(TransformConfig, tag="host_metadata"):
     """Add the host's name, OS, architecture, addresses and node name to every event."""
 
-    target: str = "host"  # a field path
+    target: str = "host"
+    """Field path the host's metadata is written under."""
     refresh_interval: Duration = Duration(300.0)
-    netinfo: bool = True  # ip and mac
+    """How often the host's metadata is read again."""
+    netinfo: bool = True
+    """Include ip and mac, the addresses of every interface but loopback."""
 
     def __post_init__(self) -> None:
         parse_path(self.target)

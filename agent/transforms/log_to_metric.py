@@ -52,11 +52,17 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One metric made from log events."""
 
     type: Literal["counter", "gauge", "histogram"]
+    """counter, gauge or histogram."""
     name: str
-    field: str | None = None  # counter: add its value instead of 1; gauge and histogram: the value
-    condition: str | None = None  # only events for which it holds
-    labels: dict[str, str] = msgspec.field(default_factory=dict)  # label name -> field path or template
-    buckets: list[float] | None = None  # histogram upper bounds; Prometheus's defaults when unset
+    """The metric's name ([a-zA-Z_:][a-zA-Z0-9_:]*)."""
+    field: str | None = None
+    """Field path of the value: a counter adds it instead of 1; a gauge or histogram needs it."""
+    condition: str | None = None
+    """Count only the events for which this condition holds."""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Label name: field path or template giving its value."""
+    buckets: list[float] | None = None
+    """Histogram upper bounds, increasing; Prometheus's defaults when unset."""
 
     def __post_init__(self) -> None:
         if not _METRIC_NAME.fullmatch(self.name):
@@ -86,9 +92,14 @@ class LogToMetricConfig(TransformConfig, tag="log_to_metric"):
     """Counters, gauges and histograms from log events, sent every ``interval`` as metric samples."""
 
     metrics: list[MetricSpec]
+    """The metrics to make."""
     interval: Duration = Duration(10.0)
-    expire_after: Duration = Duration(600.0)  # a series no event updated this long is forgotten
+    """How often the series are emitted as samples."""
+    expire_after: Duration = Duration(600.0)
+    """A series no event updated for this long is forgotten."""
     max_series: int = 10_000
+    """Series held at most (a histogram counts each of its series); an event that would start one more is not counted.
+    """
 
     def __post_init__(self) -> None:
         if not self.metrics:

@@ -43,14 +43,22 @@ Op = Callable[[dict[str, Any]], None]
 class ModifyConfig(TransformConfig, tag="modify"):
     """Field operations, applied in the order rename, move, copy, add, set, remove, tags_add."""
 
-    rename: dict[str, str] = {}  # old -> new, only when new does not exist (Fluent Bit's Rename)
-    move: dict[str, str] = {}  # old -> new, replacing new (Fluent Bit's Hard_rename, Logstash's rename)
-    copy: dict[str, str] = {}  # source -> target, replacing target (Hard_copy, Logstash's copy)
-    add: dict[str, Any] = {}  # only when the field does not exist
-    set: dict[str, Any] = {}  # always
+    rename: dict[str, str] = {}
+    """old: new, only when new does not exist yet (Fluent Bit's Rename)."""
+    move: dict[str, str] = {}
+    """old: new, replacing new (Fluent Bit's Hard_rename, Logstash's rename)."""
+    copy: dict[str, str] = {}
+    """source: target, replacing target (Fluent Bit's Hard_copy, Logstash's copy)."""
+    add: dict[str, Any] = {}
+    """field: value, only when the field does not exist; a value may name fields ('{{ request_id }}', %{request_id})."""
+    set: dict[str, Any] = {}
+    """field: value, always; a value may name fields."""
     remove: list[str] = []
-    tags_add: list[str] = []  # appended to ``tags_field`` (made a list), each once
+    """Field paths to delete."""
+    tags_add: list[str] = []
+    """Tags appended to tags_field (made a list), each at most once."""
     tags_field: str = "tags"
+    """The field tags_add appends to."""
 
     def __post_init__(self) -> None:
         compile_ops(self)  # a bad path or template is a config error at its key

@@ -25,11 +25,17 @@ class NestConfig(TransformConfig, tag="nest"):
     """Nest top-level keys under one key, or lift a nested object's keys to the top level."""
 
     operation: Literal["nest", "lift"]
-    wildcard: list[str] | str = []  # nest: the keys to move (a trailing * matches a prefix)
-    nest_under: str | None = None  # nest: where they go
-    nested_under: str | None = None  # lift: the object whose keys come up
+    """nest: move keys under one key; lift: bring a nested object's keys to the top level."""
+    wildcard: list[str] | str = []
+    """nest: the keys to move; a trailing * matches a prefix."""
+    nest_under: str | None = None
+    """nest: the key they are moved under."""
+    nested_under: str | None = None
+    """lift: the object whose keys come up."""
     add_prefix: str = ""
+    """Prefix added to each moved key."""
     remove_prefix: str = ""
+    """Prefix removed from each moved key."""
 
     def __post_init__(self) -> None:
         wildcards = [self.wildcard] if isinstance(self.wildcard, str) else self.wildcard

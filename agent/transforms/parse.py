@@ -50,21 +50,41 @@ class ParseConfig(TransformConfig, tag="parse"):
     """Parse raw lines, or ``field`` of structured events, with a codec (JSON by default)."""
 
     codec: Codec = "json"
-    pattern: str | None = None  # regex, grok
-    patterns: dict[str, str] = msgspec.field(default_factory=dict)  # grok: NAME -> regex
-    columns: list[str] = msgspec.field(default_factory=list)  # csv
-    delimiter: str = ","  # csv
-    field_split: str = " "  # key_value
-    value_split: str = "="  # key_value
+    """The parser: json, regex, grok, logfmt, key_value, syslog (RFC 5424 and 3164), apache or nginx (common and
+    combined), csv.
+    """
+    pattern: str | None = None
+    """regex: a pattern with named groups (RE2; (?<name>...) accepted); grok: a grok expression such as
+    %{COMBINEDAPACHELOG}.
+    """
+    patterns: dict[str, str] = msgspec.field(default_factory=dict)
+    """grok: your own pattern names, NAME: regex."""
+    columns: list[str] = msgspec.field(default_factory=list)
+    """csv: the names of the values, in order."""
+    delimiter: str = ","
+    """csv: the character between values."""
+    field_split: str = " "
+    """key_value: what separates one pair from the next."""
+    value_split: str = "="
+    """key_value: what separates a key from its value."""
     field: str = "message"
+    """The field of a structured event that is parsed (a raw line is parsed whole)."""
     target: str | None = None
+    """Put the parsed fields under this field instead of merging them into the event."""
     keep_original: bool = False
+    """Keep the parsed text (as message for a raw line) next to the parsed fields."""
     types: dict[str, FieldType] = msgspec.field(default_factory=dict)
+    """Convert fields after parsing: field name to int, float, bool or string."""
     when: Literal["always", "looks_like_json"] = "always"
+    """always, or looks_like_json: parse only values that start with { and end with }, pass others on untouched."""
     time_key: str | None = None
+    """Parsed field that sets @timestamp (it is removed unless time_keep)."""
     time_format: str = "iso8601"
+    """How time_key is written: iso8601, unix, unix_ms, or a strptime format (%L for milliseconds)."""
     time_keep: bool = False
+    """Keep time_key after it set @timestamp."""
     on_error: Literal["keep", "drop"] = "keep"
+    """A line that does not parse: keep passes it on marked with parse_error; drop drops it. Both count it."""
 
     def __post_init__(self) -> None:
         uses_pattern = self.codec in ("regex", "grok")

@@ -96,11 +96,17 @@ class RedactConfig(TransformConfig, tag="redact"):
     """Replace or hash personal data and secrets found in text fields."""
 
     patterns: list[PatternName] = msgspec.field(default_factory=lambda: list(BUILTIN))  # type: ignore[arg-type]
-    custom: dict[str, str] = {}  # name -> RE2 pattern (a group named "secret" limits what is replaced)
-    fields: list[str] = []  # paths to scan; none: every text value
+    """Built-in patterns to find: email, credit_card (Luhn-checked), ipv4, ipv6, bearer, api_key, jwt."""
+    custom: dict[str, str] = {}
+    """Your own patterns, name: RE2 regex; a group named secret limits what is replaced."""
+    fields: list[str] = []
+    """Field paths to scan; none: every text value of the event."""
     mode: Literal["replace", "hash"] = "replace"
+    """replace: put replacement instead; hash: an HMAC-SHA256 of the value keyed by hash_key, the same everywhere."""
     replacement: str = "[REDACTED]"
-    hash_key: str | None = None  # mode hash: the HMAC key (at least 16 characters; keep it secret)
+    """What a found value becomes in mode replace."""
+    hash_key: str | None = None
+    """Mode hash: the HMAC key, at least 16 characters; keep it secret (${file:PATH})."""
 
     def __post_init__(self) -> None:
         if self.mode == "hash" and (self.hash_key is None or len(self.hash_key) < 16):

@@ -31,7 +31,11 @@ class RouteConfig(TransformConfig, tag="route"):
     """Named outputs, each taking the events for which its condition holds; ``_unmatched`` takes the rest."""
 
     routes: dict[str, str]
-    exclusive: bool = False  # an event goes to the first route that matches only
+    """Output name to condition; downstream components read an output as <id>.<name>, and <id>._unmatched gets events no
+    route took.
+    """
+    exclusive: bool = False
+    """Send an event to the first route that matches only, instead of to every one."""
 
     def __post_init__(self) -> None:
         if not self.routes:

@@ -28,9 +28,15 @@ class SampleConfig(TransformConfig, tag="sample"):
     """Keep 1 in ``rate`` events, or the fraction ``ratio``; with ``key``, all events of one key value or none."""
 
     rate: int | None = None
+    """Keep 1 event in this many (set this or ratio)."""
     ratio: float | None = None
-    key: str | None = None  # a field path or a template
-    exclude: str | None = None  # a condition: events for which it holds are always kept
+    """Keep this fraction of events, more than 0 and at most 1 (set this or rate)."""
+    key: str | None = None
+    """Field path or template whose value decides by a stable hash, so all events of one value (a trace_id) are kept or
+    dropped together.
+    """
+    exclude: str | None = None
+    """Condition: events for which it holds are always kept."""
 
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.ratio is None):

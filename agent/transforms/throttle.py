@@ -31,10 +31,16 @@ class ThrottleConfig(TransformConfig, tag="throttle"):
     """Let ``threshold`` events per ``window`` through for each value of ``key`` (one budget without a key)."""
 
     threshold: int
+    """Events let through per window for each key value."""
     window: Duration = Duration(1.0)
-    key: str | None = None  # a field path or a template, e.g. "{{ kubernetes.namespace }}/{{ service }}"
-    exclude: str | None = None  # a condition: events for which it holds are never throttled
+    """Length of the fixed window the threshold applies to."""
+    key: str | None = None
+    """Field path or template giving each event's budget, e.g. '{{ kubernetes.namespace }}'; none: one budget for all.
+    """
+    exclude: str | None = None
+    """Condition: events for which it holds are never throttled."""
     max_keys: int = 10_000
+    """Key values counted per window at most; events of further values share one more budget of threshold."""
 
     def __post_init__(self) -> None:
         if self.threshold < 1:

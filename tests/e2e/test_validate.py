@@ -170,7 +170,8 @@ def test_schema_describes_components_and_units(tmp_path: Path) -> None:
     schema = json.loads(result.stdout)
     defs = schema["$defs"]
     assert {"GenerateConfig", "FileConfig", "ParseConfig", "SocketSinkConfig"} <= set(defs)
-    assert defs["FileConfig"]["properties"]["type"] == {"enum": ["file"]}
+    assert defs["FileConfig"]["properties"]["type"]["enum"] == ["file"]
+    assert defs["FileConfig"]["properties"]["path"]["description"]  # every property is described
     assert "integer" in json.dumps(defs["BufferConfig"]["properties"]["max_bytes"])
 
 

@@ -51,14 +51,25 @@ class ElasticsearchConfig(HttpSinkConfig, tag="elasticsearch"):
     """Index events into Elasticsearch or OpenSearch with `_bulk`."""
 
     endpoints: list[str]
+    """Base URLs of the nodes, used round-robin."""
     index: str = "agent-%Y.%m.%d"
+    """Index (or data stream) name: strftime codes take the event's time; {{ field }} templates its values."""
     mode: Literal["index", "data_stream"] = "index"
+    """index (index operations) or data_stream (create operations)."""
     id: str = "auto"
+    """_id of each document: auto (from file and offset, so a replay after a crash rewrites rather than duplicates),
+    none (Elasticsearch picks), or a field path.
+    """
     pipeline: str | None = None
+    """Ingest pipeline to run the documents through."""
     routing: str | None = None
+    """Field path whose value routes each document to a shard."""
     suppress_type_name: bool = True
+    """Leave _type out of the action lines (Elasticsearch 7 and later); false sends _type: _doc."""
     api_key: str | None = None
+    """Elasticsearch API key (base64 of id:key), sent as Authorization: ApiKey; or use auth."""
     endpoint_cooldown: Duration = Duration(30.0)
+    """How long an endpoint that refused connections is skipped."""
 
 
 @register("sink", "elasticsearch", ElasticsearchConfig, "Indexes events into Elasticsearch with _bulk.")

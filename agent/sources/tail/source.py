@@ -57,19 +57,36 @@ class TailConfig(SourceConfig, tag="tail"):
     """Follow files matching ``include`` (globs; symlinks followed), minus ``exclude``."""
 
     include: list[str]
+    """Globs of the files to read; symlinks (into /var/log/pods) are followed."""
     exclude: list[str] = []
+    """Globs of files to leave out, matched against the path."""
     format: Literal["auto", "docker", "cri", "raw"] = "auto"
+    """How lines are framed: docker (json-file), cri, raw (as they are), or auto (decided per file from its first line).
+    """
     read_from: Literal["beginning", "end"] = "end"
+    """Where files found at the very first start are read from; every later file is read from its beginning."""
     glob_interval: Duration = Duration(1.0)
+    """How often the globs are matched again for new files."""
     poll_interval: Duration = Duration(0.25)
+    """How often files are checked for new data when inotify is off or misses a change."""
     inotify: bool = True
+    """Wake up on inotify events instead of waiting for the next poll (Linux)."""
     max_open_files: int = 1024
+    """Open descriptors at most; with more files, they take turns."""
     max_line_bytes: ByteSize = ByteSize(256 * 1024)
+    """Longer lines are cut to this size, marked truncated: true and counted; the offsets after them stay exact."""
     read_bytes: ByteSize = ByteSize(256 * 1024)
+    """Bytes read from one file per round, so a chatty file cannot starve the others."""
     rotate_wait: Duration = Duration(5.0)
-    partial_flush_timeout: Duration = Duration(4.0)  # Fluent Bit's docker_mode_flush
+    """How long a renamed or deleted file is still read to its end."""
+    partial_flush_timeout: Duration = Duration(4.0)
+    """A partial record nothing completes (a CRI P line, a Docker piece without its newline) is emitted after this long,
+    marked partial: true (Fluent Bit's docker_mode_flush).
+    """
     checkpoint_grace: Duration = Duration(3600.0)
+    """Checkpoints of files not seen for this long are forgotten."""
     multiline: MultilineConfig | None = None
+    """Joins continuation lines (stack traces) into one event; none by default."""
 
 
 @register("source", "tail", TailConfig, "Tails log files: Docker json-file, CRI or plain lines.")
