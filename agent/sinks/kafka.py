@@ -337,19 +337,21 @@ class KafkaSink:
         else:
             records = list(zip(repeat(None) if keys is None else keys, values,
                                repeat(_NO_HEADERS) if headers is None else headers, strict=False))
-        if values and max(map(len, values)) > self.config.max_request_size - 200:
+        dropped = bool(values) and max(map(len, values)) > self.config.max_request_size - 200
+        if dropped:
             records = self._drop_too_large(records, events, ack)
-        by_topic: dict[str, list[int]] = {}
+        groups: dict[str, list[Any]]
         if topics is None:
-            by_topic[self.config.topic] = [i for i, record in enumerate(records) if record is not None]
+            groups = {self.config.topic: [r for r in records if r is not None] if dropped else records}
         else:
-            for i, record in enumerate(records):
+            groups = {}
+            for topic, record in zip(topics, records, strict=True):
                 if record is not None:
-                    by_topic.setdefault(topics[i], []).append(i)
+                    groups.setdefault(topic, []).append(record)
         try:
-            for topic, indexes in by_topic.items():
-                if indexes:
-                    await self._append(producer, topic, [records[i] for i in indexes], ack)
+            for topic, group in groups.items():
+                if group:
+                    await self._append(producer, topic, group, ack)
         except BaseException:  # stopped while waiting for a topic: what was not routed is not delivered
             ack.release(AckStatus.ERRORED)
             raise
