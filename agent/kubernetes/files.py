@@ -9,7 +9,7 @@ name (``namespace``, ``pod``, ``container_id``); nothing here imports a source o
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 FORGET_CLOSED_AFTER = 3600.0  # when a pod's last file closed is remembered this long at most
@@ -51,9 +51,13 @@ class ContainerFiles:
             if len(self.closed_at) > 4096:
                 self._forget_old(now)
 
-    def is_open(self, pod_key: str) -> bool:
-        """Whether a file of the pod ``namespace/name`` is being read."""
-        return pod_key in self.open
+    def is_open(self, pod_key: str, container_ids: Collection[str] = ()) -> bool:
+        """Whether a file of the pod ``namespace/name`` is being read (of one of ``container_ids``, if any is
+        given: a pod recreated under its name has other containers)."""
+        containers = self.open.get(pod_key)
+        if containers is None:
+            return False
+        return not container_ids or any(cid in containers for cid in container_ids)
 
     def last_closed(self, pod_key: str) -> float | None:
         """When the pod's last open file was closed (monotonic), if that is remembered."""

@@ -59,7 +59,10 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
 
     def statuses(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         return [{"name": s.get("name", ""), "containerID": s.get("containerID", ""), "image": s.get("image", ""),
-                 "imageID": s.get("imageID", "")} for s in items or []]
+                 "imageID": s.get("imageID", ""),
+                 # the previous instance of a restarted container: the kubelet keeps its log file too
+                 "lastContainerID": ((s.get("lastState") or {}).get("terminated") or {}).get("containerID", "")}
+                for s in items or []]
 
     trimmed_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels", "annotations",
                                          "creationTimestamp", "deletionTimestamp") if k in meta}
@@ -93,6 +96,23 @@ def pod_key(pod: dict[str, Any]) -> str:
 
 def namespace_key(namespace: dict[str, Any]) -> str:
     return str((namespace.get("metadata") or {}).get("name", ""))
+
+
+def container_ids(pod: dict[str, Any]) -> list[str]:
+    """The ids (without ``containerd://`` / ``docker://``) of the containers the pod's status lists, previous
+    instances of restarted ones included: the ids in its log files' names."""
+    status = pod.get("status") or {}
+    return [cid.partition("://")[2] or cid
+            for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+            for cid in (s.get("containerID"), s.get("lastContainerID")) if cid]
+
+
+def runs_another_instance(pod: dict[str, Any], container: str, container_id: str) -> bool:
+    """Whether the pod's status lists container ``container`` with an id other than ``container_id``."""
+    status = pod.get("status") or {}
+    return any(s.get("name") == container and s.get("containerID") and
+               (s["containerID"].partition("://")[2] or s["containerID"]) != container_id
+               for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []))
 
 
 def pod_owner(pod: dict[str, Any]) -> dict[str, str] | None:
@@ -377,10 +397,13 @@ class ResourceWatcher:
 
 
 class PodWatcher(ResourceWatcher):
-    """The pods of one node, listed then watched (``pods``, ``get``, ``by_uid``, ``find``), with listeners.
+    """The pods of one node, listed then watched (``pods``, ``get``, ``by_uid``, ``find``,
+    ``find_container``), with listeners.
 
     ``find`` also answers for a deleted pod while a file of it is open (``files``), then for
-    ``deleted_pod_grace`` seconds (the longest any user asked for: :meth:`retain_deleted_for`).
+    ``deleted_pod_grace`` seconds (the longest any user asked for: :meth:`retain_deleted_for`). Deleted pods are
+    kept by uid: a pod recreated under its name (a StatefulSet's) does not replace the old one for the old
+    container's files, which ``find_container`` tells apart by the container id in their names.
     """
 
     def __init__(self, client: KubeClient, node: str, *, label_selector: str | None = None,
@@ -394,9 +417,11 @@ class PodWatcher(ResourceWatcher):
         self.files = files if files is not None else container_files
         self.clock = clock
         self.deleted_pod_grace = 0.0
-        self.deleted: dict[str, tuple[dict[str, Any], float]] = {}  # key -> (pod, when deleted)
-        self._uids: dict[str, str] = {}
-        self._sizes: dict[str, int] = {}  # key -> deep size of the pod kept (live or deleted)
+        self.deleted: dict[str, tuple[dict[str, Any], float]] = {}  # uid -> (pod, when deleted)
+        self._deleted_names: dict[str, str] = {}  # key -> uid of the last pod of that name deleted, if kept
+        self._uids: dict[str, str] = {}  # uid -> key, live pods
+        self._containers: dict[str, dict[str, Any]] = {}  # container id -> its pod (live or deleted, kept)
+        self._sizes: dict[str, int] = {}  # uid (else key) -> deep size of the pod kept (live or deleted)
         self._bytes = 0
         self._next_prune = 0.0
 
@@ -420,8 +445,21 @@ class PodWatcher(ResourceWatcher):
         pod = self.objects.get(key)
         if pod is not None:
             return pod
-        kept = self.deleted.get(key)
+        uid = self._deleted_names.get(key)
+        kept = self.deleted.get(uid) if uid is not None else None
         return kept[0] if kept is not None else None
+
+    def find_container(self, namespace: str, name: str, container_id: str) -> tuple[dict[str, Any] | None, bool]:
+        """The pod (live, or deleted and kept) ``namespace/name`` whose status lists ``container_id``, and True;
+        else what ``find`` answers, and False (the id is not known: the pod's status may not list it yet)."""
+        if self.deleted:
+            self._maybe_prune()
+        pod = self._containers.get(container_id) if container_id else None
+        if pod is not None:
+            meta = pod["metadata"]
+            if meta.get("name") == name and meta.get("namespace") == namespace:
+                return pod, True
+        return self.find(namespace, name), False
 
     def _maybe_prune(self) -> None:
         now = self.clock()
@@ -437,10 +475,10 @@ class PodWatcher(ResourceWatcher):
         super().adopt(previous)
         if isinstance(previous, PodWatcher):
             self.deleted_pod_grace = max(self.deleted_pod_grace, previous.deleted_pod_grace)
-            for key, kept in previous.deleted.items():
-                if key not in self.objects:
-                    self.deleted[key] = kept
-                    self._account(key, kept[0])
+            for ident, (pod, deleted_at) in previous.deleted.items():
+                live = self.objects.get(pod_key(pod))
+                if live is None or _ident(live) != ident:
+                    self._keep_deleted(pod, deleted_at)
 
     def retain_deleted_for(self, seconds: float) -> None:
         """Keep deleted pods at least ``seconds`` after their last file closed (the longest asked wins)."""
@@ -449,10 +487,12 @@ class PodWatcher(ResourceWatcher):
     def memory_bytes(self) -> int:
         """What the cache holds: every object of every trimmed pod kept, and the indexes."""
         self._maybe_prune()
-        indexes = (self.objects, self.deleted, self._uids, self._sizes)
+        indexes = (self.objects, self.deleted, self._deleted_names, self._uids, self._containers, self._sizes)
         return self._bytes + sum(sys.getsizeof(index) for index in indexes) + sum(
             sys.getsizeof(entry) for entry in self.deleted.values()) + sum(
-            sys.getsizeof(uid) + sys.getsizeof(key) for uid, key in self._uids.items())
+            sys.getsizeof(uid) + sys.getsizeof(key) for uid, key in self._uids.items()) + sum(
+            sys.getsizeof(cid) for cid in self._containers) + sum(
+            sys.getsizeof(key) for key in self._deleted_names)
 
     def size(self) -> int:
         """Pods kept, deleted ones included."""
@@ -464,23 +504,50 @@ class PodWatcher(ResourceWatcher):
         return self.find(namespace, name) or await self.wait_for(f"{namespace}/{name}", within)
 
     def _stored(self, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if old is None and key in self.deleted:  # deleted, and back under the same name
-            self.deleted.pop(key)
-        self._account(key, obj)
+        ident = _ident(obj)
+        if old is not None:
+            if _ident(old) != ident:  # replaced under its name unseen (a relist after an outage): deleted
+                self._uids.pop(old["metadata"].get("uid", ""), None)
+                self._keep_deleted(old, self.clock())
+            else:
+                self._unindex(old)
+        self._deleted_names.pop(key, None)  # the name is the live pod's; a deleted one stays for its containers
+        kept = self.deleted.pop(ident, None)  # the same pod back (a reconciling list)
+        if kept is not None:
+            self._unindex(kept[0])
+        self._account(ident, obj)
+        for cid in container_ids(obj):
+            self._containers[cid] = obj
         if uid := obj["metadata"].get("uid"):
             self._uids[uid] = key
 
     def _removed(self, key: str, obj: dict[str, Any]) -> None:
         self._uids.pop(obj["metadata"].get("uid", ""), None)
         now = self.clock()
-        self.deleted[key] = (obj, now)
+        self._keep_deleted(obj, now)
         self.prune(now)
 
-    def _account(self, key: str, obj: dict[str, Any] | None) -> None:
-        self._bytes -= self._sizes.pop(key, 0)
+    def _keep_deleted(self, pod: dict[str, Any], deleted_at: float) -> None:
+        ident = _ident(pod)
+        self.deleted[ident] = (pod, deleted_at)
+        key = pod_key(pod)
+        if key not in self.objects or self.objects[key] is pod:
+            self._deleted_names[key] = ident
+        self._account(ident, pod)
+        for cid in container_ids(pod):
+            self._containers[cid] = pod
+
+    def _unindex(self, pod: dict[str, Any]) -> None:
+        """Forget the container ids of this version of a pod (those still pointing at it)."""
+        for cid in container_ids(pod):
+            if self._containers.get(cid) is pod:
+                del self._containers[cid]
+
+    def _account(self, ident: str, obj: dict[str, Any] | None) -> None:
+        self._bytes -= self._sizes.pop(ident, 0)
         if obj is not None:
             size = deep_size(obj)
-            self._sizes[key] = size
+            self._sizes[ident] = size
             self._bytes += size
 
     def prune(self, now: float) -> None:
@@ -488,15 +555,23 @@ class PodWatcher(ResourceWatcher):
         after their last file closed."""
         self._next_prune = now + PRUNE_EVERY
         grace = self.deleted_pod_grace
-        for key, (_, deleted_at) in list(self.deleted.items()):
-            if self.files.is_open(key):
+        for ident, (pod, deleted_at) in list(self.deleted.items()):
+            key = pod_key(pod)
+            if self.files.is_open(key, container_ids(pod)):
                 continue
             closed = self.files.last_closed(key)
             since = max(deleted_at, closed) if closed is not None else deleted_at
             if now - since >= grace:
-                del self.deleted[key]
-                if key not in self.objects:
-                    self._account(key, None)
+                del self.deleted[ident]
+                if self._deleted_names.get(key) == ident:
+                    del self._deleted_names[key]
+                self._unindex(pod)
+                self._account(ident, None)
+
+
+def _ident(pod: dict[str, Any]) -> str:
+    """A pod's uid (its name's key if it has none): a pod recreated under its name is another pod."""
+    return str(pod["metadata"].get("uid") or pod_key(pod))
 
 
 class NamespaceWatcher(ResourceWatcher):

@@ -56,6 +56,7 @@ from agent.kubernetes.pods import (
     PodWatcher,
     node_name,
     pod_owner,
+    runs_another_instance,
     shared_namespace_watcher,
     shared_pod_watcher,
 )
@@ -428,13 +429,16 @@ class KubernetesTransform:
         if pods is None or not pods.synced.is_set():
             return "api_unavailable"
         namespace, name, container, cid = file
-        pod = pods.find(namespace, name)
+        pod, by_container_id = pods.find_container(namespace, name, cid)
         if pod is None:
             if not pods.healthy:
                 return "api_unavailable"
             if may_wait and self.wait > 0 and file not in self._gave_up:
                 return WAIT
             return "not_found"
+        if (not by_container_id and may_wait and self.wait > 0 and file not in self._gave_up
+                and runs_another_instance(pod, container, cid)):
+            return WAIT  # the pod of that name runs another container there: a new one not in its status yet?
         ns_obj = self.namespaces.get(namespace) if self.namespaces is not None else None
         meta = self._resolved.get(file)
         if meta is not None and meta.pod is pod and meta.namespace is ns_obj:

@@ -131,8 +131,6 @@ def test_migrate_with_the_configs_own_parsers_file_also_given_by_flag_reports_no
     assert "defined before" not in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a file is matched to its pod by name only: a StatefulSet pod recreated "
-                                       "under its name lends its metadata to the old pod's lines; remove when fixed")
 async def test_a_pod_recreated_under_its_name_does_not_relabel_the_old_pods_last_lines(tmp_path: Path) -> None:
     """A StatefulSet's `db-0` is deleted and created again (new uid, new container): the file of the old container
     (its id is in the file name) still has lines; they keep the old pod's metadata, the new file gets the new."""

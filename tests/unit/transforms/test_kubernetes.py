@@ -319,6 +319,59 @@ def test_after_the_wait_the_file_goes_on_with_its_file_name_fields_and_does_not_
     assert acks == [AckStatus.DELIVERED]
 
 
+def _instance(pod: dict[str, Any], uid: str, cid: str, previous: str | None = None) -> dict[str, Any]:
+    """``pod`` as another pod under its name (``uid``) or another instance of its container (``cid``)."""
+    view = trim_pod(pod)
+    view["metadata"] = {**view["metadata"], "uid": uid, "resourceVersion": uid + cid}
+    view["status"]["containerStatuses"] = [{**view["status"]["containerStatuses"][0],
+                                            "containerID": f"containerd://{cid}",
+                                            "lastContainerID": f"containerd://{previous}" if previous else ""}]
+    return view
+
+
+def test_a_restarted_containers_new_file_waits_for_the_status_that_lists_it_and_the_old_file_keeps_its_pod() -> None:
+    clock = Clock()
+    pods = cache(WEB, clock=clock)
+    t = build(pods, clock=clock, wait_for_pod="2s")
+    name, uid, new_cid = "web-7d4b9c8f6d-x2x9z", "uid-default-web-7d4b9c8f6d-x2x9z", "f" * 64
+    new_src = file_fields(name, cid=new_cid)
+    assert t.process(lines(new_src, "restarted")) is None  # the status lists the old instance: wait for it
+    restarted = _instance(WEB, uid, new_cid, previous=CID)
+    restarted["metadata"]["labels"] = {"app": "web", "restarts": "1"}
+    pods._store(restarted)
+    out = t.flush()
+    assert out is not None and out.events[0]["kubernetes"]["labels"] == {"app": "web", "restarts": "1"}
+    old = t.process(lines(file_fields(name), "the old instance's last line"))  # its id is the lastState's
+    assert old is not None and old.events[0]["kubernetes"]["pod_id"] == uid
+    assert misses(t) == {}
+    later = file_fields(name, cid="e" * 64)  # an instance the status never lists: the pod of that name, at last
+    assert t.process(lines(later, "x")) is None
+    clock.now += 2.0
+    out = t.flush()
+    assert out is not None and out.events[0]["kubernetes"]["pod_id"] == uid
+
+
+def test_a_pod_replaced_under_its_name_unseen_is_kept_for_the_old_containers_files() -> None:
+    """A relist after an outage finds `web-...` with another uid (deleted and created meanwhile): the old
+    container's file still gets the old pod, kept while that file is open."""
+    clock, files = Clock(), ContainerFiles()
+    pods = cache(WEB, clock=clock, files=files)
+    t = build(pods, clock=clock, deleted_pod_grace="0s")
+    name = "web-7d4b9c8f6d-x2x9z"
+    old_src = file_fields(name)
+    files.opened(old_src)
+    pods._store(_instance(WEB, "uid-second", "d" * 64))
+    old = t.process(lines(old_src, "old"))
+    new = t.process(lines(file_fields(name, cid="d" * 64), "new"))
+    assert old is not None and old.events[0]["kubernetes"]["pod_id"] == "uid-default-web-7d4b9c8f6d-x2x9z"
+    assert new is not None and new.events[0]["kubernetes"]["pod_id"] == "uid-second"
+    assert pods.size() == 2
+    files.closed(old_src)
+    pods.prune(clock.now + 1e9)  # the registry's close time is monotonic real time
+    assert pods.size() == 1 and pods.find(name=name, namespace="default") is pods.get("default", name)
+    assert pods.find_container("default", name, CID) == (pods.get("default", name), False)
+
+
 def test_when_the_input_ends_every_held_batch_goes() -> None:
     clock = Clock()
     t = build(cache(clock=clock), clock=clock, wait_for_pod="1h")
