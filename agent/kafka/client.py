@@ -20,8 +20,11 @@ class SaslConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """SASL credentials: ``mechanism`` PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with ``username`` and ``password``."""
 
     mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    """SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."""
     username: str
+    """User name."""
     password: str
+    """Password (use ${VAR} or ${file:PATH}; it never appears in logs)."""
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"SaslConfig(mechanism={self.mechanism!r}, username={self.username!r}, password=<redacted>)"

@@ -71,24 +71,47 @@ class KafkaSinkConfig(SinkConfig, tag="kafka"):
     """Write events to Kafka topics (see the module docstring)."""
 
     bootstrap_servers: list[str]
+    """Brokers to connect to first, as host:port; the rest of the cluster is learnt from them."""
     topic: str
+    """Topic of each event: a name, or a template of fields ("logs-{{ kubernetes.namespace }}") and strftime
+    codes of the event's time."""
     default_topic: str | None = None
+    """Topic of events that lack a field the topic names (counted); needed when the topic names fields."""
     key: str | None = None
-    headers: dict[str, str] = {}  # header name -> field path
+    """Field (or template of fields) whose value is the record key: one key, one partition (Java's murmur2);
+    none: events go to the partitions in turn, a whole input batch at a time."""
+    headers: dict[str, str] = {}
+    """Record headers: header name -> the field whose value (as text) it carries; missing fields are left out."""
     encoding: Encoding = "json"
+    """Record value: json (one JSON object), msgpack (one map) or raw (the message field's bytes)."""
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    """Compression of the record batches (lz4 and gzip at librdkafka's levels)."""
     acks: Literal["all", 1, 0] = "all"
+    """What the brokers confirm before a batch counts as delivered: all in-sync replicas, the leader (1), or
+    nothing (0)."""
     idempotent: bool = False
+    """Idempotent producer (needs acks all and a broker that grants producer ids; one that refuses ends
+    start-up with a clear error)."""
     linger: Duration = Duration(0.005)
+    """How long a partition's record batch may wait to fill before it is sent."""
     max_batch_bytes: ByteSize = ByteSize(1024 * 1024)
+    """Size of a partition's record batch (before compression) at which it is sent."""
     max_request_size: ByteSize = ByteSize(1024 * 1024)
+    """Largest record; a bigger event goes to the dead letter with reason too_large."""
     request_timeout: Duration = Duration(30.0)
+    """How long a produce or metadata request may take before it is retried."""
     retry_initial_backoff: Duration = Duration(0.5)
+    """First wait before sending events again that the brokers did not take; it doubles (with jitter)."""
     retry_max_backoff: Duration = Duration(30.0)
+    """Longest wait between retries; they never stop: the data is held, then the sources wait."""
     client_id: str | None = None
+    """Client id the brokers see (and log); none: aiokafka's own."""
     sasl: SaslConfig | None = None
+    """SASL credentials (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512); none: no SASL."""
     tls: TlsConfig | None = None
+    """TLS to the brokers ({} for the system CAs); none: plain TCP."""
     dead_letter: DeadLetterConfig | None = None
+    """Where events that can never be sent (too large) are written, with the reason; none: counted only."""
 
     def __post_init__(self) -> None:
         check_servers(self.bootstrap_servers)
