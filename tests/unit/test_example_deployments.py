@@ -6,6 +6,10 @@ beginning; a socket source listens on a free port of 127.0.0.1; every sink becom
 inputs, whose path is the Elasticsearch index template when the sink had one (the `file` sink names files by
 the event's time, as Elasticsearch picks indices). The records each output received are compared field by field
 with tests/data/pipelines/<name>.expected.json, written by hand from what the original deployment would produce.
+kubernetes-daemonset.yaml's `kubernetes` stage asks the fake API server (tests/fakes/kubernetes.py) for its pods.
+
+metrics.yaml scrapes a fake exporter per target (tests/fakes/exporter.py) and remote-writes into the fake
+receiver (tests/fakes/remote_write.py), its intervals and timeouts divided by SCALE.
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ DATA = ROOT / "tests" / "data" / "pipelines"
 NODE_NAME = "vm-insights-01"
 
 
-def for_test(path: Path, root: Path, port: int) -> tuple[str, list[str]]:
-    """The pipeline's text with its edges swapped as the module docstring says, and the ids of its sinks."""
+def for_test(path: Path, root: Path, port: int, transforms: dict[str, dict[str, Any]] | None = None
+             ) -> tuple[str, list[str]]:
+    """The pipeline's text with its edges swapped as the module docstring says (and `transforms` merged into
+    the transforms of those ids), and the ids of its sinks."""
     config = yaml.safe_load(path.read_text())
+    for transform_id, settings in (transforms or {}).items():
+        config["transforms"][transform_id].update(settings)
     config.update(data_dir=str(root / "data"), api={"enabled": False}, shutdown_timeout="5s")
     for source in config["sources"].values():
         if source["type"] == "tail":
@@ -87,11 +95,11 @@ def read_expected(path: Path) -> dict[str, list[Any]]:
 
 
 async def run_deployment(name: str, tmp_path: Path, port: int, beats: bytes = b"",
-                         pipeline: Path | None = None) -> dict[str, list[Any]]:
-    """Runs pipelines/<name>.yaml (or `pipeline`) on its sample input until every expected record is out."""
+                         transforms: dict[str, dict[str, Any]] | None = None) -> dict[str, list[Any]]:
+    """Runs pipelines/<name>.yaml on its sample input until every expected record is out."""
     expected = read_expected(DATA / f"{name}.expected.json")
     shutil.copytree(DATA / name, tmp_path / "in")
-    text, _ = for_test(pipeline or ROOT / "pipelines" / f"{name}.yaml", tmp_path, port)
+    text, _ = for_test(ROOT / "pipelines" / f"{name}.yaml", tmp_path, port, transforms)
     topo = Topology(load_texts([(text, f"{name}.yaml")]), StatsRegistry())
     task = asyncio.create_task(topo.run())
     try:
@@ -119,11 +127,47 @@ def assert_outputs(expected: dict[str, list[Any]], root: Path) -> None:
         assert sorted((stable(r) for r in got[output]), key=key) == sorted(records, key=key), output
 
 
-async def test_fluent_bit_daemonset(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+K8S_TOKEN = "daemonset-token"
+
+
+def mobius_pod(name: str, container: str, container_id: str, labels: dict[str, str],
+               annotations: dict[str, str]) -> dict[str, Any]:
+    """A running pod of mobius-production on node-a, as the API serves it (one container, a ReplicaSet owner)."""
+    from fakes.kubernetes import make_pod
+
+    image = f"registry.example.com/mobius/{container}:1.4.2"
+    return make_pod(name, "mobius-production", node="node-a",
+                    metadata={"labels": labels, "annotations": annotations, "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name.rsplit("-", 1)[0],
+                         "uid": f"uid-rs-{name}", "controller": True}]},
+                    spec={"nodeName": "node-a", "containers": [{"name": container, "image": image}]},
+                    status={"phase": "Running", "podIP": "10.42.0.7", "hostIP": "192.168.0.1", "containerStatuses": [
+                        {"name": container, "image": image, "containerID": f"containerd://{container_id}"}]})
+
+
+async def test_kubernetes_daemonset(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubernetes-daemonset.yaml (`agent migrate fluent-bit` of fluent-bit.conf) with its pods served by the fake
+    API server: pod metadata from the API, Merge_Log with Keep_Log Off, K8S-Logging.Parser (the worker's
+    fluentbit.io/parser annotation) and K8S-Logging.Exclude (the debug pod), nest lift, modify add, the daily
+    index by the event's time, and the same records to Datadog; kube-system and other namespaces not read."""
+    from fakes.kubernetes import FakeKubernetes
+
     monkeypatch.setenv("AGENT_API_TOKEN", "secret")
     monkeypatch.setenv("DD_API_KEY", "secret")
-    expected = await run_deployment("fluent-bit", tmp_path, free_port,
-                                    pipeline=ROOT / "pipelines" / "examples" / "fluent-bit.yaml")
+    async with FakeKubernetes(token=K8S_TOKEN) as k8s:
+        k8s.add_pod(mobius_pod("mobius-api-7d9f6c5b4-x2k8p", "api", "3f2a9c1e" * 8,
+                               {"app": "mobius-api", "pod-template-hash": "7d9f6c5b4"}, {"team": "checkout"}))
+        k8s.add_pod(mobius_pod("mobius-worker-5c8d7f9b6-q4wzn", "worker", "b71d04e6" * 8,
+                               {"app": "mobius-worker", "pod-template-hash": "5c8d7f9b6"}, {"fluentbit.io/parser": "mobius_app_parser"}))
+        k8s.add_pod(mobius_pod("mobius-debug-6c4f8d7b5-z9r2t", "debug", "5e6f7a8b" * 8,
+                               {"app": "mobius-debug"}, {"fluentbit.io/exclude": "true"}))
+        kubeconfig = tmp_path / "kubeconfig"  # the fake API server in place of the in-cluster one
+        kubeconfig.write_text(orjson.dumps({
+            "current-context": "fake", "contexts": [{"name": "fake", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": {"server": k8s.url}}],
+            "users": [{"name": "u", "user": {"token": K8S_TOKEN}}]}).decode())
+        expected = await run_deployment("kubernetes-daemonset", tmp_path, free_port, transforms={
+            "kubernetes": {"kubeconfig": str(kubeconfig), "node_name": "node-a"}})
     assert_outputs(expected, tmp_path)
 
 

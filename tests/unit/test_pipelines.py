@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
-PIPELINES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.yaml"))
+PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+PIPELINES = sorted(PIPELINES_DIR.glob("*.yaml"))
+# one per deployment of ../shared/examples and of the Kafka tier (pipelines/README.md)
+DEPLOYMENTS = {"kubernetes-daemonset.yaml", "vm-filebeat.yaml", "logstash-central.yaml", "metrics.yaml",
+               "edge-kafka.yaml", "aggregator-kafka.yaml"}
 
 
-def test_there_are_example_pipelines() -> None:
-    assert len(PIPELINES) >= 3
+def test_every_deployment_has_its_pipeline() -> None:
+    assert DEPLOYMENTS <= {path.name for path in PIPELINES}
+    assert not (PIPELINES_DIR / "examples").exists()  # one file per deployment, at the top level
+
+
+def test_the_readme_has_a_line_for_each_pipeline() -> None:
+    listed = set(re.findall(r"^\| \[([\w.-]+\.yaml)\]", (PIPELINES_DIR / "README.md").read_text(), re.M))
+    assert listed == {path.name for path in PIPELINES}
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
