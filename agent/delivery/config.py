@@ -121,6 +121,6 @@ class HttpSinkConfig(SinkConfig, kw_only=True):
     auth: AuthConfig | None = None
     """Credentials sent with every request; none by default."""
     dead_letter: DeadLetterConfig | None = None
-    """Where events the peer refused for good are written; none: they are counted as discarded."""
+    """Where events the peer refused for good are written, with the reason (counted as discarded either way)."""
     healthcheck: bool = True
     """Check the peer at start-up and warn if it cannot be reached (the agent starts anyway)."""

@@ -101,7 +101,7 @@ class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_
     tls_config: TLSConfig = msgspec.field(default_factory=TLSConfig)
     """TLS for an https url."""
     dead_letter: DeadLetterConfig | None = None
-    """Where samples the receiver refused for good are written; none: they are counted as discarded."""
+    """Where samples the receiver refused for good are written, with its message (counted as discarded either way)."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
