@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import logging
 import platform
 import shutil
 import socket
@@ -190,7 +191,12 @@ async def test_logstash_central_tier(tmp_path: Path, free_port: int, monkeypatch
 # -- metrics.yaml: every job against its own fake exporter, into a fake remote-write receiver ---------------
 
 SCALE = 50  # every interval and timeout of the pipeline divided by this: 15s -> 300ms, 30s -> 600ms
-PASSWORD = "rotated-s3cret"
+PASSWORD = "first-s3cret"
+ROTATED = "rotated-s3cret"
+
+
+def basic_auth(password: str) -> str:
+    return "Basic " + base64.b64encode(f"insights-prod:{password}".encode()).decode()
 
 
 def scaled(duration: str) -> str:
@@ -213,7 +219,12 @@ def test_metrics_jobs_resolve_to_their_intervals_and_timeouts() -> None:
                         "nginx": (15, 10), "insights-health": (30, 10)}
 
 
-async def test_metrics_pipeline_scrapes_every_job_and_remote_writes_with_basic_auth(tmp_path: Path) -> None:
+async def test_metrics_pipeline_scrapes_every_job_and_remote_writes_with_basic_auth(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each job's targets scraped at its path and interval, their series labelled with job, instance and the
+    external labels (a label an exporter set is kept), written with the basic-auth header from the password
+    file, read again once it changes, and never logged."""
+    caplog.set_level(logging.DEBUG)
     from fakes.exporter import FakeExporter
     from fakes.remote_write import FakeRemoteWrite
 
@@ -236,7 +247,8 @@ async def test_metrics_pipeline_scrapes_every_job_and_remote_writes_with_basic_a
                 fakes = []
                 for target in group["targets"]:
                     exporter = await stack.enter_async_context(FakeExporter())
-                    exporter.serve(path, f'# TYPE exporter_info gauge\nexporter_info{{original="{target}"}} 1\n')
+                    exporter.serve(path, f'# TYPE exporter_info gauge\nexporter_info{{original="{target}"}} 1\n'
+                                         f'# TYPE exporter_cluster gauge\nexporter_cluster{{cluster="own"}} 1\n')
                     exporters[target] = exporter
                     fakes.append(exporter.base.removeprefix("http://"))
                 group["targets"] = fakes
@@ -263,18 +275,24 @@ async def test_metrics_pipeline_scrapes_every_job_and_remote_writes_with_basic_a
         task = asyncio.create_task(topo.run())
         try:
             await wait_for(enough, timeout=15)
+            first_writes = len(receiver.requests)
+            (tmp_path / "password").write_text(ROTATED)  # rotated: the next writes use the new one
+            await wait_for(lambda: any(r.headers.get("authorization") == basic_auth(ROTATED)
+                                       for r in receiver.requests[first_writes:]), timeout=5)
         finally:
             topo.request_stop()
             assert await asyncio.wait_for(task, 10) == 0
 
     assert receiver.violations == []
-    # every write carries the basic-auth header made from the password file, and nothing else of it
-    expected_auth = "Basic " + base64.b64encode(f"insights-prod:{PASSWORD}".encode()).decode()
-    writes = [r for r in receiver.requests if r.path == "/api/v1/write"]
-    assert writes and all(r.headers.get("authorization") == expected_auth for r in writes)
-    # every series has the external labels
-    assert all({("cluster", "insights-prod"), ("environment", "production")} <= set(labels)
-               for labels, _ in receiver.series)
+    # every write carries the basic-auth header made from the password file: the first one, then the rotated
+    writes = [r.headers.get("authorization") for r in receiver.requests if r.path == "/api/v1/write"]
+    assert writes[0] == basic_auth(PASSWORD) and writes[-1] == basic_auth(ROTATED)
+    assert set(writes) == {basic_auth(PASSWORD), basic_auth(ROTATED)}
+    assert PASSWORD not in caplog.text and ROTATED not in caplog.text
+    # every series has the external labels, but a label the exporter set stays the exporter's
+    for labels, _ in receiver.series:
+        cluster = "own" if ("__name__", "exporter_cluster") in labels else "insights-prod"
+        assert {("cluster", cluster), ("environment", "production")} <= set(labels), labels
     seen = ups()
     for job_name, (path, interval, originals) in jobs.items():
         for original in originals:
