@@ -16,7 +16,7 @@ log = logging.getLogger("agent.sinks.blackhole")
 
 
 class BlackholeConfig(SinkConfig, tag="blackhole"):
-    """Discard everything; optionally log the running totals every ``print_interval``."""
+    """Acknowledge and discard everything (logs or metrics), counting it; for tests and benchmarks."""
 
     input_types: ClassVar[frozenset[str]] = frozenset({"logs", "metrics"})
     print_interval: Duration | None = None

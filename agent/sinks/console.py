@@ -28,7 +28,11 @@ from agent.sinks.delivery import deliver_each
 
 
 class ConsoleConfig(SinkConfig, tag="console"):
-    """Print events; ``encoding: json`` writes one JSON object per line, ``text`` the message."""
+    """Print events to stdout or stderr: one JSON object per line, or the message as text.
+
+    Writes happen off the event loop: a terminal or pipe that stops reading slows only this sink (and, through its
+    buffer, the sources), never the API or other sinks.
+    """
 
     input_types: ClassVar[frozenset[str]] = frozenset({"logs", "metrics"})
     target: Literal["stdout", "stderr"] = "stdout"

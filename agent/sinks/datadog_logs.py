@@ -90,11 +90,12 @@ class DatadogLogsBatchConfig(BatchConfig, kw_only=True):
 
 
 class DatadogLogsConfig(DatadogConfig, tag="datadog_logs", kw_only=True):
-    """Send logs to Datadog's logs intake; ``endpoint`` defaults to ``https://http-intake.logs.<site>``.
+    """Send logs to Datadog's logs intake (``POST /api/v2/logs`` on ``http-intake.logs.<site>``).
 
-    ``service``, ``ddsource``, ``ddtags`` and ``hostname`` are defaults for
-    events that do not carry their own. ``validate_endpoint`` (default
-    ``https://api.<site>``) is where the start-up check validates the key.
+    ``service``, ``ddsource``, ``ddtags`` and ``hostname`` are defaults for events that do not carry their own
+    (``dd_service``, ``dd_source``, ``dd_tags`` fields). The intake's limits are kept (1,000 entries and 5 MB per
+    request, 1 MB per entry: longer messages are cut and counted). A refused API key (401/403) stops delivery loudly but
+    keeps the data: requests are held and retried, so fixing the key gets everything through.
     """
 
     service: str | None = None

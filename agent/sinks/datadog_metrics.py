@@ -68,10 +68,10 @@ _CUMULATIVE_SUFFIXES = ("_bucket", "_count", "_sum")
 
 
 class DatadogMetricsConfig(DatadogConfig, tag="datadog_metrics", kw_only=True):
-    """Send metrics to Datadog's series API v2; ``endpoint`` defaults to ``https://api.<site>``.
+    """Send metrics to Datadog's series API v2 (``POST /api/v2/series`` on ``api.<site>``).
 
-    ``validate_endpoint`` (default: the endpoint) is where the start-up check
-    validates the key.
+    Gauges are sent as gauges, counters as count deltas per interval (the first sample of a series sets its baseline; a
+    lower value is a reset); labels become tags. Payloads stay within 512 kB.
     """
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})

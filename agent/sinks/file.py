@@ -54,7 +54,11 @@ _MAX_VALUE_BYTES = 200  # a file name is at most 255 bytes
 
 
 class FileConfig(SinkConfig, tag="file"):
-    """Write events to files; ``path`` may hold strftime codes and ``{{ field }}`` templates."""
+    """Write events to files; ``path`` may hold strftime codes (the event's time) and ``{{ field }}`` templates.
+
+    With ``compression`` every batch is one complete gzip member or zstd frame, and a failed write is cut back, so a
+    file never holds a broken or repeated batch. Files rotate to ``.1``, ``.2``, ... past ``max_bytes``.
+    """
 
     path: str
     """File to write; strftime codes take the event's time (else now), {{ field }} templates its values, made safe for a

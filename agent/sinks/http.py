@@ -19,7 +19,7 @@ CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "
 
 
 class HttpConfig(HttpSinkConfig, tag="http"):
-    """POST (or PUT) batches to ``uri`` as a JSON array, NDJSON or text lines."""
+    """POST (or PUT) batches of events to ``uri`` as a JSON array, NDJSON or text lines; any 2xx delivers them."""
 
     uri: str
     """URL every request goes to."""

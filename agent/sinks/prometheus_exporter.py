@@ -39,7 +39,11 @@ PRUNE_EVERY = 1.0  # seconds between two sweeps for expired series while batches
 
 
 class PrometheusExporterConfig(SinkConfig, tag="prometheus_exporter"):
-    """Serve received samples at ``http://<address>/metrics``; series silent for ``expire_after`` are dropped."""
+    """Serve the latest sample of every series received at ``http://<address>/metrics``, for Prometheus to scrape.
+
+    The text format 0.0.4; a series that receives nothing for ``expire_after`` is dropped, a stale marker drops it at
+    once.
+    """
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
     address: str = "127.0.0.1:9598"

@@ -73,7 +73,13 @@ _MISSING: Any = object()
 
 
 class PrometheusRemoteWriteConfig(SinkConfig, tag="prometheus_remote_write", kw_only=True):
-    """A ``remote_write`` entry of prometheus.yml, with the agent's ``inputs``, ``buffer`` and ``dead_letter``."""
+    """A ``remote_write`` entry of prometheus.yml, with the agent's ``inputs``, ``buffer`` and ``dead_letter``.
+
+    Remote-write 1.0: snappy-compressed protobuf, labels sorted, the reserved headers set. A series always goes through
+    the same shard, one request in flight per shard, so no series goes back in time. 5xx and 429 are retried with
+    backoff for as long as it takes; any other answer is final (dead letter, counted). A scrape's samples are
+    acknowledged only once the receiver took them.
+    """
 
     input_types: ClassVar[frozenset[str]] = frozenset({"metrics"})
     url: str

@@ -20,7 +20,10 @@ log = logging.getLogger("agent.sinks.socket")
 
 
 class SocketSinkConfig(SinkConfig, tag="socket"):
-    """Send events to ``address`` (host:port) over TCP, one per line."""
+    """Send events to ``address`` (host:port) over TCP, one per line.
+
+    Keeps one connection; a failed write closes it and the batch is sent again on a new one, with backoff.
+    """
 
     address: str
     """host:port to connect to."""

@@ -37,7 +37,11 @@ _METRIC_SERIES = [(Series("generated_requests_total", (("instance", "generate:0"
 
 
 class GenerateConfig(SourceConfig, tag="generate"):
-    """Emit synthetic events; ``rate`` is events per second (unset: as fast as possible)."""
+    """Emit synthetic events: Docker json-file, CRI, JSON or text lines, or metric samples.
+
+    ``rate`` is events per second (unset: as fast as the pipeline takes them); with ``count`` the source stops after
+    that many, and once every source has stopped the agent drains and exits. For trying pipelines and benchmarks.
+    """
 
     format: Literal["docker", "cri", "json", "text", "metrics"] = "json"
     """Shape of the lines: docker (json-file), cri, json (an app's JSON lines), text, or metrics (a counter and a gauge

@@ -32,7 +32,13 @@ DISCOVERY_MAX_BACKOFF = 30.0
 
 
 class PrometheusScrapeConfig(SourceConfig, tag="prometheus_scrape"):
-    """prometheus.yml's ``global`` and ``scrape_configs``; job names are unique."""
+    """Scrape Prometheus exporters as Prometheus does: paste ``global`` and ``scrape_configs`` of a prometheus.yml.
+
+    Targets come from ``static_configs``, ``file_sd_configs``, ``http_sd_configs`` and ``kubernetes_sd_configs`` (this
+    node's pods); relabelling, limits, ``honor_labels`` and stale markers follow Prometheus. Each target is scraped on
+    its own schedule and a bad target fails only its own scrape (``up`` is 0, the reason counted). Emits metric samples,
+    including ``up`` and the other per-target series Prometheus writes. Job names are unique.
+    """
 
     global_: GlobalConfig = msgspec.field(default_factory=GlobalConfig, name="global")
     """prometheus.yml's global: default interval and timeout of every job, and external_labels added to every series."""

@@ -39,7 +39,12 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class SocketSourceConfig(SourceConfig, tag="socket"):
-    """Listen on ``address`` (host:port) for newline-delimited lines."""
+    """Listen on ``address`` (host:port) for newline-delimited lines, over TCP or UDP.
+
+    TCP pushes back: while the pipeline is full a connection is not read, so its sender slows down. At most
+    ``max_connections`` are open at once; one more is closed at once and counted. UDP cannot push back: datagrams that
+    arrive while ``max_pending_events`` wait are dropped and counted. A port in use stops start-up with one line.
+    """
 
     address: str
     """host:port to listen on (0.0.0.0:5170 for every interface)."""

@@ -18,7 +18,10 @@ from agent.core.component import SourceContext
 
 
 class StdinConfig(SourceConfig, tag="stdin"):
-    """Read newline-delimited lines from stdin; the agent drains and exits at end of input."""
+    """Read newline-delimited lines from stdin (a pipe, a file or a terminal).
+
+    At end of input the agent drains what it read to the sinks and exits.
+    """
 
     max_line_bytes: ByteSize = ByteSize(256 * 1024)
     """Longer lines are cut to this size, marked truncated: true and counted."""

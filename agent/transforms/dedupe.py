@@ -31,7 +31,11 @@ _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 class DedupeConfig(TransformConfig, tag="dedupe"):
-    """Drop events whose ``fields`` equal those of one of the last ``max_keys`` distinct events."""
+    """Drop events whose ``fields`` equal those of one of the last ``max_keys`` distinct events.
+
+    The remembered identities are bounded, shown as a gauge, and kept across a reload that does not change the stage.
+    Dropped events are counted (``reason="duplicate"``) and acknowledged.
+    """
 
     fields: list[str] = msgspec.field(default_factory=lambda: ["message"])
     """Field paths whose values together identify an event."""

@@ -39,7 +39,12 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 
 class FilterConfig(TransformConfig, tag="filter"):
-    """Keep events by ``condition``, drop them by ``drop_if``, or grep them by ``regex``/``exclude``/``rules``."""
+    """Keep events by ``condition``, drop them by ``drop_if``, or grep them by ``regex``/``exclude``/``rules``.
+
+    Conditions are the agent's expression language (``level == "ERROR" and kubernetes.namespace != "kube-system"``),
+    compiled when the config loads. Fluent Bit's grep rules carry over as they are, with its ``logical_op``; regexes are
+    RE2. Dropped events are counted (``reason="filtered"``) and acknowledged.
+    """
 
     condition: str | None = None
     """Keep the events for which this condition holds."""

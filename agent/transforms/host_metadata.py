@@ -41,7 +41,12 @@ SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
 
 
 class HostMetadataConfig(TransformConfig, tag="host_metadata"):
-    """Add the host's name, OS, architecture, addresses and node name to every event."""
+    """Add the host's metadata to every event under ``target``, with Filebeat's field names.
+
+    ``name`` (``$NODE_NAME``, else the hostname), ``hostname``, ``architecture``, ``id``, ``os.*``, and with ``netinfo``
+    the ``ip`` and ``mac`` of every interface but loopback; read again every ``refresh_interval``, from local files
+    only.
+    """
 
     target: str = "host"
     """Field path the host's metadata is written under."""

@@ -89,7 +89,12 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class LogToMetricConfig(TransformConfig, tag="log_to_metric"):
-    """Counters, gauges and histograms from log events, sent every ``interval`` as metric samples."""
+    """Make counters, gauges and histograms from log events, emitted every ``interval`` as metric samples.
+
+    Each entry of ``metrics`` counts events (or adds a field's value), or observes a field, per set of ``labels`` taken
+    from fields. The log events are consumed. At most ``max_series`` series are held; an event that would start one more
+    is counted, not lost silently. Wire its output to a metrics sink such as ``prometheus_remote_write``.
+    """
 
     metrics: list[MetricSpec]
     """The metrics to make."""

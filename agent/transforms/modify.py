@@ -41,7 +41,12 @@ Op = Callable[[dict[str, Any]], None]
 
 
 class ModifyConfig(TransformConfig, tag="modify"):
-    """Field operations, applied in the order rename, move, copy, add, set, remove, tags_add."""
+    """Field operations, applied in the order rename, move, copy, add, set, remove, tags_add.
+
+    Field names may be nested paths (``kubernetes.labels.app``). Values of ``add`` and ``set`` may name fields (``"{{
+    request_id }}"``, ``%{request_id}``, ``%{[fields][service]}``); a value that is exactly one reference keeps the
+    field's type.
+    """
 
     rename: dict[str, str] = {}
     """old: new, only when new does not exist yet (Fluent Bit's Rename)."""

@@ -22,7 +22,7 @@ from agent.core.footprint import PARSED_DICT_BYTES
 
 
 class NestConfig(TransformConfig, tag="nest"):
-    """Nest top-level keys under one key, or lift a nested object's keys to the top level."""
+    """Fluent Bit's nest filter: nest top-level keys under one key, or lift a nested object's keys to the top level."""
 
     operation: Literal["nest", "lift"]
     """nest: move keys under one key; lift: bring a nested object's keys to the top level."""

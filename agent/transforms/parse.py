@@ -47,7 +47,12 @@ NOT_JSON = "not a JSON object"
 
 
 class ParseConfig(TransformConfig, tag="parse"):
-    """Parse raw lines, or ``field`` of structured events, with a codec (JSON by default)."""
+    """Parse raw lines, or ``field`` of structured events, with a codec (JSON by default).
+
+    The parsed fields are merged into the event (or put under ``target``). ``types`` converts values, ``time_key`` and
+    ``time_format`` set ``@timestamp``. A line that does not parse passes on with ``parse_error`` (or is dropped with
+    ``on_error: drop``) and is counted: nothing is lost silently. Regexes are RE2; grok takes Logstash's pattern names.
+    """
 
     codec: Codec = "json"
     """The parser: json, regex, grok, logfmt, key_value, syslog (RFC 5424 and 3164), apache or nginx (common and

@@ -93,7 +93,12 @@ CHECKS: dict[str, Callable[[str], bool]] = {"credit_card": _card, "ipv6": _ip}  
 
 
 class RedactConfig(TransformConfig, tag="redact"):
-    """Replace or hash personal data and secrets found in text fields."""
+    """Replace or hash personal data and secrets found in text fields.
+
+    Built-in ``patterns`` and ``custom`` ones are searched in the named ``fields`` or in every text value. ``mode:
+    hash`` replaces a value with an HMAC keyed by ``hash_key``, so the same value gives the same text everywhere (joins
+    still work) without revealing it.
+    """
 
     patterns: list[PatternName] = msgspec.field(default_factory=lambda: list(BUILTIN))  # type: ignore[arg-type]
     """Built-in patterns to find: email, credit_card (Luhn-checked), ipv4, ipv6, bearer, api_key, jwt."""

@@ -28,7 +28,11 @@ UNMATCHED = "_unmatched"
 
 
 class RouteConfig(TransformConfig, tag="route"):
-    """Named outputs, each taking the events for which its condition holds; ``_unmatched`` takes the rest."""
+    """Named outputs, each taking the events for which its condition holds; ``_unmatched`` takes the rest.
+
+    Downstream components read an output as ``inputs: [<id>.<name>]``. An event goes to every route that matches, or
+    only to the first with ``exclusive: true``, and is acknowledged once every consumer delivered it.
+    """
 
     routes: dict[str, str]
     """Output name to condition; downstream components read an output as <id>.<name>, and <id>._unmatched gets events no

@@ -25,7 +25,11 @@ RATIO_SCALE = 1_000_000  # a ratio is kept to six decimals
 
 
 class SampleConfig(TransformConfig, tag="sample"):
-    """Keep 1 in ``rate`` events, or the fraction ``ratio``; with ``key``, all events of one key value or none."""
+    """Keep 1 in ``rate`` events, or the fraction ``ratio``.
+
+    With ``key``, the decision is a stable hash of the key's value, so all events of one trace are kept or dropped
+    together. Events for which ``exclude`` holds are always kept. Dropped events are counted and acknowledged.
+    """
 
     rate: int | None = None
     """Keep 1 event in this many (set this or ratio)."""

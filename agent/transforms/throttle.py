@@ -28,7 +28,12 @@ _OVERFLOW = object()  # the shared budget of keys past max_keys
 
 
 class ThrottleConfig(TransformConfig, tag="throttle"):
-    """Let ``threshold`` events per ``window`` through for each value of ``key`` (one budget without a key)."""
+    """Let ``threshold`` events per ``window`` through for each value of ``key`` (one budget without a key).
+
+    Events past the threshold are dropped and counted (``reason="throttled"``). At most ``max_keys`` values are counted
+    per window; events of further values share one more budget, so a field with endless values neither grows memory nor
+    lets a flood through.
+    """
 
     threshold: int
     """Events let through per window for each key value."""

@@ -48,7 +48,14 @@ PERMANENT_TYPES = {"json_parse_exception", "x_content_parse_exception", "not_x_c
 
 
 class ElasticsearchConfig(HttpSinkConfig, tag="elasticsearch"):
-    """Index events into Elasticsearch or OpenSearch with `_bulk`."""
+    """Index events into Elasticsearch or OpenSearch with ``_bulk``.
+
+    ``endpoints`` are used round-robin, skipping one that refuses connections. Responses are read item by item: 429/5xx
+    items are retried alone, mapping errors and other refusals go to the ``dead_letter``, a 409 on ``create`` counts as
+    written. With ``id: auto`` each document's ``_id`` comes from the file and offset it was read from, so a replay
+    after a crash rewrites documents instead of duplicating them. Documents without an ``@timestamp`` get one from the
+    event's ``time``.
+    """
 
     endpoints: list[str]
     """Base URLs of the nodes, used round-robin."""
