@@ -276,3 +276,22 @@ async def test_a_static_member_joins_under_its_group_instance_id(kafka: Tansu, t
         await admin.close()
         stop.set()
         await asyncio.wait_for(run, 10)
+
+
+async def test_brokers_absent_at_start_up_are_waited_for(tmp_path: Path, free_port: int) -> None:
+    src, stats = source(Tansu(tmp_path, free_port), tmp_path, "late", "late", retry_initial_backoff=0.1,
+                        retry_max_backoff=0.5)
+    out, stop = Deliver(), asyncio.Event()
+    run = asyncio.create_task(src.run(SourceContext("k", out, stop, tmp_path, stats, True)))
+    broker = Tansu(tmp_path, free_port)
+    try:
+        await wait_for(lambda: stats.errors[("connect_failed", "receiving")] >= 2, timeout=10)
+        assert not run.done()
+        broker.start()
+        broker.create_topic("late", partitions=1)
+        await produce(broker.bootstrap, "late", records(5), 1)
+        await wait_for(lambda: len(out.events) == 5, timeout=15)
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        broker.stop()
