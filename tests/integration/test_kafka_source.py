@@ -295,3 +295,22 @@ async def test_brokers_absent_at_start_up_are_waited_for(tmp_path: Path, free_po
         stop.set()
         await asyncio.wait_for(run, 10)
         broker.stop()
+
+
+async def test_a_topic_pattern_reads_every_matching_topic(kafka: Tansu, tmp_path: Path) -> None:
+    for topic in ("pat-a", "pat-b", "other"):
+        kafka.create_topic(topic, partitions=1)
+        await produce(kafka.bootstrap, topic, [orjson.dumps({"topic": topic, "i": i}) for i in range(3)], 1)
+    stats = ComponentStats("k", "source", "kafka")
+    config = KafkaSourceConfig(bootstrap_servers=[kafka.bootstrap], group_id="pattern", topic_pattern="pat-.*",
+                               session_timeout=2.0, heartbeat_interval=0.5)
+    src = KafkaSource(config, BuildContext("k", tmp_path, tmp_path, stats))
+    out, stop = Deliver(), asyncio.Event()
+    run = asyncio.create_task(src.run(SourceContext("k", out, stop, tmp_path, stats, True)))
+    try:
+        await wait_for(lambda: len(out.events) == 6, timeout=15)
+        await asyncio.sleep(0.5)
+        assert sorted((e["topic"], e["i"]) for e in out.events) == [(t, i) for t in ("pat-a", "pat-b") for i in range(3)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 10)
