@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 PIPELINES = sorted(PIPELINES_DIR.glob("*.yaml"))
@@ -45,3 +46,17 @@ def test_the_default_pipeline_adds_the_demo_only_without_container_logs(monkeypa
     assert pipeline.components["console"].inputs == ["containers", "host", "demo"]
     monkeypatch.setattr(glob, "glob", lambda pattern: ["/var/log/containers/a_b_c-0.log"])
     assert "type: generate" not in default_pipeline_text()
+
+
+def test_the_metrics_pipeline_is_the_translation_of_prometheus_yml() -> None:
+    """metrics.yaml is `agent migrate prometheus` of the example but for what its header says it changed: the
+    global scrape_timeout written out, external_labels on the sink only."""
+    from agent.migrate.prometheus import migrate
+
+    example = Path(__file__).parent / "examples" / "prometheus.yml"
+    translated = yaml.safe_load(migrate(example.read_text(), str(example)))
+    shipped = yaml.safe_load((PIPELINES_DIR / "metrics.yaml").read_text())
+    translated_global = translated["sources"]["prometheus"]["global"]
+    assert translated_global.pop("external_labels") == shipped["sinks"]["remote_write"]["external_labels"]
+    translated_global["scrape_timeout"] = "10s"
+    assert shipped == translated
