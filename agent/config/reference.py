@@ -97,7 +97,7 @@ def _options(cls: type, nested: dict[type, set[str]], skip: set[str] | None = No
         for struct in _structs(field.type):
             nested.setdefault(struct, set()).add(field.encode_name)
         rows.append(f"| `{field.encode_name}` | {_type(field.type)} | {_default(field)} | "
-                    f"{_cell(described.get(field.name, ''))} |")
+                    f"{_prose(described.get(field.name, ''))} |")
     return rows
 
 
@@ -174,6 +174,11 @@ def _cell(text: str) -> str:
 def _struct_anchor(cls: type) -> str:
     """Unique among structs of one name in different modules (two are called TlsConfig)."""
     return f"{cls.__module__.removeprefix('agent.')}.{cls.__name__}".replace(".", "-").replace("_", "-").lower()
+
+
+def _prose(text: str) -> str:
+    """A description safe inside a Markdown table cell: no HTML tags, no stray emphasis."""
+    return _cell(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*"))
 
 
 def _anchor(kind: str, name: str) -> str:
