@@ -16,7 +16,8 @@ COMPONENTS = [(t.kind, t.name) for kind in ("source", "transform", "sink") for t
 
 def test_docs_components_md_is_what_the_generator_writes() -> None:
     """Regenerate and compare: run `python -m agent.config.reference` after changing a config struct."""
-    assert reference.OUTPUT.read_text(encoding="utf-8") == reference.render()
+    assert reference.OUTPUT.read_text(encoding="utf-8") == reference.render(), \
+        "docs/components.md is out of date: run python -m agent.config.reference"
 
 
 def test_check_mode_fails_on_a_stale_file_and_passes_on_a_fresh_one(tmp_path) -> None:
