@@ -99,3 +99,16 @@ def test_each_example_loads_through_the_config_loader(kind: str, name: str, monk
         documents.append((yaml.safe_dump({"sources": inputs}), "inputs.yaml"))
     pipeline = load_texts(documents)
     assert pipeline.components[cid].type == name
+
+
+def test_the_readme_tour_pipelines_load() -> None:
+    """The five-minute tour's two steps, as a reader assembles them, are valid pipelines."""
+    readme = (reference.ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A five-minute tour"):]
+    tour = tour[:tour.index("\n## ", 1)]
+    first, second = (yaml.safe_load(block.split("```")[0]) for block in tour.split("```yaml\n")[1:3])
+    load_texts([(yaml.safe_dump(first), "tour.yaml")])
+    both = {**first, "transforms": second["transforms"], "sinks": {**first["sinks"], **second["sinks"]}}
+    pipeline = load_texts([(yaml.safe_dump(both), "tour.yaml")])
+    assert set(pipeline.components) == {"containers", "parsed", "screen", "es"}
+    assert pipeline.components["screen"].inputs == ["parsed"]
