@@ -108,8 +108,8 @@ def test_every_unset_variable_of_a_shipped_pipeline_is_reported_in_one_run() -> 
     assert result.returncode == 78
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert [line.partition(".yaml:")[2] for line in errors] == [
-        '7: api.auth_token: environment variable "AGENT_API_TOKEN" is not set',
-        '37: sinks.datadog.api_key: environment variable "DD_API_KEY" is not set']
+        '8: api.auth_token: environment variable "AGENT_API_TOKEN" is not set',
+        '38: sinks.datadog.api_key: environment variable "DD_API_KEY" is not set']
 
 
 def test_peers_are_contacted_only_with_check_peers(tmp_path: Path, free_port: int) -> None:
