@@ -163,7 +163,7 @@ def check_texts(documents: list[tuple[str, str]], *,
         substituted.add(root.api.auth_token)
     if errors:
         warnings = []  # "no consumers" may only mean that the consumer is invalid
-    warnings += _api_warnings(root)
+    warnings += _api_warnings(root) + _component_warnings(root, components)
     redact_and_sort(errors, substituted, names)
     return Pipeline(root, components, graph, names, warnings, substituted), errors
 
@@ -231,6 +231,17 @@ def _api_warnings(root: RootConfig) -> list[str]:
     return [f"api.address {api.address} is not a loopback address and api.auth_token is not set: "
             "/api/v1/components, /api/v1/tap and /api/v1/reload answer 403 until it is set "
             "(/health, /ready and /metrics stay open)"]
+
+
+def _component_warnings(root: RootConfig, components: dict[str, ComponentDecl]) -> list[str]:
+    """What a component's config finds dubious beside the root settings: its ``warnings(root)``, if it has one,
+    as ``(message, key)`` pairs, located like errors."""
+    found = []
+    for decl in components.values():
+        check = getattr(decl.config, "warnings", None)
+        if callable(check):
+            found += [str(decl.error(message, key)) for message, key in check(root)]
+    return found
 
 
 def _error(message: str, file: str, lines: load.LineIndex, path: tuple[str | int, ...]) -> ConfigError:

@@ -25,8 +25,8 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -594,64 +594,86 @@ class NamespaceWatcher(ResourceWatcher):
 
 HANDOVER = 30.0  # seconds a stopped watch's cache is kept for the next user of the same watch (a reload)
 
+W = TypeVar("W", bound=ResourceWatcher)
 _shared: dict[tuple[Any, ...], tuple[ResourceWatcher, asyncio.Task[None], list[int]]] = {}
 _stopped: dict[tuple[Any, ...], tuple[ResourceWatcher, float, asyncio.AbstractEventLoop]] = {}
 
 
-@contextlib.asynccontextmanager
-async def _shared_watcher(key: tuple[Any, ...], make: Callable[[], ResourceWatcher],
-                          name: str) -> AsyncIterator[ResourceWatcher]:
-    loop = asyncio.get_running_loop()
-    key = (id(loop), *key)
-    if key not in _shared:
-        watcher = make()
-        previous = _stopped.pop(key, None)
-        if previous is not None and previous[2] is loop and time.monotonic() - previous[1] < HANDOVER:
-            watcher.adopt(previous[0])  # a reload: deleted pods whose files are read are not forgotten
-        task = loop.create_task(watcher.run(), name=name)
-        _shared[key] = (watcher, task, [0])
-    watcher, task, users = _shared[key]
-    users[0] += 1
-    try:
-        yield watcher
-    finally:
+class WatchShare(Generic[W]):
+    """One user's share of the running watch under ``key``: ``async with`` it (or ``await share.enter()``, then
+    ``await share.release()``). The first share starts the watch, the last one released stops it.
+
+    A plain object, not an async generator: a share released from another task than the one that took it, or
+    cut short by a cancellation (a drain past shutdown_timeout), leaves nothing for the event loop to finalize.
+    """
+
+    def __init__(self, key: tuple[Any, ...], make: Callable[[], W], name: str) -> None:
+        self.key = key
+        self.make = make
+        self.name = name
+        self._entry: tuple[Any, ...] | None = None  # the full key, while this share is held
+
+    async def enter(self) -> W:
+        """Join the watch (start it if it is the first share); the watcher."""
+        if self._entry is not None:
+            raise RuntimeError("this share of the watch is already held")
+        loop = asyncio.get_running_loop()
+        key = (id(loop), *self.key)
+        if key not in _shared:
+            fresh = self.make()
+            previous = _stopped.pop(key, None)
+            if previous is not None and previous[2] is loop and time.monotonic() - previous[1] < HANDOVER:
+                fresh.adopt(previous[0])  # a reload: deleted pods whose files are read are not forgotten
+            _shared[key] = (fresh, loop.create_task(fresh.run(), name=self.name), [0])
+        watcher, _, users = _shared[key]
+        users[0] += 1
+        self._entry = key
+        return watcher  # type: ignore[return-value]  # made by this key's make()
+
+    async def release(self) -> None:
+        """Leave the watch (stop it if this was the last share); a second call does nothing. The shared state is
+        settled before anything is awaited: a cancellation meanwhile only skips closing the connection."""
+        key, self._entry = self._entry, None
+        if key is None or key not in _shared:
+            return
+        watcher, task, users = _shared[key]
         users[0] -= 1
-        if users[0] == 0:
-            del _shared[key]
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await watcher.client.close()
-            now = time.monotonic()
-            for old in [k for k, (_, at, _) in _stopped.items() if now - at >= HANDOVER]:
-                del _stopped[old]
-            _stopped[key] = (watcher, now, loop)
+        if users[0] > 0:
+            return
+        del _shared[key]
+        task.cancel()
+        now = time.monotonic()
+        for old in [k for k, (_, at, _) in _stopped.items() if now - at >= HANDOVER]:
+            del _stopped[old]
+        _stopped[key] = (watcher, now, asyncio.get_running_loop())
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await watcher.client.close()
+
+    async def __aenter__(self) -> W:
+        return await self.enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
 
 
-@contextlib.asynccontextmanager
-async def shared_pod_watcher(config: ClusterConfig, node: str, *, label_selector: str | None = None,
-                             field_selector: str | None = None, **options: Any) -> AsyncIterator[PodWatcher]:
-    """The running PodWatcher for this cluster, credentials, node and selectors, started by the first user and
-    stopped when the last one leaves (``options`` are PodWatcher's, taken from the first user)."""
+def shared_pod_watcher(config: ClusterConfig, node: str, *, label_selector: str | None = None,
+                       field_selector: str | None = None, **options: Any) -> WatchShare[PodWatcher]:
+    """A share of the running PodWatcher for this cluster, credentials, node and selectors, started by the first
+    user and stopped when the last one leaves (``options`` are PodWatcher's, taken from the first user)."""
     key = ("pods", config.source, config.server, node, label_selector, field_selector)
 
     def make() -> PodWatcher:
         return PodWatcher(KubeClient(config), node, label_selector=label_selector, field_selector=field_selector,
                           **options)
 
-    async with _shared_watcher(key, make, f"kubernetes pod watch {node}") as watcher:
-        assert isinstance(watcher, PodWatcher)
-        yield watcher
+    return WatchShare(key, make, f"kubernetes pod watch {node}")
 
 
-@contextlib.asynccontextmanager
-async def shared_namespace_watcher(config: ClusterConfig, **options: Any) -> AsyncIterator[NamespaceWatcher]:
-    """The running NamespaceWatcher of this cluster and credentials, shared as :func:`shared_pod_watcher` is."""
-    key = ("namespaces", config.source, config.server)
+def shared_namespace_watcher(config: ClusterConfig, **options: Any) -> WatchShare[NamespaceWatcher]:
+    """A share of the running NamespaceWatcher of this cluster and credentials, as :func:`shared_pod_watcher`."""
 
     def make() -> NamespaceWatcher:
         return NamespaceWatcher(KubeClient(config), **options)
 
-    async with _shared_watcher(key, make, "kubernetes namespace watch") as watcher:
-        assert isinstance(watcher, NamespaceWatcher)
-        yield watcher
+    return WatchShare(("namespaces", config.source, config.server), make, "kubernetes namespace watch")

@@ -8,10 +8,12 @@ interleave; what it returns must not depend on being delivered (cumulative value
 a flush still waiting for room downstream at the shutdown deadline is abandoned.
 
 A transform that holds batches for a while (``kubernetes``) may also define ``input_ended()``, told before the
-last flush so that it lets everything go then, and ``async aclose()``, awaited after it. Such batches carry
-acks and their file's order: the transform's loop holds :attr:`Flusher.lock` from ``process()`` to its send, as
-a flush does, so a batch released by a flush that waits for room is not overtaken by a later one of its file;
-and a flush under way when the input ends is not abandoned: the last flush waits for it.
+last flush so that it lets everything go then, ``draining()``, told by the topology when a stop's drain begins
+(before its input ends: the sources wait for the acks of what it holds), and ``async aclose()``, awaited after
+the last flush. Such batches carry acks and their file's order: the transform's loop holds :attr:`Flusher.lock`
+from ``process()`` to its send, as a flush does, so a batch released by a flush that waits for room is not
+overtaken by a later one of its file; and a flush under way when the input ends is not abandoned: the last flush
+waits for it.
 """
 
 from __future__ import annotations

@@ -402,6 +402,8 @@ class Topology:
                 for node in self.nodes.values():
                     if node.kind == "source":
                         node.shutdown.set()
+                    elif (draining := getattr(node.component, "draining", None)) is not None:
+                        draining()  # a transform holding batches lets them go: the sources wait for their acks
                 await asyncio.gather(*(self._close_when_inputs_done(n) for n in self.nodes.values()
                                        if n.kind != "source"))
                 for node in self.nodes.values():

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from agent.config.model import TransformConfig
+from agent.config.model import RootConfig, TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.config.units import Duration
 from agent.core.ack import AckStatus
@@ -54,6 +54,7 @@ from agent.kubernetes.config import KubeConfigError, from_kubeconfig, in_cluster
 from agent.kubernetes.pods import (
     NamespaceWatcher,
     PodWatcher,
+    WatchShare,
     node_name,
     pod_owner,
     runs_another_instance,
@@ -113,6 +114,14 @@ class KubernetesConfig(TransformConfig, tag="kubernetes"):
         if self.deleted_pod_grace < 0:
             raise ValueError("deleted_pod_grace: must not be negative")
         self.parse_configs()
+
+    def warnings(self, root: RootConfig) -> list[tuple[str, str]]:
+        """(message, key) of what is dubious beside the root settings (``agent validate`` prints them)."""
+        if self.wait_for_pod > 0 and self.wait_for_pod >= root.shutdown_timeout:
+            return [(f"wait_for_pod ({float(self.wait_for_pod):g}s) is not below shutdown_timeout "
+                     f"({float(root.shutdown_timeout):g}s): set it well below (a file waits this long for its pod "
+                     "before its lines go on)", "wait_for_pod")]
+        return []
 
     def parse_configs(self) -> dict[str, ParseConfig]:
         """The ``parsers:`` as parse stage configs; a bad one is a ValueError naming ``parsers.NAME.KEY``."""
@@ -183,7 +192,8 @@ class KubernetesTransform:
     """Enriches container log events from the shared pod cache; holds a file's batches while its pod is awaited.
 
     ``start()`` joins the shared watches (``attach()`` gives them directly); ``flush()`` (every
-    ``flush_interval``) lets held files go on; ``input_ended()`` lets everything go at the last flush.
+    ``flush_interval``) lets held files go on; ``input_ended()`` (and ``draining()``, when the agent begins to
+    drain) lets everything go at the next flush, and nothing is held after it.
     """
 
     mutates = True
@@ -218,7 +228,7 @@ class KubernetesTransform:
         self._held_bytes = 0
         self._gave_up: dict[tuple[str, str, str, str], float] = {}
         self._ended = False
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._shares: list[WatchShare[Any]] = []  # the shared watches joined, left by aclose()
         ctx.stats.gauges.update(cache_pods=lambda: self.pods.size() if self.pods is not None else 0,
                                 cache_bytes=lambda: self.pods.memory_bytes() if self.pods is not None else 0,
                                 held_files=lambda: len(self._held))
@@ -238,11 +248,14 @@ class KubernetesTransform:
             where = "kubeconfig" if config.kubeconfig else "in-cluster service account (or set kubeconfig)"
             reason = str(exc).split(" (set api_server")[0]  # in_cluster's hint names kubernetes_sd's keys
             raise StartupError(f'transform "{self.ctx.component_id}": {where}: {reason}') from None
-        stack = contextlib.AsyncExitStack()
-        pods = await stack.enter_async_context(shared_pod_watcher(cluster, config.node_name or node_name()))
-        namespaces = (await stack.enter_async_context(shared_namespace_watcher(cluster))
-                      if self.wants_namespaces else None)
-        self._stack = stack
+        pod_share = shared_pod_watcher(cluster, config.node_name or node_name())
+        self._shares.append(pod_share)
+        pods = await pod_share.enter()
+        namespaces = None
+        if self.wants_namespaces:
+            namespace_share = shared_namespace_watcher(cluster)
+            self._shares.append(namespace_share)
+            namespaces = await namespace_share.enter()
         self.attach(pods, namespaces)
         # the files read first (a node's backlog after a restart) find their pods: the first list is awaited
         # here, before any source runs, for wait_for_pod at most (an API server that does not answer then
@@ -252,8 +265,7 @@ class KubernetesTransform:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watcher.synced.wait(), self.wait)
         except BaseException:  # start-up cancelled (the agent stopped meanwhile): leave the shared watches
-            self._stack = None
-            await stack.aclose()
+            await self._leave()
             raise
 
     def attach(self, pods: PodWatcher, namespaces: NamespaceWatcher | None = None) -> None:
@@ -267,17 +279,25 @@ class KubernetesTransform:
         self.stats.count("api_requests", verb=verb, result=result)
 
     def input_ended(self) -> None:
-        """The input is done (drain or reload): the next flush lets every held batch go."""
+        """The input is done (drain or reload): the next flush lets every held batch go, nothing waits after."""
         self._ended = True
+
+    def draining(self) -> None:
+        """The agent began to drain (told before the input ends: the sources wait for the acks of what is held
+        here): as :meth:`input_ended`."""
+        self.input_ended()
 
     async def aclose(self) -> None:
         """Leave the shared watches (the last user stops them)."""
         for watcher in filter(None, (self.pods, self.namespaces)):
             with contextlib.suppress(ValueError):
                 watcher.request_listeners.remove(self._count_request)
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
+        await self._leave()
+
+    async def _leave(self) -> None:
+        shares, self._shares = self._shares, []
+        for share in reversed(shares):
+            await share.release()
 
     # -- the data path ----------------------------------------------------------------------------
 
@@ -297,10 +317,10 @@ class KubernetesTransform:
             file = _file_key(src)
             held = self._held.get(file)
             if held is not None:
-                if self._resolve(src, file, True) == WAIT and self._hold(held, batch):
+                if not self._ended and self._resolve(src, file, True) == WAIT and self._hold(held, batch):
                     return None
                 return self._release(file, batch)
-            if self._resolve(src, file, True) == WAIT:
+            if not self._ended and self._resolve(src, file, True) == WAIT:
                 held = _Held(src, self.clock() + self.wait)
                 if self._hold(held, batch):
                     self._held[file] = held

@@ -177,6 +177,33 @@ async def test_components_asking_for_the_same_node_share_one_watch() -> None:
         assert len(k8s.list_requests) == 2  # one per node
 
 
+async def test_a_share_taken_in_one_task_is_released_from_another_and_a_cancelled_release_settles() -> None:
+    """A component starts in one task and is closed from another (its flush), or is cancelled while it leaves (a
+    drain past shutdown_timeout): the share is a plain object, so neither leaves a generator for the loop to
+    finalize, and the next user starts a fresh watch."""
+    async with FakeKubernetes(token=TOKEN) as k8s:
+        cluster = config(k8s)
+        share = shared_pod_watcher(cluster, "node-a")
+        watcher = await asyncio.create_task(share.enter())
+        await asyncio.wait_for(watcher.synced.wait(), 5)
+        await asyncio.create_task(share.release())
+        await share.release()  # twice: nothing more
+        await wait_for(lambda: not k8s.watches)
+        again = shared_pod_watcher(cluster, "node-a")
+        second = await again.enter()
+        assert second is not watcher
+        await asyncio.wait_for(second.synced.wait(), 5)
+        leaving = asyncio.create_task(again.release())
+        await asyncio.sleep(0)
+        leaving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leaving
+        async with shared_pod_watcher(cluster, "node-a") as third:
+            assert third is not second
+            await asyncio.wait_for(third.synced.wait(), 5)
+        await second.client.close()
+
+
 async def test_a_failing_listener_does_not_stop_the_watch() -> None:
     async with FakeKubernetes(token=TOKEN) as k8s, watching(config(k8s)) as (watcher, events):
         def broken(kind: str, pod: dict[str, Any]) -> None:

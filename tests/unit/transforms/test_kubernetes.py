@@ -16,7 +16,7 @@ from fakes.kubernetes import container_log_name, make_namespace, make_pod, reali
 from helpers import wait_for
 
 from agent.buffers.memory import MemoryBuffer
-from agent.config.pipeline import load_texts
+from agent.config.pipeline import check_files, load_texts
 from agent.config.registry import BuildContext
 from agent.config.units import dec_hook
 from agent.core.ack import Ack, AckStatus
@@ -382,6 +382,32 @@ def test_when_the_input_ends_every_held_batch_goes() -> None:
     out = t.flush()
     assert out is not None and sorted(e["message"] for e in out.events) == ["1", "2"]
     assert misses(t) == {"not_found": 2}
+
+
+def test_when_the_agent_drains_held_files_go_at_the_next_flush_and_nothing_waits_after() -> None:
+    clock = Clock()
+    t = build(cache(clock=clock), clock=clock, wait_for_pod="1h")
+    assert t.process(lines(file_fields("a"), "1")) is None
+    t.draining()  # the sources wait for the acks of what is held: it must not wait for the pod
+    out = t.flush()
+    assert out is not None and [e["message"] for e in out.events] == ["1"]
+    later = t.process(lines(file_fields("b"), "2"))
+    assert later is not None and misses(t) == {"not_found": 2}
+
+
+def test_validate_warns_of_a_wait_for_pod_not_below_shutdown_timeout(tmp_path: Path) -> None:
+    def warnings(wait: str) -> list[str]:
+        (tmp_path / "a.yaml").write_text(f"""shutdown_timeout: 10s
+sources: {{c: {{type: tail, include: [/var/log/containers/*.log]}}}}
+transforms: {{k8s: {{type: kubernetes, inputs: [c], wait_for_pod: {wait}}}}}
+sinks: {{out: {{type: blackhole, inputs: [k8s]}}}}
+""")
+        pipeline, errors = check_files([str(tmp_path / "a.yaml")])
+        assert errors == []
+        return pipeline.warnings
+    assert warnings("2s") == []
+    found = warnings("10s")
+    assert len(found) == 1 and "transforms.k8s.wait_for_pod" in found[0] and "shutdown_timeout" in found[0]
 
 
 def test_a_deleted_pod_is_kept_while_its_file_is_open_then_for_the_grace() -> None:
