@@ -117,3 +117,21 @@ def test_keys_are_text_when_utf8_else_base64() -> None:
     assert key_text(b"\xff\x00") == "/wA="
     assert key_text(None) is None
     assert orjson.loads(orjson.dumps(key_text(b"\x80")))  # always JSON-encodable text
+
+
+@pytest.mark.parametrize("metadata", [False, True])
+def test_the_batch_size_tracks_what_the_events_hold_in_memory(metadata: bool) -> None:
+    import gc
+    import tracemalloc
+
+    values = [orjson.dumps({"n": i, "level": "info", "message": f"request {i} handled " + "x" * 120}) for i in range(5000)]
+    records = [Record(10**6 + i, value, b"ns/pod-%d" % (i % 50), 1_700_000_000_000 + i) for i, value in enumerate(values)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        events, _, size = RecordDecoder("json", metadata).decode("container-logs", 3, records)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(events) == 5000
+    assert 0.7 * held < size < 1.3 * held
