@@ -63,28 +63,59 @@ COMMIT_TIMEOUT = 10.0  # seconds a commit may take (aiokafka retries one while t
 
 
 class KafkaSourceConfig(SourceConfig, tag="kafka"):
-    """Consume ``topics`` (or ``topic_pattern``) as member of ``group_id`` (see the module docstring)."""
+    """Consume ``topics`` (or ``topic_pattern``) as a member of the consumer group ``group_id``.
+
+    Each poll's records of a partition become one batch; a record that does not decode goes on raw with
+    ``parse_error``, counted. A partition's offset is committed only over the batches every sink downstream
+    acknowledged, in order, every ``commit_interval``, on rebalance and at stop. While downstream is full the
+    partitions are paused. Brokers that cannot be reached are retried with backoff; the agent keeps running.
+    """
 
     bootstrap_servers: list[str]
+    """Brokers to connect to first, as host:port; the rest of the cluster is learnt from them."""
     group_id: str
+    """The consumer group: every aggregator replica that shares the topics' partitions uses the same one."""
     topics: list[str] = []
+    """Topics to read (or topic_pattern, not both)."""
     topic_pattern: str | None = None
+    """A regular expression: every matching topic is read, including ones created later."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a partition the group has no committed offset for starts: its first record or its end."""
     encoding: Encoding = "json"
+    """Record value: json (one JSON object), msgpack (one map) or raw (the message), as the kafka sink writes
+    them; a value that does not decode goes on as its text with parse_error."""
     metadata: bool = True
+    """Add kafka: {topic, partition, offset, timestamp, key} to each event (the key as UTF-8 text, else
+    base64)."""
     group_instance_id: str | None = None
+    """Static membership (KIP-345): this replica's own stable id, e.g. ${HOSTNAME} on a StatefulSet; a restart
+    within session_timeout keeps its partitions (on brokers that implement it)."""
     commit_interval: Duration = Duration(1.0)
+    """How often the acknowledged offsets are committed (also on rebalance and at stop)."""
     rebalance_drain: Duration = Duration(5.0)
+    """How long a rebalance waits for the batches in flight of the partitions given up before it commits and
+    lets them go (the new owner reads what is still in flight again)."""
     max_poll_records: int = 2000
+    """Records taken from the consumer at most per poll."""
     max_partition_fetch_bytes: ByteSize = ByteSize(1024 * 1024)
+    """What one fetch may bring per partition (with the batch in hand, what the source holds at most)."""
     session_timeout: Duration = Duration(10.0)
+    """A member not heard of this long is dead, and its partitions go to the others."""
     heartbeat_interval: Duration = Duration(3.0)
+    """How often the member tells the group it is alive (below session_timeout)."""
     max_poll_interval: Duration = Duration(300.0)
+    """A member that polls no records for this long leaves the group (paused, it still polls)."""
     retry_initial_backoff: Duration = Duration(0.5)
+    """First wait before connecting or fetching again after a failure."""
     retry_max_backoff: Duration = Duration(30.0)
+    """Longest wait between retries."""
     client_id: str | None = None
+    """Client name the brokers log (aiokafka's default when unset)."""
     sasl: SaslConfig | None = None
+    """SASL credentials: mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, username, password."""
     tls: TlsConfig | None = None
+    """TLS to the brokers ({} for the system CAs; ca_file, cert_file and key_file for a private CA or mutual
+    TLS)."""
 
     def __post_init__(self) -> None:
         check_servers(self.bootstrap_servers)
