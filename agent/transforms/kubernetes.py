@@ -13,9 +13,12 @@ downstream; see ``agent.core.events.own_parents``)::
 name}``. ``labels`` / ``annotations`` (and the namespace's, when asked: the namespaces are then watched too)
 are ``true``, ``false`` or ``{include: [globs], exclude: [globs]}``.
 
-A file whose pod is not cached yet is held, its batches in order, up to ``wait_for_pod`` (per file: other files
-flow meanwhile) for the watch to deliver it, then goes on with the file-name fields, counted in
-``agent_kubernetes_metadata_misses_total{reason="not_found"}``. While the cache has not synced or the API server
+A file is matched to its pod by the container id in its name (``PodWatcher.find_container``): a pod recreated
+under its name does not relabel the old container's last lines. A file whose pod is not cached yet (or whose
+container the pod of that name does not list yet) is held, its batches in order, up to ``wait_for_pod`` (per
+file: other files flow meanwhile) for the watch to deliver it, then goes on with the file-name fields, counted in
+``agent_kubernetes_metadata_misses_total{reason="not_found"}`` (or with the pod of that name). A stop's drain
+or a reload lets every held file go at once. While the cache has not synced or the API server
 does not answer, nothing waits: ``reason="api_unavailable"``; events without the file-name fields:
 ``not_a_container_file``. A deleted pod's metadata stays while its files are read (``deleted_pod_grace`` after).
 
@@ -68,6 +71,7 @@ log = logging.getLogger("agent.transforms.kubernetes")
 SOURCE_KEY = "kubernetes"  # where the tail source puts what the file name says
 HELD_BYTES_LIMIT = 32 * 1024 * 1024  # batches held for pods not cached yet, at most (then they go on, missed)
 GAVE_UP_LIMIT = 4096  # files remembered as having waited in vain
+MISS_REASONS = ("not_found", "api_unavailable", "not_a_container_file")
 _PARSE_KEYS = frozenset(f for f in ParseConfig.__struct_fields__ if f not in ("inputs", "buffer"))
 _AT_KEY = re.compile(r"[A-Za-z_]\w*")  # the first key of msgspec's "at `$.key...`"
 
@@ -229,6 +233,8 @@ class KubernetesTransform:
         self._gave_up: dict[tuple[str, str, str, str], float] = {}
         self._ended = False
         self._shares: list[WatchShare[Any]] = []  # the shared watches joined, left by aclose()
+        for reason in MISS_REASONS:  # every series from the start, at 0
+            ctx.stats.count("metadata_misses", 0, reason=reason)
         ctx.stats.gauges.update(cache_pods=lambda: self.pods.size() if self.pods is not None else 0,
                                 cache_bytes=lambda: self.pods.memory_bytes() if self.pods is not None else 0,
                                 held_files=lambda: len(self._held))

@@ -117,7 +117,7 @@ transforms:
 
     def misses(self) -> dict[str, int]:
         return {dict(labels)["reason"]: n for (name, labels), n in self.transform.stats.counters.items()
-                if name == "metadata_misses"}
+                if name == "metadata_misses" and n}
 
     def of(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
         name = pod["metadata"]["name"]

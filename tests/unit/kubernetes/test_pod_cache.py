@@ -139,6 +139,7 @@ async def test_requests_are_counted_and_health_follows_an_outage() -> None:
         async with running(watcher):
             assert watcher.healthy and seen[0] == ("list", "200")
             await wait_for(lambda: len(k8s.watches) == 1)
+            await wait_for(lambda: ("watch", "200") in seen)  # counted once accepted, not when it ends
             await k8s.go_down()
             await wait_for(lambda: not watcher.healthy)
             assert ("watch", "error") in seen or ("list", "error") in seen

@@ -80,7 +80,8 @@ def lines(src: dict[str, str] | None, *messages: str) -> Batch:
 
 
 def misses(t: KubernetesTransform) -> dict[str, int]:
-    return {dict(labels)["reason"]: n for (name, labels), n in t.stats.counters.items() if name == "metadata_misses"}
+    return {dict(labels)["reason"]: n for (name, labels), n in t.stats.counters.items()
+            if name == "metadata_misses" and n}
 
 
 WEB = make_pod("web-7d4b9c8f6d-x2x9z", metadata={
@@ -253,6 +254,12 @@ def test_a_parser_annotation_naming_no_parser_is_counted_and_the_line_passes() -
     out = t.process(lines(file_fields("p"), "GET / 200"))
     assert out is not None and out.events[0]["message"] == "GET / 200"
     assert t.stats.errors[("unknown_parser", "processing")] == 1
+
+
+def test_every_miss_reason_has_its_series_from_the_start() -> None:
+    t = build(cache())
+    assert {dict(labels)["reason"]: n for (name, labels), n in t.stats.counters.items()
+            if name == "metadata_misses"} == {"not_found": 0, "api_unavailable": 0, "not_a_container_file": 0}
 
 
 def test_events_without_file_name_fields_are_missed_not_a_container_file() -> None:
