@@ -462,9 +462,10 @@ class KubernetesTransform:
             if may_wait and self.wait > 0 and file not in self._gave_up:
                 return WAIT
             return "not_found"
-        if (not by_container_id and may_wait and self.wait > 0 and file not in self._gave_up
-                and runs_another_instance(pod, container, cid)):
-            return WAIT  # the pod of that name runs another container there: a new one not in its status yet?
+        # the pod of that name lists another container there: is the file's one not in its status yet?
+        fallback = not by_container_id and runs_another_instance(pod, container, cid)
+        if fallback and may_wait and self.wait > 0 and file not in self._gave_up:
+            return WAIT
         ns_obj = self.namespaces.get(namespace) if self.namespaces is not None else None
         meta = self._resolved.get(file)
         if meta is not None and meta.pod is pod and meta.namespace is ns_obj:
@@ -473,7 +474,8 @@ class KubernetesTransform:
         if len(self._resolved) > 4 * max(256, pods.size()):
             self._resolved.clear()
         self._resolved[file] = meta
-        self._gave_up.pop(file, None)
+        if not fallback:  # a file that gave up on its container and took the pod of that name stays given up
+            self._gave_up.pop(file, None)
         return meta
 
     def _build(self, pod: dict[str, Any], ns_obj: dict[str, Any] | None, src: dict[str, Any], container: str,

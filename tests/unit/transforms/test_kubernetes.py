@@ -356,6 +356,8 @@ def test_a_restarted_containers_new_file_waits_for_the_status_that_lists_it_and_
     clock.now += 2.0
     out = t.flush()
     assert out is not None and out.events[0]["kubernetes"]["pod_id"] == uid
+    again = t.process(lines(later, "y"))  # the wait is over for this file
+    assert again is not None and again.events[0]["kubernetes"]["pod_id"] == uid
 
 
 def test_a_pod_replaced_under_its_name_unseen_is_kept_for_the_old_containers_files() -> None:
