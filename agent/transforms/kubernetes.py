@@ -122,9 +122,9 @@ class KubernetesConfig(TransformConfig, tag="kubernetes"):
     def warnings(self, root: RootConfig) -> list[tuple[str, str]]:
         """(message, key) of what is dubious beside the root settings (``agent validate`` prints them)."""
         if self.wait_for_pod > 0 and self.wait_for_pod >= root.shutdown_timeout:
-            return [(f"wait_for_pod ({float(self.wait_for_pod):g}s) is not below shutdown_timeout "
-                     f"({float(root.shutdown_timeout):g}s): set it well below (a file waits this long for its pod "
-                     "before its lines go on)", "wait_for_pod")]
+            return [(f"{float(self.wait_for_pod):g}s is not below shutdown_timeout ({float(root.shutdown_timeout):g}s)"
+                     ": set it well below (a file waits this long for its pod before its lines go on)",
+                     "wait_for_pod")]
         return []
 
     def parse_configs(self) -> dict[str, ParseConfig]:
