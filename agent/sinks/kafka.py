@@ -209,6 +209,7 @@ class KafkaSink:
         self._retrying: set[asyncio.Task[None]] = set()
         self._in_flight: set[_RecordBatch] = set()  # handed to the producer, not acknowledged yet
         self._closing = False
+        self._crashed = False  # run() raised: input batches are left to the supervisor, never finished here
         self._backoff = Backoff(config.retry_initial_backoff, config.retry_max_backoff)
         self.stats.gauges["held_bytes"] = lambda: self._held_bytes
         self.stats.gauges["held_batches"] = lambda: self._held_batches
@@ -300,8 +301,11 @@ class KafkaSink:
                 self._seal_expired()
             self._seal_expired(force=True)
             await self._idle.wait()
-        except BaseException:  # cancelled at the deadline, or a fault of the sink itself: nothing held is lost
+        except asyncio.CancelledError:  # the deadline: what is held finishes ERRORED (replayed after a restart)
             self._abandon()
+            raise
+        except Exception:  # a fault of the sink itself: what it holds stays unfinished, and the supervisor
+            self._crashed = True  # hands it to the restarted sink (or gives a batch that keeps crashing it up)
             raise
         finally:
             self._closing = True
@@ -375,7 +379,7 @@ class KafkaSink:
             for topic, group in groups.items():
                 if group:
                     await self._append(producer, topic, group, ack)
-        except BaseException:  # stopped while waiting for a topic: what was not routed is not delivered
+        except asyncio.CancelledError:  # stopped while waiting for a topic: what was not routed is not delivered
             ack.release(AckStatus.ERRORED)
             raise
         ack.release(AckStatus.DELIVERED)  # the routing's own hold
@@ -555,6 +559,9 @@ class KafkaSink:
                 batch = lane.sealed.popleft()
                 try:
                     future = await producer.send_batch(batch.builder, batch.topic, partition=batch.partition)
+                except asyncio.CancelledError:  # stopped while the producer had no room: not sent
+                    batch.release(AckStatus.ERRORED)
+                    raise
                 except Exception as exc:  # the topic or partition is gone, the producer is closing...
                     self._failed(producer, batch, exc)
                     continue
@@ -582,6 +589,9 @@ class KafkaSink:
 
     def _failed(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> None:
         """A record batch the broker did not take: split it (too large) or route its events again later."""
+        if self._closing:  # the sink has stopped: nothing retries it any more
+            batch.release(AckStatus.ERRORED)
+            return
         if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
             self._split(producer, batch, exc)
             return
@@ -653,6 +663,8 @@ class KafkaSink:
 
     def _finished(self, batch: Batch, size: int, status: AckStatus) -> None:
         """Every event of an input batch is acknowledged (or rejected)."""
+        if self._crashed:  # the supervisor requeues it for the restarted sink
+            return
         batch.finalize(status)
         self._held_bytes -= size
         self._held_batches -= 1
@@ -661,8 +673,8 @@ class KafkaSink:
             self._idle.set()
 
     def _abandon(self) -> None:
-        """Stopped at the deadline (or by a fault): every record batch not acknowledged finishes ERRORED, so the
-        sources do not move past it and read it again after a restart."""
+        """Stopped at the deadline: every record batch not acknowledged finishes ERRORED, so the sources do not
+        move past it and read it again after a restart."""
         self._closing = True
         pending = list(self._in_flight)
         self._in_flight.clear()

@@ -270,3 +270,86 @@ async def test_a_batch_the_broker_refuses_as_too_large_is_split_down_to_the_one_
     sink = stats.get("out", "sink", "kafka")
     assert sink.discarded["too_large"] == 1 and sink.sent_events == 39
     assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 40
+
+
+class BrokerWithAFaultyClient(BrokerRefusingBigBatches):
+    """Takes every record batch, but its client raises once while a record batch is being opened."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=1 << 30)
+        self.faults = 1
+
+    def create_batch(self) -> object:
+        if self.faults:
+            self.faults -= 1
+            raise RuntimeError("an odd fault of the client")
+        return super().create_batch()
+
+
+async def test_a_fault_of_the_sink_itself_hands_its_batches_to_the_restarted_sink(tmp_path: Path) -> None:
+    """The supervisor restarts the sink with the batches it held: they are delivered and the source moves on
+    (finishing them ERRORED would stop the source's position until the agent restarts)."""
+    from components import feed
+
+    from agent.core.batch import Batch
+    from agent.observe.stats import StatsRegistry
+    from agent.topology.running import Topology
+
+    broker = BrokerWithAFaultyClient()
+    events = [{"n": n} for n in range(30)]
+    batches = [Batch(events[i:i + 10], Kind.LOGS, 1000) for i in range(0, 30, 10)]
+    text = (f"sources:\n  in: {{type: test_feed, name: {feed(batches)}}}\n"
+            f"sinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: ['127.0.0.1:9'], topic: t}}\n")
+    stats = StatsRegistry()
+    original = KafkaSink._new_producer
+    KafkaSink._new_producer = lambda self: broker  # type: ignore[assignment,method-assign,return-value]
+    try:
+        async with asyncio.timeout(10):
+            assert await Topology(pipeline(text, tmp_path), stats).run() == 0
+    finally:
+        KafkaSink._new_producer = original  # type: ignore[method-assign]
+    assert stats.get("out", "sink", "kafka").errors[("component_crashed", "running")] == 1
+    assert sorted(orjson.loads(v)["n"] for v in broker.taken) == list(range(30))
+    assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 30
+
+
+class BrokerWithoutRoom(BrokerRefusingBigBatches):
+    """A producer that never has room for a record batch: ``send_batch`` waits until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=1 << 30)
+        self.waiting = asyncio.Event()
+
+    async def send_batch(self, batch: object, topic: str, *, partition: int) -> object:
+        self.waiting.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_batch_waiting_for_room_in_the_producer_finishes_errored_at_the_deadline(tmp_path: Path) -> None:
+    from agent.buffers.memory import MemoryBuffer
+    from agent.core.ack import AckStatus, OrderedAcks
+    from agent.core.batch import Batch
+    from agent.core.component import SinkContext
+
+    broker = BrokerWithoutRoom()
+    sink = build(tmp_path, linger="1ms")
+    sink._new_producer = lambda: broker  # type: ignore[assignment,method-assign,return-value]
+    stats = ComponentStats("out", "sink", "kafka")
+    inbox = MemoryBuffer(100, 1 << 20, "block", stats)
+    statuses: list[AckStatus] = []
+    acks: OrderedAcks[int] = OrderedAcks()
+    batch = Batch([{"n": 1}], Kind.LOGS, 100)
+    ack = acks.track(1)
+    batch.acks.append(ack)
+    original_done = ack._on_done
+    ack._on_done = lambda status: (statuses.append(status), original_done(status))  # type: ignore[method-assign]
+    await inbox.put(batch)
+    run = asyncio.create_task(sink.run(SinkContext("out", inbox, stats)))
+    async with asyncio.timeout(5):
+        await broker.waiting.wait()
+        run.cancel()  # the shutdown deadline
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await acks.wait_idle()  # never left open
+    assert statuses == [AckStatus.ERRORED]
