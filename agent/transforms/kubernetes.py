@@ -40,6 +40,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -397,12 +398,9 @@ class KubernetesTransform:
         out: list[dict[str, Any]] = []
         misses: dict[str, int] = {}
         excluded = added_bytes = 0
-        i, n = 0, len(events)
-        while i < n:
+        n = len(events)
+        for i, j in _runs(events):
             src = events[i].get(SOURCE_KEY)
-            j = i + 1
-            while j < n and events[j].get(SOURCE_KEY) is src:
-                j += 1
             run = events[i:j] if i or j < n else events
             meta = resolve(src, _file_key(src), False) if type(src) is dict else "not_a_container_file"
             if isinstance(meta, str):
@@ -423,7 +421,6 @@ class KubernetesTransform:
                 for event in run:
                     event[key] = view
                 out.extend(run)
-            i = j
         for reason, count in misses.items():
             self.stats.count("metadata_misses", count, reason=reason)
         if excluded:
@@ -544,3 +541,19 @@ def _merge(batches: list[Batch]) -> Batch | None:
         part.acks = []
         size += part.byte_size
     return Batch(events, Kind.LOGS, size, acks)
+
+
+def _runs(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of events carrying one file's fields (one run when the batch is one
+    file's, as the tail sends them: found by a C-level count, not a Python loop over the events)."""
+    sources = list(map(dict.get, events, repeat(SOURCE_KEY)))
+    n = len(sources)
+    if not n or sources.count(sources[0]) == n:  # equal fields name the same file: one run
+        return [(0, n)] if n else []
+    runs, start = [], 0
+    for i in range(1, n):
+        if sources[i] is not sources[start]:
+            runs.append((start, i))
+            start = i
+    runs.append((start, n))
+    return runs

@@ -112,6 +112,20 @@ def test_every_event_gets_the_pods_fields_in_one_dict_per_container() -> None:
     assert misses(t) == {}
 
 
+def test_a_batch_mixing_files_gives_each_run_its_own_pods_fields() -> None:
+    db = make_pod("db-0", status={"containerStatuses": [{"name": "main", "containerID": f"containerd://{CID}"}]})
+    t = build(cache(WEB, db))
+    web, db_src = file_fields("web-7d4b9c8f6d-x2x9z"), file_fields("db-0")
+    mixed = [*lines(web, "w1").events, *lines(db_src, "d1", "d2").events, *lines(web, "w2").events,
+             {"message": "no file fields"}]
+    out = t.process(Batch(mixed, Kind.LOGS, 500))
+    assert out is not None
+    assert [(e["message"], e.get("kubernetes", {}).get("pod")) for e in out.events] == [
+        ("w1", "web-7d4b9c8f6d-x2x9z"), ("d1", "db-0"), ("d2", "db-0"), ("w2", "web-7d4b9c8f6d-x2x9z"),
+        ("no file fields", None)]
+    assert misses(t) == {"not_a_container_file": 1}
+
+
 def test_a_changed_pod_gets_a_new_dict() -> None:
     pods = cache(WEB)
     t = build(pods)
