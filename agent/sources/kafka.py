@@ -42,7 +42,7 @@ from aiokafka.errors import KafkaError
 from agent.config.model import SourceConfig
 from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize, Duration
-from agent.core.ack import OrderedAcks
+from agent.core.ack import AckStatus, OrderedAcks
 from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
 from agent.core.errors import BuildError
@@ -278,6 +278,9 @@ class KafkaSource:
             backoff.reset()
             for batch in self._batches(fetched):
                 await self._send(ctx, batch)
+        stash, self._stash = self._stash, []
+        for batch in stash:  # fetched by a keep-alive poll, never sent: the position stops before them
+            batch.finalize(AckStatus.ERRORED)
 
     def _batches(self, fetched: dict[TopicPartition, list[Any]]) -> list[Batch]:
         """One batch per partition, tracked now (no await between the fetch and the tracking)."""
@@ -411,7 +414,10 @@ class KafkaSource:
         """Records not fetched yet in the assigned partitions read from so far (their fetches' high watermarks)."""
         consumer, total = self.consumer, 0
         if consumer is not None:
+            assigned = consumer.assignment()  # (aiokafka asserts on a partition it no longer has)
             for tp, state in self.partitions.items():
+                if tp not in assigned:
+                    continue
                 highwater = consumer.highwater(tp)
                 if highwater is not None and state.fetched is not None:
                     total += max(0, highwater - state.fetched)

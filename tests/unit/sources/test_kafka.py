@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import orjson
 import pytest
 
 from agent.config.pipeline import load_texts
+from agent.config.registry import BuildContext
+from agent.config.units import dec_hook
+from agent.core.ack import AckStatus
 from agent.core.batch import Kind
 from agent.core.errors import ConfigErrors
 from agent.core.footprint import decoded_bytes
 from agent.kafka.decoding import METADATA_BYTES, NO_VALUE, NOT_JSON, NOT_MSGPACK, RecordDecoder, key_text
 from agent.kafka.encoding import encode_values
+from agent.observe.stats import ComponentStats
+from agent.sources.kafka import KafkaSource, KafkaSourceConfig
 
 
 @dataclass
@@ -135,3 +141,52 @@ def test_the_batch_size_tracks_what_the_events_hold_in_memory(metadata: bool) ->
         tracemalloc.stop()
     assert len(events) == 5000
     assert 0.7 * held < size < 1.3 * held
+
+
+def kafka_source(tmp_path: Path) -> KafkaSource:
+    config = msgspec.convert({"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"], "group_id": "g",
+                              "topics": ["t"]}, KafkaSourceConfig, dec_hook=dec_hook)
+    return KafkaSource(config, BuildContext("k", tmp_path, tmp_path, ComponentStats("k", "source", "kafka")))
+
+
+async def test_the_gauges_skip_partitions_the_consumer_no_longer_has(tmp_path: Path) -> None:
+    """Between aiokafka dropping an assignment (a pattern's new topic, a rebalance) and the revoke callback, the
+    gauges must not raise (aiokafka asserts on a partition not assigned): /metrics would fail."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    src = kafka_source(tmp_path)
+    src.consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", group_id="g")  # never started
+    try:
+        tp = TopicPartition("t", 0)
+        src.assign([tp])
+        src.partitions[tp].fetched = 10
+        assert src._lag() == 0
+    finally:
+        await src.consumer.stop()
+
+
+async def test_batches_fetched_while_paused_but_never_sent_do_not_hold_the_stop(tmp_path: Path) -> None:
+    """A stop with keep-alive batches not yet sent: they finish ERRORED (the position stops before them), so the
+    source does not wait for them until the shutdown deadline."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    from agent.core.batch import Batch
+    from agent.core.component import SourceContext
+
+    src = kafka_source(tmp_path)
+    tp = TopicPartition("t", 0)
+    src.assign([tp])
+    state = src.partitions[tp]
+    delivered, stashed = Batch([{"n": 0}], Kind.LOGS, 10), Batch([{"n": 1}], Kind.LOGS, 10)
+    delivered.acks.append(state.acks.track(1))
+    stashed.acks.append(state.acks.track(2))
+    src._stash = [stashed]
+    stop = asyncio.Event()
+    stop.set()
+    await src._consume(SourceContext("k", None, stop, tmp_path, src.stats, True), None)  # type: ignore[arg-type]
+    delivered.finalize(AckStatus.DELIVERED)
+    async with asyncio.timeout(1):
+        await state.acks.wait_idle()
+    assert state.due() == 1
