@@ -353,3 +353,39 @@ async def test_a_batch_waiting_for_room_in_the_producer_finishes_errored_at_the_
             await run
         await acks.wait_idle()  # never left open
     assert statuses == [AckStatus.ERRORED]
+
+
+@pytest.mark.parametrize(("module_name", "builder_name"), [
+    ("aiokafka.record._crecords.default_records", "DefaultRecordBatchBuilder"),
+    ("aiokafka.record.default_records", "_DefaultRecordBatchBuilderPy")])
+def test_the_record_batch_builders_call_the_encoders_we_replace(module_name: str, builder_name: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes the replacement work: each builder looks its encoders up by name when it compresses (a builder
+    bound to aiokafka's own would ignore the replacement silently)."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    calls: list[str] = []
+    for name in ("lz4_encode", "gzip_encode"):
+        encoder = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda data, _e=encoder, _n=name: (calls.append(_n), _e(data))[1])
+    for codec in (1, 3):
+        builder = getattr(module, builder_name)(2, codec, 0, -1, -1, 0, 1 << 20)
+        builder.append(0, 1, None, b"x" * 1000, [])
+        builder.build()
+    assert calls == ["gzip_encode", "lz4_encode"]
+
+
+def test_an_aiokafka_without_the_encoders_is_left_alone_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    import types
+
+    from agent.kafka.compression import lz4_frame, replace_encoders
+
+    changed = types.ModuleType("aiokafka.record.changed")
+    changed.lz4_encode = object()  # type: ignore[attr-defined]
+    assert not replace_encoders(changed)
+    assert changed.lz4_encode is not lz4_frame  # type: ignore[attr-defined]
+    assert "aiokafka changed" in caplog.text
+    ok = types.ModuleType("aiokafka.record.same")
+    ok.lz4_encode = ok.gzip_encode = len  # type: ignore[attr-defined]
+    assert replace_encoders(ok) and ok.lz4_encode is lz4_frame  # type: ignore[attr-defined]
