@@ -11,18 +11,23 @@ import msgspec
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from components import feed
 from helpers import pipeline
 
+from agent.buffers.memory import MemoryBuffer
 from agent.config.registry import BuildContext
 from agent.config.units import dec_hook
-from agent.core.batch import Kind
+from agent.core.ack import AckStatus, OrderedAcks
+from agent.core.batch import Batch, Kind
+from agent.core.component import SinkContext
 from agent.core.errors import ConfigErrors
 from agent.delivery.config import TlsConfig
 from agent.kafka.client import SaslConfig, client_options
 from agent.kafka.encoding import encode_values
 from agent.kafka.partition import KeyPartitioner
-from agent.observe.stats import ComponentStats
+from agent.observe.stats import ComponentStats, StatsRegistry
 from agent.sinks.kafka import KafkaSink, KafkaSinkConfig
+from agent.topology.running import Topology
 
 
 def sink_yaml(settings: str) -> str:
@@ -241,28 +246,26 @@ class BrokerRefusingBigBatches:
         return None
 
 
-async def test_a_batch_the_broker_refuses_as_too_large_is_split_down_to_the_one_event(tmp_path: Path) -> None:
-    from components import feed
+async def run_against(broker: BrokerRefusingBigBatches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      batches: list[Batch], sink: str = "") -> StatsRegistry:
+    """Run test_feed(``batches``) -> kafka (topic t, more ``sink`` settings) with ``broker`` as its producer."""
+    text = (f"sources:\n  in: {{type: test_feed, name: {feed(batches)}}}\n"
+            f"sinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: ['127.0.0.1:9'], topic: t{sink}}}\n")
+    stats = StatsRegistry()
+    monkeypatch.setattr(KafkaSink, "_new_producer", lambda self: broker)
+    async with asyncio.timeout(10):
+        assert await Topology(pipeline(text, tmp_path), stats).run() == 0
+    return stats
 
-    from agent.core.batch import Batch
-    from agent.observe.stats import StatsRegistry
-    from agent.topology.running import Topology
 
+async def test_a_batch_the_broker_refuses_as_too_large_is_split_down_to_the_one_event(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broker = BrokerRefusingBigBatches(limit=7)
     events = [{"n": n} for n in range(40)]
     events[13]["message"] = "x" * 2000  # under max_request_size, over what this broker takes
     dead = tmp_path / "dead.ndjson"
-    text = (f"sources:\n  in: {{type: test_feed, name: {feed([Batch(events, Kind.LOGS, 4000)])}}}\n"
-            f"sinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: ['127.0.0.1:9'], topic: t, "
-            f"dead_letter: {{path: '{dead}'}}}}\n")
-    stats = StatsRegistry()
-    original = KafkaSink._new_producer
-    KafkaSink._new_producer = lambda self: broker  # type: ignore[assignment,method-assign,return-value]
-    try:
-        async with asyncio.timeout(10):
-            assert await Topology(pipeline(text, tmp_path), stats).run() == 0
-    finally:
-        KafkaSink._new_producer = original  # type: ignore[method-assign]
+    stats = await run_against(broker, tmp_path, monkeypatch, [Batch(events, Kind.LOGS, 4000)],
+                              f", dead_letter: {{path: '{dead}'}}")
     assert sorted(orjson.loads(v)["n"] for v in broker.taken) == [n for n in range(40) if n != 13]
     assert broker.refused >= 3
     letters = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
@@ -286,28 +289,14 @@ class BrokerWithAFaultyClient(BrokerRefusingBigBatches):
         return super().create_batch()
 
 
-async def test_a_fault_of_the_sink_itself_hands_its_batches_to_the_restarted_sink(tmp_path: Path) -> None:
+async def test_a_fault_of_the_sink_itself_hands_its_batches_to_the_restarted_sink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The supervisor restarts the sink with the batches it held: they are delivered and the source moves on
     (finishing them ERRORED would stop the source's position until the agent restarts)."""
-    from components import feed
-
-    from agent.core.batch import Batch
-    from agent.observe.stats import StatsRegistry
-    from agent.topology.running import Topology
-
     broker = BrokerWithAFaultyClient()
     events = [{"n": n} for n in range(30)]
     batches = [Batch(events[i:i + 10], Kind.LOGS, 1000) for i in range(0, 30, 10)]
-    text = (f"sources:\n  in: {{type: test_feed, name: {feed(batches)}}}\n"
-            f"sinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: ['127.0.0.1:9'], topic: t}}\n")
-    stats = StatsRegistry()
-    original = KafkaSink._new_producer
-    KafkaSink._new_producer = lambda self: broker  # type: ignore[assignment,method-assign,return-value]
-    try:
-        async with asyncio.timeout(10):
-            assert await Topology(pipeline(text, tmp_path), stats).run() == 0
-    finally:
-        KafkaSink._new_producer = original  # type: ignore[method-assign]
+    stats = await run_against(broker, tmp_path, monkeypatch, batches)
     assert stats.get("out", "sink", "kafka").errors[("component_crashed", "running")] == 1
     assert sorted(orjson.loads(v)["n"] for v in broker.taken) == list(range(30))
     assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 30
@@ -327,11 +316,6 @@ class BrokerWithoutRoom(BrokerRefusingBigBatches):
 
 
 async def test_a_batch_waiting_for_room_in_the_producer_finishes_errored_at_the_deadline(tmp_path: Path) -> None:
-    from agent.buffers.memory import MemoryBuffer
-    from agent.core.ack import AckStatus, OrderedAcks
-    from agent.core.batch import Batch
-    from agent.core.component import SinkContext
-
     broker = BrokerWithoutRoom()
     sink = build(tmp_path, linger="1ms")
     sink._new_producer = lambda: broker  # type: ignore[assignment,method-assign,return-value]
