@@ -314,3 +314,42 @@ async def test_a_topic_pattern_reads_every_matching_topic(kafka: Tansu, tmp_path
     finally:
         stop.set()
         await asyncio.wait_for(run, 10)
+
+
+async def test_the_aggregator_computes_the_edge_s_elasticsearch_ids(kafka: Tansu, tmp_path: Path) -> None:
+    """tail -> kafka (json) at the edge, kafka -> elasticsearch's id: auto at the aggregator: the file, inode, offset
+    and time an event was read with survive the trip, so a replay through Kafka overwrites, never duplicates."""
+    from agent.sinks.elasticsearch.encoder import auto_ids
+
+    kafka.create_topic("edge-logs", partitions=2)
+    log = tmp_path / "app.log"
+    log.write_text("".join(f'{{"level": "info", "msg": "request {n}"}}\n' if n % 2 else f"plain line {n}\n"
+                           for n in range(50)))
+    edge = Topology(pipeline(f"""
+sources:
+  files: {{type: tail, include: ["{log}"], read_from: beginning, glob_interval: 50ms, poll_interval: 20ms}}
+sinks:
+  local: {{type: test_gate, inputs: [files], open: true}}
+  kafka: {{type: kafka, inputs: [files], bootstrap_servers: ["{kafka.bootstrap}"], topic: edge-logs, key: file}}
+""", tmp_path / "edge"), StatsRegistry())
+    edge_run = asyncio.create_task(edge.run())
+    await edge.ready.wait()
+    await wait_for(lambda: len(GateSink.instances["local"].events) >= 50, timeout=15)
+    await wait_for(lambda: edge.nodes["kafka"].stats.sent_events >= 50, timeout=15)
+    edge.request_stop()
+    assert await asyncio.wait_for(edge_run, 10) == 0
+    aggregator = Topology(pipeline(f"""
+sources:
+  k: {{type: kafka, bootstrap_servers: ["{kafka.bootstrap}"], group_id: ids, topics: [edge-logs], {GROUP_TIMING}}}
+sinks:
+  got: {{type: test_gate, inputs: [k], open: true}}
+""", tmp_path / "aggregator"), StatsRegistry())
+    run = asyncio.create_task(aggregator.run())
+    await aggregator.ready.wait()
+    await wait_for(lambda: len(GateSink.instances["got"].events) >= 50, timeout=20)
+    aggregator.request_stop()
+    assert await asyncio.wait_for(run, 10) == 0
+    at_edge = auto_ids(GateSink.instances["local"].events)  # type: ignore[arg-type]
+    at_aggregator = auto_ids(GateSink.instances["got"].events)  # type: ignore[arg-type]
+    assert None not in at_edge and len(set(at_edge)) == 50
+    assert sorted(at_aggregator) == sorted(at_edge)  # type: ignore[type-var]
