@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from components import GateSink
 from fakes.kubernetes import FakeKubernetes, container_log_name, make_pod
 from helpers import pipeline, wait_for
@@ -84,10 +86,10 @@ transforms:
 {self.downstream}"""
 
     @contextlib.asynccontextmanager
-    async def running(self, **options: Any) -> AsyncIterator[Topology]:
+    async def running(self, backoff: Backoff | None = None, **options: Any) -> AsyncIterator[Topology]:
         text = self.text(**options)
         cluster = from_kubeconfig(self.kubeconfig)
-        async with shared_pod_watcher(cluster, "node-a", backoff=Backoff(initial=0.05, cap=0.2)):
+        async with shared_pod_watcher(cluster, "node-a", backoff=backoff or Backoff(initial=0.05, cap=0.2)):
             topo = self.topo = Topology(pipeline(text, self.tmp), StatsRegistry())
             run = asyncio.create_task(topo.run())
             try:
@@ -247,6 +249,41 @@ async def test_an_api_outage_never_blocks_and_enrichment_resumes_on_its_own(tmp_
                     if name == "api_requests"}
         assert requests[(("result", "200"), ("verb", "list"))] >= 1
         assert any(dict(labels)["result"] == "error" for labels in requests)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_a_minute_long_api_outage_with_logs_flowing_then_recovery(tmp_path: Path) -> None:
+    """The issue's scenario at full length, with the watch's own backoff (0.8 s doubling to 30 s, as the
+    product runs it): a minute away takes it to its cap; lines keep flowing all along, and enrichment is back
+    within that cap of the API's return."""
+    async with node(tmp_path) as n:
+        steady = simple_pod("steady")
+        n.k8s.add_pod(steady)
+        async with n.running(wait_for_pod="10s", backoff=Backoff(initial=0.8, cap=30.0)):
+            write(n.file(steady), "before")
+            await wait_for(lambda: len(n.events) == 1)
+            await n.k8s.go_down()
+            newcomer = simple_pod("newcomer", labels={"app": "new"})
+            n.k8s.add_pod(newcomer)
+            started = time.monotonic()
+            written = 1
+            while time.monotonic() - started < 60:  # bounded: a minute of logs, a line each 2 s per file
+                write(n.file(steady), f"during {written}")
+                write(n.file(newcomer), f"new during {written}")
+                written += 2
+                await wait_for(lambda w=written: len(n.events) == w, timeout=5)  # type: ignore[misc]
+                await asyncio.sleep(2)
+            assert all(e["kubernetes"]["labels"] == {"app": "steady"} for e in n.of(steady))
+            assert all("labels" not in e["kubernetes"] for e in n.of(newcomer))
+            await n.k8s.come_back()
+            back = time.monotonic()
+            await wait_for(lambda: n.pods.get("default", "newcomer") is not None, timeout=45)
+            assert time.monotonic() - back < 45  # within the backoff's cap (30 s) and its jitter
+            write(n.file(newcomer), "after")
+            await wait_for(lambda: len(n.events) == written + 1)
+            assert n.events[-1]["kubernetes"]["labels"] == {"app": "new"}
+            assert n.misses() == {"api_unavailable": written // 2}  # the newcomer's lines of the outage only
 
 
 async def test_a_rotated_token_is_read_again(tmp_path: Path) -> None:
