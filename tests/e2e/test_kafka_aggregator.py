@@ -38,7 +38,7 @@ sources:
     bootstrap_servers: ["{kafka.bootstrap}"]
     group_id: aggregators
     topics: [edge]
-    session_timeout: 2s
+    session_timeout: 3s                   # a member starved of CPU for 2.5 s on a busy host is not evicted
     heartbeat_interval: 0.5s
     commit_interval: 0.5s
     max_poll_records: 200
@@ -105,6 +105,14 @@ def last_assignment(agent: AgentProcess) -> set[int]:
     return {int(p.rsplit("/", 1)[1]) for p in assigned[-1]["partitions"]}
 
 
+def group_events(agent: AgentProcess) -> list[str]:
+    """The agent's rebalances and failed commits or heartbeats, for a failure's message (read after its stop)."""
+    lines = agent.stderr_path.read_text(errors="replace").splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    return [f"{r.get('time')} {r.get('message')} {r.get('partitions', '')}{r.get('error', '')}" for r in records
+            if any(word in str(r.get("message")) for word in ("partitions", "commit failed", "OffsetCommit", "Heartbeat", "rebalanc"))]
+
+
 async def test_the_survivor_takes_over_and_duplicates_are_only_the_uncommitted_tail(
         kafka: Tansu, tmp_path: Path) -> None:
     kafka.create_topic("edge", partitions=PARTITIONS)
@@ -122,7 +130,8 @@ async def test_the_survivor_takes_over_and_duplicates_are_only_the_uncommitted_t
         assert len(a_partitions) == PARTITIONS // 2 and len(last_assignment(b)) == PARTITIONS // 2
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(10)
-        at_kill = await committed(kafka.bootstrap)  # before the survivor notices (session_timeout: 2s)
+        await asyncio.sleep(0.3)  # a commit A had sent lands (its socket's last bytes)
+        at_kill = await committed(kafka.bootstrap)  # before the survivor notices (session_timeout: 3s)
         await asyncio.sleep(3)
         edge.stop.set()
         await producing
@@ -149,7 +158,8 @@ async def test_the_survivor_takes_over_and_duplicates_are_only_the_uncommitted_t
     tail = {e["n"] for e in from_a
             if e["kafka"]["partition"] in a_partitions and e["kafka"]["offset"] >= at_kill[e["kafka"]["partition"]]}
     assert duplicates == tail, (f"{len(duplicates)} duplicates, {len(tail)} in the tail: not in the tail "
-                                f"{sorted(duplicates - tail)[:10]}, not repeated {sorted(tail - duplicates)[:10]}")
+                                f"{sorted(duplicates - tail)[:10]}, not repeated {sorted(tail - duplicates)[:10]}; "
+                                f"committed at the kill {at_kill}; group events: {group_events(a)} {group_events(b)}")
     for event in from_a + from_b:
         assert event["kafka"]["offset"] == event["n"] // PARTITIONS  # (each record is where the edge put it)
     assert await committed(kafka.bootstrap) == {p: len([n for n in range(total) if n % PARTITIONS == p])
