@@ -58,6 +58,7 @@ log = logging.getLogger("agent.sources.kafka")
 PAUSE_AFTER = 0.05  # seconds a batch may wait for room downstream before the partitions are paused
 KEEPALIVE = 1.0  # seconds between the polls that keep a paused consumer in its group
 POLL_TIMEOUT_MS = 250  # a poll's longest wait for records (and so the longest wait to notice a stop)
+POLL_DEADLINE = 1.0  # seconds a poll may take at most (aiokafka's waits for a rebalance to finish ignore its timeout)
 CLOSE_TIMEOUT = 5.0  # seconds the last commit and the consumer's stop may take each
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take (aiokafka retries one while the coordinator is unknown)
 
@@ -268,9 +269,13 @@ class KafkaSource:
                 for batch in stash:
                     await self._send(ctx, batch)
                 continue
+            poll = asyncio.timeout(POLL_DEADLINE)
             try:
-                fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
-            except KafkaError as exc:
+                async with poll:
+                    fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+            except (KafkaError, TimeoutError) as exc:
+                if poll.expired():  # a rebalance under way holds the poll: look at the stop, then poll again
+                    continue
                 self.stats.error("fetch_failed", "receiving")
                 log.warning("fetch failed; retrying", extra={"component_id": self.id, "error": str(exc)})
                 await _wait(ctx.shutdown, backoff.next())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,8 +169,6 @@ async def test_the_gauges_skip_partitions_the_consumer_no_longer_has(tmp_path: P
 async def test_batches_fetched_while_paused_but_never_sent_do_not_hold_the_stop(tmp_path: Path) -> None:
     """A stop with keep-alive batches not yet sent: they finish ERRORED (the position stops before them), so the
     source does not wait for them until the shutdown deadline."""
-    import asyncio
-
     from aiokafka import TopicPartition
 
     from agent.core.batch import Batch
@@ -190,3 +189,26 @@ async def test_batches_fetched_while_paused_but_never_sent_do_not_hold_the_stop(
     async with asyncio.timeout(1):
         await state.acks.wait_idle()
     assert state.due() == 1
+
+
+class RebalancingConsumer:
+    """A consumer in a rebalance that does not finish (the broker went away mid-join): aiokafka's getmany waits
+    for the new assignment whatever its timeout."""
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[object, list[object]]:
+        await asyncio.Event().wait()
+        return {}
+
+
+async def test_a_stop_is_noticed_while_a_rebalance_holds_the_poll(tmp_path: Path) -> None:
+    """A reload stops the source without a deadline: the poll must not keep it from seeing the stop."""
+    from agent.core.component import SourceContext
+
+    src = kafka_source(tmp_path)
+    stop = asyncio.Event()
+    ctx = SourceContext("k", None, stop, tmp_path, src.stats, True)  # type: ignore[arg-type]
+    consuming = asyncio.create_task(src._consume(ctx, RebalancingConsumer()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    stop.set()
+    async with asyncio.timeout(3):
+        await consuming
