@@ -27,6 +27,9 @@ NO_VALUE = "record without a value"
 METADATA_BYTES = 250  # the kafka dict of one event with its offset, timestamp and key (tracemalloc: ~242)
 
 _msgpack_decode = msgspec.msgpack.Decoder().decode
+# what a value that does not decode raises: DecodeError (a ValueError), TypeError for a tombstone's None, and
+# RecursionError from msgspec on a value nested deeper than Python's recursion limit
+_UNDECODABLE = (ValueError, TypeError, RecursionError)
 
 
 def key_text(key: bytes | None) -> str | None:
@@ -87,11 +90,9 @@ class RecordDecoder:
     def _objects(self, records: Sequence[Any]) -> list[dict[str, Any]]:
         if self.encoding == "json":
             loads: Any = orjson.loads
-            bad: tuple[type[Exception], ...] = (orjson.JSONDecodeError, TypeError)
             reason = NOT_JSON
         else:
             loads = _msgpack_decode
-            bad = (msgspec.DecodeError, TypeError)
             reason = NOT_MSGPACK
         events: list[dict[str, Any]] = []
         append = events.append
@@ -99,7 +100,7 @@ class RecordDecoder:
             value = r.value
             try:
                 event = loads(value)
-            except bad:  # (TypeError: a tombstone's None, to msgspec)
+            except _UNDECODABLE:
                 append(_raw_event(value, NO_VALUE if value is None else reason))
                 self.errors += 1
                 continue

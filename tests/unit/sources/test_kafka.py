@@ -212,3 +212,14 @@ async def test_a_stop_is_noticed_while_a_rebalance_holds_the_poll(tmp_path: Path
     stop.set()
     async with asyncio.timeout(3):
         await consuming
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_a_value_nested_too_deep_passes_raw_and_its_partition_goes_on(encoding: str) -> None:
+    """msgspec raises RecursionError on a deep enough msgpack value: one such record must not crash the source
+    (its restart would read the same record again, for ever)."""
+    deep = b"\x91" * 100_000 + b"\xc0" if encoding == "msgpack" else b"[" * 100_000
+    good = encode_values(Kind.LOGS, [{"n": 1}], encoding)[0]  # type: ignore[arg-type]
+    decoder = RecordDecoder(encoding, metadata=False)  # type: ignore[arg-type]
+    events, _, _ = decoder.decode("t", 0, [Record(0, good), Record(1, deep), Record(2, good)])
+    assert events[0] == events[2] == {"n": 1} and "parse_error" in events[1] and decoder.errors == 1
