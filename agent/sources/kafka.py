@@ -402,9 +402,10 @@ class KafkaSource:
             try:
                 async with asyncio.timeout(COMMIT_TIMEOUT):
                     await consumer.commit({tp: offset for tp, (_, offset) in due.items()})
-            except (KafkaError, TimeoutError) as exc:  # a rebalance under way, the coordinator gone: retried later
+            except Exception as exc:  # a rebalance under way, the coordinator gone, the client's own fault: later
                 self.stats.error("commit_failed", "receiving")
-                log.warning("offset commit failed", extra={"component_id": self.id, "error": str(exc) or "timed out"})
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # (a timeout has no text)
+                log.warning("offset commit failed", extra={"component_id": self.id, "error": error})
                 return
             for state, offset in due.values():
                 state.committed = offset

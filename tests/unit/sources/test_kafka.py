@@ -223,3 +223,30 @@ def test_a_value_nested_too_deep_passes_raw_and_its_partition_goes_on(encoding: 
     decoder = RecordDecoder(encoding, metadata=False)  # type: ignore[arg-type]
     events, _, _ = decoder.decode("t", 0, [Record(0, good), Record(1, deep), Record(2, good)])
     assert events[0] == events[2] == {"n": 1} and "parse_error" in events[1] and decoder.errors == 1
+
+
+class OddCommitConsumer:
+    """A consumer whose commit fails with an exception that is not one of aiokafka's errors."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    async def commit(self, offsets: dict[object, int]) -> None:
+        self.commits += 1
+        raise RuntimeError("an odd fault of the client")
+
+
+async def test_an_odd_commit_failure_still_lets_revoked_partitions_go(tmp_path: Path) -> None:
+    """A revoke whose commit raised would leave the partitions tracked: every later commit would name a partition
+    the consumer no longer has, and fail."""
+    from aiokafka import TopicPartition
+
+    src = kafka_source(tmp_path)
+    consumer = OddCommitConsumer()
+    src.consumer = consumer  # type: ignore[assignment]
+    tp = TopicPartition("t", 0)
+    src.assign([tp])
+    src.partitions[tp].acked = 5
+    await src.revoke([tp])
+    assert consumer.commits == 1 and not src.partitions
+    assert src.stats.errors[("commit_failed", "receiving")] == 1
