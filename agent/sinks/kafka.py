@@ -494,7 +494,7 @@ class KafkaSink:
                 error = "no partitions"
             except (KafkaError, OSError, TimeoutError) as exc:
                 error = _describe(exc)
-                self.stats.error("topic_unavailable", "sending")
+            self.stats.error("topic_unavailable", "sending")
             delay = backoff.next()
             self.stats.retries += 1
             log.warning("kafka topic not available; holding its events and retrying", extra={

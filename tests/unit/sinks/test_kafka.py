@@ -373,3 +373,36 @@ def test_an_aiokafka_without_the_encoders_is_left_alone_and_named(caplog: pytest
     ok = types.ModuleType("aiokafka.record.same")
     ok.lz4_encode = ok.gzip_encode = len  # type: ignore[attr-defined]
     assert replace_encoders(ok) and ok.lz4_encode is lz4_frame  # type: ignore[attr-defined]
+
+
+class _NoTopicYet:
+    def __init__(self, broker: BrokerWithoutTheTopicYet) -> None:
+        self.broker = broker
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return {0} if self.broker.asked > 2 else None
+
+
+class BrokerWithoutTheTopicYet(BrokerRefusingBigBatches):
+    """A broker that knows the topic from the third metadata request on (created meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=1 << 30)
+        self.asked = 0
+        self.client = _Client()
+        self.client.cluster = _NoTopicYet(self)  # type: ignore[assignment]
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        self.asked += 1
+        return {0} if self.asked > 2 else set()
+
+
+async def test_a_topic_that_does_not_exist_yet_holds_the_events_counted_until_it_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = BrokerWithoutTheTopicYet()
+    stats = await run_against(broker, tmp_path, monkeypatch, [Batch([{"n": n} for n in range(5)], Kind.LOGS, 500)],
+                              ", retry_initial_backoff: 10ms, retry_max_backoff: 20ms")
+    assert sorted(orjson.loads(v)["n"] for v in broker.taken) == list(range(5))
+    sink = stats.get("out", "sink", "kafka")
+    assert sink.retries == 2 and sink.errors[("topic_unavailable", "sending")] == 2
+    assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 5
