@@ -81,33 +81,69 @@ class Selection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which keys of a map to keep: those matching one of ``include`` (all if empty) and none of ``exclude``."""
 
     include: list[str] = []
+    """Globs of the keys to keep; all when empty."""
     exclude: list[str] = []
+    """Globs of the keys to leave out."""
 
 
 Keys = bool | Selection
 
 
 class KubernetesConfig(TransformConfig, tag="kubernetes"):
-    """Add the pod's metadata (from the node's list + watch of pods) to container log lines."""
+    """Add the pod's metadata to container log lines, from one list + watch of the node's pods.
 
-    kubeconfig: str | None = None  # a path; else the in-cluster service account
+    Under ``key``: ``pod``, ``namespace``, ``pod_id``, ``labels``, ``annotations``, ``host``, ``container``,
+    ``container_id``, ``container_image`` and ``owner`` (a ReplicaSet's Deployment), with Fluent Bit's names. No GET per
+    pod: one watch per node, shared with every ``kubernetes`` stage and ``kubernetes_sd_configs``. A file whose pod is
+    not known yet waits up to ``wait_for_pod``; a deleted pod's metadata stays while its files are read. When the API
+    server is away nothing waits: lines go on with what the file name gives. Feed it a ``tail`` source of
+    ``/var/log/containers/*.log``.
+    """
+
+    kubeconfig: str | None = None
+    """kubeconfig file to reach the API server with (for development); none: the in-cluster service account."""
     context: str | None = None
-    node_name: str | None = None  # default: $NODE_NAME, else the hostname
+    """Context of the kubeconfig to use; none: its current context."""
+    node_name: str | None = None
+    """Node whose pods are watched; none: $NODE_NAME (set it from the downward API), else the hostname."""
     key: str = "kubernetes"
+    """Field the metadata is written under."""
     labels: Keys = True
+    """Pod labels to add: true, false, or {include: [globs], exclude: [globs]}."""
     annotations: Keys = True
+    """Pod annotations to add: true, false, or {include: [globs], exclude: [globs]}."""
     namespace_labels: Keys = False
+    """The namespace's labels to add (namespaces are then watched too): true, false, or {include, exclude}."""
     namespace_annotations: Keys = False
+    """The namespace's annotations to add (namespaces are then watched too): true, false, or {include, exclude}."""
     merge_log: bool = False
+    """Parse the JSON in message into the event."""
     merge_log_key: str | None = None
+    """Put the merged fields under this key instead of at the top level (needs merge_log)."""
     keep_log: bool = True
+    """Keep message after a successful merge."""
     on_error: Literal["keep", "drop"] = "keep"
+    """A message that is not JSON when merging: keep passes it on marked with parse_error; drop drops it."""
     exclude_annotation: bool = False
+    """Drop the lines of pods annotated agent.io/exclude: "true" (agent.io/exclude-<container>: one container's),
+    counted as discarded.
+    """
     parser_annotation: bool = False
+    """Parse message with the parser agent.io/parser: NAME (agent.io/parser-<container>) names in parsers, instead of
+    merge_log.
+    """
     compat: Literal["agent", "fluent-bit"] = "agent"
+    """fluent-bit also honours the fluentbit.io/exclude and fluentbit.io/parser annotations, so a migrated DaemonSet
+    behaves the same.
+    """
     parsers: dict[str, dict[str, Any]] = {}
+    """Parsers the parser annotation may name: NAME: the parse stage's options (codec, pattern, types, ...)."""
     wait_for_pod: Duration = Duration(2.0)
+    """How long a file whose pod the watch has not delivered yet is held (other files flow), before its lines go on with
+    what the file name gives.
+    """
     deleted_pod_grace: Duration = Duration(30.0)
+    """How long a deleted pod's metadata is kept after its last file was read and closed."""
 
     def __post_init__(self) -> None:
         if not self.key:
