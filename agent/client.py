@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -123,16 +125,18 @@ def top(api: Api, interval: float) -> int:
         print(f"error: cannot reach the agent API at {api}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     last = time.monotonic()
+    # Ctrl-C sets a flag instead of raising KeyboardInterrupt anywhere: raised inside rich's refresh lock,
+    # it left the lock held and the exit waiting on it for ever
+    # (the handler stays: top is the whole process, and a second Ctrl-C while it exits must not kill it)
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     with Live(render_table(rates(previous, list(previous.values()), 0), api), refresh_per_second=4) as live:
-        try:
-            while True:
-                time.sleep(interval)
-                try:
-                    current = fetch_components(api)
-                except (urllib.error.URLError, OSError):
-                    continue
-                now = time.monotonic()
-                live.update(render_table(rates(previous, current, now - last), api))
-                previous, last = {c["id"]: c for c in current}, now
-        except KeyboardInterrupt:
-            return EXIT_OK
+        while not interrupted.wait(interval):
+            try:
+                current = fetch_components(api)
+            except (urllib.error.URLError, OSError):
+                continue
+            now = time.monotonic()
+            live.update(render_table(rates(previous, current, now - last), api))
+            previous, last = {c["id"]: c for c in current}, now
+    return EXIT_OK

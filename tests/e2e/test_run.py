@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import time
@@ -223,17 +225,35 @@ sinks:
 """)
     agent = start_agent(["run", "-c", str(config)])
     agent.wait_ready()
-    with subprocess.Popen([*AGENT_CMD, "top", "--api", api, "--interval", "0.2"], stdout=subprocess.PIPE,
+    # in a terminal, as users run it: the first frame on the pty says it is up (however slow the host)
+    master, slave = pty.openpty()
+    with subprocess.Popen([*AGENT_CMD, "top", "--api", api, "--interval", "0.2"], stdin=slave, stdout=slave,
                           stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "150"}) as top:
+        os.close(slave)
+        screen = b""
         try:
-            time.sleep(1.5)
+            deadline = time.monotonic() + 30
+            while b"sink_one" not in screen and time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    screen += os.read(master, 65536)
             top.send_signal(signal.SIGINT)
-            out, err = top.communicate(timeout=10)
+            deadline = time.monotonic() + 10  # Ctrl-C: the loop ends at its next wait, whatever it was doing
+            while top.poll() is None and time.monotonic() < deadline:
+                if select.select([master], [], [], 0.1)[0]:
+                    try:
+                        screen += os.read(master, 65536)
+                    except OSError:  # the pty closed with the process
+                        break
+            top.wait(timeout=5)
+            err = top.stderr.read() if top.stderr else ""
         finally:
             if top.poll() is None:
                 top.kill()
-                top.communicate(timeout=10)
+                top.wait(timeout=10)
+            os.close(master)
     assert top.returncode == 0, err
+    out = screen.decode(errors="replace")
     assert "sink_one" in out and "blackhole" in out and "generate" in out
     agent.signal(signal.SIGTERM)
     assert agent.wait() == 0
