@@ -4,16 +4,24 @@ Each batch from the inbox is encoded (``json``, ``msgpack`` or ``raw``), given a
 event fields; a missing field sends the event to ``default_topic``, counted) and a partition (the Java client's
 murmur2 of ``key`` when the event has one, else one partition per input batch and topic, in turn), then appended
 to the open record batch of its partition. A record batch is sealed when it is full (``max_batch_bytes``) or
-``linger`` old and handed to the producer with ``send_batch``; at most one waits per partition, in order. There
-is never a ``send()`` per event (REFERENCE §5.3: thousands of concurrent sends wake up quadratically).
+``linger`` old and handed to the producer with ``send_batch``. There is never a ``send()`` per event
+(REFERENCE §5.3: thousands of concurrent sends wake up quadratically).
+
+Order: one record batch per partition is in flight at a time (what Kafka's producers need without idempotence,
+``max.in.flight`` 1), and one the broker did not take (broker down past ``request_timeout``...) is counted,
+logged and sent again after a backoff before anything newer of its partition: the records of a key stay in
+order. A topic's events are routed by the partitions it had while one of them is stalled; when the brokers
+dropped a partition (a broker restarted empty), its records, oldest first, go to the partitions there are
+now, before any newer record of their keys. A partition's state is dropped once it has been idle and empty
+for a minute (templated topics come and go).
 
 Acks: an input batch is finished when the broker has acknowledged every record batch holding one of its
-events (DELIVERED), or REJECTED when some of its events were dead-lettered. A record batch the broker did not
-take (broker down, a topic that does not exist yet, a partition gone) is counted, logged and, after a backoff,
-routed again from its events (partitions recomputed from fresh metadata): never dropped. While the events
-held (by their input batches' sizes) reach the buffer's ``max_bytes``, the sink stops reading its inbox, so the
-buffer fills and pushes back on the sources. An event larger than ``max_request_size`` goes to the dead letter
-with the reason; a record batch the broker refuses as too large is split, down to one event (dead-lettered).
+events (DELIVERED), or REJECTED when some of its events were dead-lettered: never dropped otherwise. While the
+events held (by their input batches' sizes) reach the buffer's ``max_bytes``, the sink stops reading its inbox,
+so the buffer fills and pushes back on the sources. An event larger than ``max_request_size`` goes to the dead
+letter with the reason (``too_large``); a record batch the broker refuses as too large is split, down to one
+event (dead-lettered). An event the encoder cannot encode (nested deeper than it goes) is dead-lettered with
+``encode_failed``, the rest of its batch delivered.
 
 Compression levels are librdkafka's (lz4 fast, gzip 6; see :mod:`agent.kafka.compression`).
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import reprlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +51,7 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from agent.codecs.encoding import dumps_lenient
 from agent.codecs.template import EventTemplate
 from agent.config.model import SinkConfig
 from agent.config.registry import BuildContext, register
@@ -65,6 +75,7 @@ log = logging.getLogger("agent.sinks.kafka")
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_TOPIC_CHARS = 249
 STOP_TIMEOUT = 5.0  # seconds the producer may take to close at the end
+LANE_IDLE = 60.0  # seconds after which a partition's empty lane is dropped (templated topics come and go)
 
 
 class KafkaSinkConfig(SinkConfig, tag="kafka"):
@@ -163,16 +174,33 @@ class _RecordBatch:
         for ack, _ in pieces:
             ack.release(status)
 
+    def pieces_records(self) -> list[tuple[Ack, Any]]:
+        """Each record with the ack of its input batch."""
+        paired = []
+        start = 0
+        for ack, n in self.pieces:
+            paired += [(ack, record) for record in self.records[start:start + n]]
+            start += n
+        return paired
+
 
 class _Lane:
-    """One topic-partition: the record batch being filled and those sealed, sent one after the other."""
+    """One topic-partition: the record batch being filled and those sealed, sent one at a time (the first one
+    in flight, or waiting to be sent again: nothing newer of the partition goes before it)."""
 
-    __slots__ = ("open", "sealed", "sending")
+    __slots__ = ("open", "partition", "sealed", "sending", "stalled", "topic", "used")
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
         self.open: _RecordBatch | None = None
         self.sealed: deque[_RecordBatch] = deque()
-        self.sending = False
+        self.sending = False  # a task sends the sealed record batches
+        self.stalled: Backoff | None = None  # the first sealed record batch failed: its retries' backoff
+        self.used = time.monotonic()
+
+    def holds(self) -> bool:
+        return self.open is not None or bool(self.sealed)
 
 
 @register("sink", "kafka", KafkaSinkConfig, "Writes events to Kafka topics in record batches per partition.")
@@ -199,18 +227,19 @@ class KafkaSink:
         self.dead_letter = DeadLetterFile(config.dead_letter.path, ctx.component_id) if config.dead_letter else None
         self.partitioner = KeyPartitioner()
         self.producer: AIOKafkaProducer | None = None
-        self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._lanes: dict[str, dict[int, _Lane]] = {}  # topic -> partition -> lane
+        self._open: dict[_Lane, None] = {}  # lanes with an open record batch, oldest first
+        self._layouts: dict[str, list[int]] = {}  # topic -> the partitions its events are routed to
         self._turn: dict[str, int] = {}  # topic -> the partition the next unkeyed input batch goes to
+        self._next_sweep = time.monotonic() + LANE_IDLE
         self._held_bytes = 0  # input bytes of the batches not finished yet
         self._held_batches = 0
         self._room = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._retrying: set[asyncio.Task[None]] = set()
-        self._in_flight: set[_RecordBatch] = set()  # handed to the producer, not acknowledged yet
+        self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
         self._crashed = False  # run() raised: input batches are left to the supervisor, never finished here
-        self._backoff = Backoff(config.retry_initial_backoff, config.retry_max_backoff)
         self.stats.gauges["held_bytes"] = lambda: self._held_bytes
         self.stats.gauges["held_batches"] = lambda: self._held_batches
 
@@ -309,7 +338,7 @@ class KafkaSink:
             raise
         finally:
             self._closing = True
-            for task in list(self._retrying):
+            for task in list(self._sending):
                 task.cancel()
             if self.producer is not None:
                 producer, self.producer = self.producer, None
@@ -341,8 +370,9 @@ class KafkaSink:
             return _TICK
 
     def _next_deadline(self) -> float | None:
-        opened = [lane.open.opened for lane in self._lanes.values() if lane.open is not None]
-        return min(opened) + self.config.linger if opened else None
+        for lane in self._open:  # the oldest open record batch
+            return lane.open.opened + self.config.linger  # type: ignore[union-attr]
+        return None
 
     # -- routing events to partitions ----------------------------------------------------------------
 
@@ -357,7 +387,7 @@ class KafkaSink:
         self._held_bytes += size
         self._held_batches += 1
         self._idle.clear()
-        values = encode_values(batch.kind, events, self.config.encoding)
+        values, unencodable = self._encode(batch.kind, events)
         keys, headers, topics = self._fields(batch.kind, events)
         if keys is None and headers is None:
             records: list[Any] = list(zip(repeat(None), values, repeat(_NO_HEADERS)))
@@ -367,6 +397,11 @@ class KafkaSink:
         dropped = bool(values) and max(map(len, values)) > self.config.max_request_size - 200
         if dropped:
             records = self._drop_too_large(records, events, ack)
+        if unencodable:
+            self._reject([(_letter(events[i]), "encode_failed", error) for i, error in unencodable], ack)
+            for i, _ in unencodable:
+                records[i] = None
+            dropped = True
         groups: dict[str, list[Any]]
         if topics is None:
             groups = {self.config.topic: [r for r in records if r is not None] if dropped else records}
@@ -383,6 +418,26 @@ class KafkaSink:
             ack.release(AckStatus.ERRORED)
             raise
         ack.release(AckStatus.DELIVERED)  # the routing's own hold
+
+    def _encode(self, kind: Kind, events: list[Any]) -> tuple[list[bytes], list[tuple[int, str]]]:
+        """Each event's record value, and (index, error) of those that cannot be encoded (their value empty):
+        the batch at once, and one event at a time only when that fails."""
+        encoding = self.config.encoding
+        try:
+            return encode_values(kind, events, encoding), []
+        except Exception as exc:  # nested deeper than the encoder goes...
+            self.stats.error("encode_failed", "encoding")
+            log.error("events could not be encoded; isolating the events at fault", extra={
+                "component_id": self.component_id, "events": len(events), "error": _describe(exc)})
+        values: list[bytes] = []
+        unencodable = []
+        for i, event in enumerate(events):
+            try:
+                values += encode_values(kind, [event], encoding)
+            except Exception as exc:
+                values.append(b"")
+                unencodable.append((i, _describe(exc)))
+        return values, unencodable
 
     def _fields(self, kind: Kind, events: list[Any]) -> tuple[list[bytes | None] | None,
                                                                 list[list[tuple[str, bytes]]] | None,
@@ -456,7 +511,10 @@ class KafkaSink:
 
     async def _append(self, producer: AIOKafkaProducer, topic: str, records: list[Any], ack: Ack) -> None:
         """Append ``records`` (all of ``topic``) to the open record batches of their partitions."""
-        partitions = await self._partitions(producer, topic)
+        self._place(producer, topic, await self._layout(producer, topic), records, ack)
+
+    def _place(self, producer: AIOKafkaProducer, topic: str, partitions: list[int], records: list[Any],
+               ack: Ack) -> None:
         count = len(partitions)
         if self.key_of is None:
             turn = self._turn.get(topic, 0)
@@ -479,12 +537,25 @@ class KafkaSink:
         for partition, group in groups.items():
             self._fill(producer, topic, partition, group, ack)
 
+    async def _layout(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The partitions ``topic``'s events are routed to: the brokers' metadata, except that it changes only
+        while no partition of the topic is stalled or holds records of a partition the brokers dropped (the
+        newer records of a key stay behind the older ones)."""
+        layout = self._layouts.get(topic)
+        known = producer.client.cluster.partitions_for_topic(topic)
+        if layout is None:
+            layout = self._layouts[topic] = sorted(known) if known else await self._partitions(producer, topic)
+        elif known and (len(known) != len(layout) or not known.issuperset(layout)) and self._may_change(topic, known):
+            layout = self._layouts[topic] = sorted(known)
+        return layout
+
+    def _may_change(self, topic: str, known: set[int]) -> bool:
+        return not any(lane.stalled or (lane.partition not in known and lane.holds())
+                       for lane in self._lanes.get(topic, {}).values())
+
     async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
         """The topic's partitions, sorted; while the brokers do not know the topic (or cannot be reached),
         retried with backoff, counted and logged: the inbox is not read meanwhile."""
-        known = producer.client.cluster.partitions_for_topic(topic)
-        if known:
-            return sorted(known)
         backoff = Backoff(self.config.retry_initial_backoff, self.config.retry_max_backoff)
         while True:
             try:
@@ -502,15 +573,19 @@ class KafkaSink:
             await asyncio.sleep(delay)
 
     def _fill(self, producer: AIOKafkaProducer, topic: str, partition: int, records: list[Any], ack: Ack) -> None:
-        lane = self._lanes.get((topic, partition))
+        lanes = self._lanes.get(topic)
+        if lanes is None:
+            lanes = self._lanes[topic] = {}
+        lane = lanes.get(partition)
         if lane is None:
-            lane = self._lanes[(topic, partition)] = _Lane()
+            lane = lanes[partition] = _Lane(topic, partition)
         stamp = int(time.time() * 1000)
         batch = lane.open
         start = 0
         while start < len(records):
             if batch is None:
                 batch = lane.open = _RecordBatch(topic, partition, producer.create_batch())
+                self._open[lane] = None
             append = batch.builder.append
             taken = start
             for key, value, headers in records[start:]:
@@ -537,129 +612,184 @@ class KafkaSink:
         if producer is None:
             return
         due = time.monotonic() - self.config.linger
-        for lane in self._lanes.values():
-            if lane.open is not None and (force or lane.open.opened <= due):
-                self._seal(producer, lane)
+        while self._open:
+            lane = next(iter(self._open))
+            if not force and lane.open.opened > due:  # type: ignore[union-attr]
+                break
+            self._seal(producer, lane)
+        if time.monotonic() >= self._next_sweep:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the lanes idle and empty for :data:`LANE_IDLE` (and a topic's state with its last lane)."""
+        now = time.monotonic()
+        self._next_sweep = now + LANE_IDLE
+        for topic, lanes in list(self._lanes.items()):
+            for partition, lane in list(lanes.items()):
+                if not lane.holds() and not lane.sending and lane.used < now - LANE_IDLE:
+                    del lanes[partition]
+            if not lanes:
+                del self._lanes[topic]
+                self._layouts.pop(topic, None)
+                self._turn.pop(topic, None)
 
     def _seal(self, producer: AIOKafkaProducer, lane: _Lane) -> None:
         batch, lane.open = lane.open, None
+        self._open.pop(lane, None)
         if batch is None or not batch.records:
             return
         lane.sealed.append(batch)
-        if not lane.sending:
+        self._start_sending(producer, lane)
+
+    def _start_sending(self, producer: AIOKafkaProducer, lane: _Lane) -> None:
+        lane.used = time.monotonic()
+        if not lane.sending and lane.sealed:
             lane.sending = True
             task = asyncio.create_task(self._send_lane(producer, lane), name=f"{self.component_id}-lane")
-            self._retrying.add(task)
-            task.add_done_callback(self._retrying.discard)
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send_lane(self, producer: AIOKafkaProducer, lane: _Lane) -> None:
-        """Hand the lane's sealed record batches to the producer, one after the other."""
+        """Send the lane's sealed record batches one at a time: the next one goes when the broker has taken the
+        one before, and one the broker did not take is sent again first (order per partition, so per key)."""
         try:
             while lane.sealed:
-                batch = lane.sealed.popleft()
                 try:
-                    future = await producer.send_batch(batch.builder, batch.topic, partition=batch.partition)
-                except asyncio.CancelledError:  # stopped while the producer had no room: not sent
-                    batch.release(AckStatus.ERRORED)
-                    raise
-                except Exception as exc:  # the topic or partition is gone, the producer is closing...
-                    self._failed(producer, batch, exc)
-                    continue
-                self._in_flight.add(batch)
-                batch.handed = time.monotonic()
-                future.add_done_callback(lambda f, b=batch: self._acknowledged(producer, b, f))
+                    if not await self._send_first(producer, lane):
+                        return  # the partition is gone: its records were routed to the others
+                except Exception:  # a fault of our own or the client's, not the broker's: tried again later
+                    log.exception("sending a record batch failed", extra={"component_id": self.component_id})
+                    self.stats.error("send_failed", "sending")
+                    if lane.stalled is None:
+                        lane.stalled = Backoff(self.config.retry_initial_backoff, self.config.retry_max_backoff)
+                    await asyncio.sleep(lane.stalled.next())
         finally:
             lane.sending = False
+            lane.used = time.monotonic()
+
+    async def _send_first(self, producer: AIOKafkaProducer, lane: _Lane) -> bool:
+        """Send the lane's first sealed record batch (built again if it was sent before) and act on the
+        broker's answer; False when the partition is gone and the lane's records went to the others."""
+        batch = lane.sealed[0]
+        if lane.stalled is not None:  # sent before: its builder is spent
+            spent = batch
+            batch = lane.sealed[0] = self._rebuilt(producer, spent, spent.pieces_records())
+            spent.release(AckStatus.DELIVERED)  # the rebuilt record batch holds its own references
+        exc = await self._send(producer, batch)
+        if exc is None:
+            lane.sealed.popleft()
+            lane.stalled = None
+            self._delivered(batch)
+        elif isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+            lane.sealed.popleft()
+            lane.sealed.extendleft(reversed(self._split(producer, batch, exc)))
+        else:
+            return await self._stall(producer, lane, exc)
+        return True
+
+    async def _send(self, producer: AIOKafkaProducer, batch: _RecordBatch) -> BaseException | None:
+        """Hand ``batch`` to the producer and wait for the broker's answer: None if it took the batch."""
+        try:
+            future = await producer.send_batch(batch.builder, batch.topic, partition=batch.partition)
+        except asyncio.CancelledError:  # stopped while the producer had no room: not sent
+            batch.release(AckStatus.ERRORED)
+            raise
+        except Exception as exc:  # the topic or partition is gone, the producer is closing...
+            return exc
+        batch.handed = time.monotonic()
+        await asyncio.wait([future])  # a stop cancels this wait, never the producer's future
+        if future.cancelled():
+            return asyncio.CancelledError()
+        return future.exception()
 
     # -- outcomes -------------------------------------------------------------------------------------
 
-    def _acknowledged(self, producer: AIOKafkaProducer, batch: _RecordBatch, future: asyncio.Future[Any]) -> None:
-        self._in_flight.discard(batch)
-        if self._closing:  # abandoned at the stop: already finished ERRORED
-            return
-        exc = None if future.cancelled() else future.exception()
-        if future.cancelled() or exc is not None:
-            self._failed(producer, batch, exc or asyncio.CancelledError())
-            return
-        self._backoff.reset()
+    def _delivered(self, batch: _RecordBatch) -> None:
         self.stats.observe_request(time.monotonic() - batch.handed)
         self.stats.sent_events += len(batch.records)
         self.stats.sent_bytes += batch.builder.size()
         batch.release(AckStatus.DELIVERED)
 
-    def _failed(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> None:
-        """A record batch the broker did not take: split it (too large) or route its events again later."""
-        if self._closing:  # the sink has stopped: nothing retries it any more
-            batch.release(AckStatus.ERRORED)
-            return
-        if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
-            self._split(producer, batch, exc)
-            return
+    async def _stall(self, producer: AIOKafkaProducer, lane: _Lane, exc: BaseException) -> bool:
+        """The broker did not take the lane's first record batch: after a backoff (fresh metadata meanwhile),
+        it is to be sent again first (True), or, if the brokers dropped the partition, every record of the lane
+        goes again, in order, to the topic's partitions now (False)."""
+        batch = lane.sealed[0]
         self.stats.error(type(exc).__name__, "sending")
         self.stats.retries += 1
-        delay = self._backoff.next()
-        log.warning("kafka did not take a record batch; sending its events again", extra={
-            "component_id": self.component_id, "topic": batch.topic, "partition": batch.partition,
-            "events": len(batch.records), "error": _describe(exc), "retry_in_s": round(delay, 3)})
-        task = asyncio.create_task(self._retry(producer, batch, delay), name=f"{self.component_id}-retry")
-        self._retrying.add(task)
-        task.add_done_callback(self._retrying.discard)
-
-    async def _retry(self, producer: AIOKafkaProducer, batch: _RecordBatch, delay: float) -> None:
-        """After ``delay``, route the record batch's events again (fresh metadata: a partition may be gone)."""
+        if lane.stalled is None:
+            lane.stalled = Backoff(self.config.retry_initial_backoff, self.config.retry_max_backoff)
+        delay = lane.stalled.next()
+        log.warning("kafka did not take a record batch; sending it again before anything newer of its partition",
+                    extra={"component_id": self.component_id, "topic": batch.topic, "partition": batch.partition,
+                           "events": len(batch.records), "error": _describe(exc), "retry_in_s": round(delay, 3)})
+        update = producer.client.force_metadata_update()
+        await asyncio.sleep(delay)
         try:
-            await asyncio.sleep(delay)
-            if not producer.client.cluster.partitions_for_topic(batch.topic):
-                producer.client.force_metadata_update()
-            start = 0
-            for ack, n in batch.pieces:
-                await self._append(producer, batch.topic, batch.records[start:start + n], ack)
-                start += n
-            batch.release(AckStatus.DELIVERED)  # the new record batches hold their own references
-            self._seal_expired(force=True)
-        except asyncio.CancelledError:
-            batch.release(AckStatus.ERRORED)
-            raise
-        except Exception as exc:  # a fault of our own while routing again: tried again later, never lost
-            log.exception("routing a record batch again failed", extra={"component_id": self.component_id})
-            self._failed(producer, batch, exc)
+            async with asyncio.timeout(self.config.request_timeout):
+                await update
+        except Exception:  # no fresh metadata: the partitions known are used
+            pass
+        known = producer.client.cluster.partitions_for_topic(lane.topic)
+        if known and lane.partition not in known:
+            self._reroute(producer, lane, sorted(known))
+            return False
+        return True
 
-    def _split(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> None:
-        """The broker refused the record batch as too large: send it in halves; one event alone is rejected."""
+    def _reroute(self, producer: AIOKafkaProducer, lane: _Lane, partitions: list[int]) -> None:
+        """The brokers dropped ``lane``'s partition: its records, oldest first, go to ``partitions``."""
+        log.warning("kafka partition gone; routing its events to the topic's partitions now", extra={
+            "component_id": self.component_id, "topic": lane.topic, "partition": lane.partition})
+        if lane.open is not None:
+            lane.sealed.append(lane.open)
+            lane.open = None
+            self._open.pop(lane, None)
+        batches = list(lane.sealed)
+        lane.sealed.clear()
+        try:
+            for batch in batches:
+                start = 0
+                for ack, n in batch.pieces:
+                    self._place(producer, lane.topic, partitions, batch.records[start:start + n], ack)
+                    start += n
+        except BaseException:  # a fault of the client: all kept here, to be routed again (some maybe twice)
+            lane.sealed.extend(batches)
+            raise
+        lane.stalled = None
+        for batch in batches:
+            batch.release(AckStatus.DELIVERED)  # the new record batches hold their own references
+        for other in self._lanes.get(lane.topic, {}).values():
+            if other.open is not None:
+                self._seal(producer, other)
+
+    def _rebuilt(self, producer: AIOKafkaProducer, batch: _RecordBatch,
+                 records: list[tuple[Ack, Any]]) -> _RecordBatch:
+        """A new record batch of ``batch``'s partition holding ``records`` ((ack, record) pairs)."""
+        rebuilt = _RecordBatch(batch.topic, batch.partition, producer.create_batch())
+        for ack, record in records:
+            key, value, headers = record
+            rebuilt.builder.append(timestamp=None, key=key, value=value, headers=headers)
+            rebuilt.records.append(record)
+            if rebuilt.pieces and rebuilt.pieces[-1][0] is ack:
+                rebuilt.pieces[-1][1] += 1
+            else:
+                ack.retain()
+                rebuilt.pieces.append([ack, 1])
+        return rebuilt
+
+    def _split(self, producer: AIOKafkaProducer, batch: _RecordBatch, exc: BaseException) -> list[_RecordBatch]:
+        """The broker refused the record batch as too large: its two halves; one event alone is rejected."""
         if len(batch.records) == 1:
             ack = batch.pieces[0][0]
             self._reject([(_record_event(batch.records[0]), "too_large", f"the broker refused it: {_describe(exc)}")],
                          ack)
             batch.release(AckStatus.DELIVERED)
-            return
-        lane = self._lanes.setdefault((batch.topic, batch.partition), _Lane())
-        halves = []
-        start = 0
-        for ack, n in batch.pieces:
-            for offset in range(n):
-                halves.append((ack, batch.records[start + offset]))
-            start += n
-        middle = len(halves) // 2
-        parts = []
-        for part in (halves[:middle], halves[middle:]):
-            rebuilt = _RecordBatch(batch.topic, batch.partition, producer.create_batch())
-            for ack, record in part:
-                key, value, headers = record
-                rebuilt.builder.append(timestamp=None, key=key, value=value, headers=headers)
-                rebuilt.records.append(record)
-                if rebuilt.pieces and rebuilt.pieces[-1][0] is ack:
-                    rebuilt.pieces[-1][1] += 1
-                else:
-                    ack.retain()
-                    rebuilt.pieces.append([ack, 1])
-            parts.append(rebuilt)
+            return []
+        records = batch.pieces_records()
+        middle = len(records) // 2
+        parts = [self._rebuilt(producer, batch, records[:middle]), self._rebuilt(producer, batch, records[middle:])]
         batch.release(AckStatus.DELIVERED)
-        lane.sealed.extendleft(reversed(parts))
-        if not lane.sending:
-            lane.sending = True
-            task = asyncio.create_task(self._send_lane(producer, lane), name=f"{self.component_id}-lane")
-            self._retrying.add(task)
-            task.add_done_callback(self._retrying.discard)
+        return parts
 
     def _finished(self, batch: Batch, size: int, status: AckStatus) -> None:
         """Every event of an input batch is acknowledged (or rejected)."""
@@ -676,15 +806,15 @@ class KafkaSink:
         """Stopped at the deadline: every record batch not acknowledged finishes ERRORED, so the sources do not
         move past it and read it again after a restart."""
         self._closing = True
-        pending = list(self._in_flight)
-        self._in_flight.clear()
-        for lane in self._lanes.values():
-            pending += [*lane.sealed, *([lane.open] if lane.open is not None else [])]
-            lane.sealed.clear()
-            lane.open = None
-        for batch in pending:
-            self.stats.discard("shutdown_timeout", len(batch.records))
-            batch.release(AckStatus.ERRORED)
+        self._open.clear()
+        for lanes in self._lanes.values():
+            for lane in lanes.values():
+                pending = [*lane.sealed, *([lane.open] if lane.open is not None else [])]
+                lane.sealed.clear()
+                lane.open = None
+                for batch in pending:
+                    self.stats.discard("shutdown_timeout", len(batch.records))
+                    batch.release(AckStatus.ERRORED)
 
 
 _TICK: Any = object()
@@ -710,6 +840,16 @@ def _record_event(record: tuple[bytes | None, bytes, Any]) -> Any:
     key, value, _ = record
     return {"key": None if key is None else key.decode("utf-8", "replace"),
             "value": value.decode("utf-8", "replace")}
+
+
+def _letter(event: Any) -> Any:
+    """What the dead letter shows of an event that could not be encoded: the event, or, when even the lenient
+    encoder cannot write it (nested too deep), its outline as text."""
+    try:
+        dumps_lenient(event)
+    except Exception:
+        return reprlib.repr(event)
+    return event
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from agent.core.ack import AckStatus, OrderedAcks
 from agent.core.batch import Batch, Kind
 from agent.core.component import SinkContext
 from agent.core.errors import ConfigErrors
+from agent.core.retry import Backoff
 from agent.delivery.config import TlsConfig
 from agent.kafka.client import SaslConfig, client_options
 from agent.kafka.encoding import encode_values
@@ -201,8 +202,10 @@ class _Client:
     async def bootstrap(self) -> None:
         return None
 
-    def force_metadata_update(self) -> None:
-        return None
+    def force_metadata_update(self) -> asyncio.Future[bool]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(True)
+        return done
 
 
 class _Sender:
@@ -220,9 +223,10 @@ class BrokerRefusingBigBatches:
         self.client, self._sender = _Client(), _Sender()
         self.taken: list[bytes] = []
         self.refused = 0
+        self.batch_size = 1 << 20  # of the record batches it creates (aiokafka's: max_batch_bytes)
 
     def create_batch(self) -> object:
-        return self.builder(1 << 20, 0)
+        return self.builder(self.batch_size, 0)
 
     async def partitions_for(self, topic: str) -> set[int]:
         return {0}
@@ -406,3 +410,175 @@ async def test_a_topic_that_does_not_exist_yet_holds_the_events_counted_until_it
     sink = stats.get("out", "sink", "kafka")
     assert sink.retries == 2 and sink.errors[("topic_unavailable", "sending")] == 2
     assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 5
+
+
+class BackoffWithoutJitter(Backoff):
+    def next(self, floor: float | None = None) -> float:
+        delay = min(self.cap, self.initial * 2 ** self.attempt)
+        self.attempt += 1
+        return delay
+
+
+class BrokerFailingOnce(BrokerRefusingBigBatches):
+    """Takes every record batch but the first, which times out (an outage longer than request_timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=1 << 30)
+        self.faults = 1
+        self.batch_size = 1024
+
+    async def send_batch(self, batch: object, topic: str, *, partition: int) -> object:
+        if self.faults:
+            from aiokafka.errors import KafkaTimeoutError
+
+            self.faults -= 1
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(KafkaTimeoutError())
+            return future
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+def keyed_batches(count: int, per_batch: int) -> list[Batch]:
+    events = [{"pod": "a", "n": n, "message": "x" * 100} for n in range(count)]
+    return [Batch(events[i:i + per_batch], Kind.LOGS, 150 * per_batch) for i in range(0, count, per_batch)]
+
+
+async def test_a_record_batch_that_failed_is_sent_again_before_anything_newer_of_its_partition(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.sinks.kafka as kafka_sink
+
+    monkeypatch.setattr(kafka_sink, "Backoff", BackoffWithoutJitter)  # newer batches come during the backoff
+    broker = BrokerFailingOnce()
+    stats = await run_against(broker, tmp_path, monkeypatch, keyed_batches(200, 10),
+                              ", key: pod, retry_initial_backoff: 50ms")
+    assert broker.faults == 0
+    assert [orjson.loads(v)["n"] for v in broker.taken] == list(range(200))
+    assert stats.get("out", "sink", "kafka").retries == 1
+    assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 200
+
+
+class _Shrinking:
+    def __init__(self, broker: BrokerLosingAPartition) -> None:
+        self.broker = broker
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(self.broker.partitions)
+
+
+class BrokerLosingAPartition(BrokerRefusingBigBatches):
+    """Two partitions, until the first record batch for partition 1: then partition 1 is gone (as a broker
+    restarted empty that creates the topic again with one partition); a send to it raises as aiokafka does."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=1 << 30)
+        self.partitions = {0, 1}
+        self.client = _Client()
+        self.client.cluster = _Shrinking(self)  # type: ignore[assignment]
+        self.batch_size = 1024
+        self.where: list[int] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(self.partitions)
+
+    async def send_batch(self, batch: object, topic: str, *, partition: int) -> object:
+        if partition == 1:
+            self.partitions = {0}
+        if partition not in self.partitions:
+            raise AssertionError("Unrecognized partition")
+        before = len(self.taken)
+        future = await super().send_batch(batch, topic, partition=partition)
+        self.where += [partition] * (len(self.taken) - before)
+        return future
+
+
+async def feed_slowly(sink: KafkaSink, batches: list[Batch], pause: float) -> OrderedAcks[int]:
+    """Run ``sink`` on ``batches``, put in its inbox one at a time ``pause`` apart, until all are finished."""
+    stats = ComponentStats("out", "sink", "kafka")
+    inbox = MemoryBuffer(1000, 1 << 24, "block", stats)
+    acks: OrderedAcks[int] = OrderedAcks()
+    run = asyncio.create_task(sink.run(SinkContext("out", inbox, stats)))
+    async with asyncio.timeout(10):
+        for n, batch in enumerate(batches):
+            batch.acks.append(acks.track(n))
+            await inbox.put(batch)
+            await asyncio.sleep(pause)
+        inbox.close()
+        await run
+    return acks
+
+
+async def test_records_of_a_partition_that_is_gone_go_to_the_others_before_newer_records_of_their_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partition 1 goes while the input batches still come: the records held for it (the failed record batch
+    and those after it) go to partition 0 before any newer record of their keys."""
+    import agent.sinks.kafka as kafka_sink
+
+    monkeypatch.setattr(kafka_sink, "Backoff", BackoffWithoutJitter)  # newer batches come during the backoff
+    broker = BrokerLosingAPartition()
+    sink = build(tmp_path, key="pod", retry_initial_backoff="20ms", retry_max_backoff="40ms")
+    sink._new_producer = lambda: broker  # type: ignore[assignment,method-assign,return-value]
+    partitioner = KeyPartitioner()
+    keys = [f"pod-{i}" for i in range(8)]
+    assert {partitioner.partition(k.encode(), 2) for k in keys} == {0, 1}
+    events = [{"pod": keys[n % 8], "n": n, "message": "x" * 100} for n in range(400)]
+    acks = await feed_slowly(sink, [Batch(events[i:i + 20], Kind.LOGS, 3000) for i in range(0, 400, 20)], 0.005)
+    assert acks.position == 19 and not acks.stuck
+    taken = [orjson.loads(v) for v in broker.taken]
+    assert sorted(e["n"] for e in taken) == list(range(400))
+    for key in keys:
+        ns = [e["n"] for e in taken if e["pod"] == key]
+        assert ns == sorted(ns), key
+    assert 1 not in broker.where
+    assert sink.stats.retries >= 1
+
+
+async def test_idle_empty_lanes_of_topics_gone_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.sinks.kafka as kafka_sink
+
+    monkeypatch.setattr(kafka_sink, "LANE_IDLE", 0.0)
+    broker = BrokerRefusingBigBatches(limit=1 << 30)
+    sink = build(tmp_path, topic="t-{{ n }}", default_topic="t", linger="1ms")
+    sink._new_producer = lambda: broker  # type: ignore[assignment,method-assign,return-value]
+    stats = ComponentStats("out", "sink", "kafka")
+    inbox = MemoryBuffer(1000, 1 << 24, "block", stats)
+    acks: OrderedAcks[int] = OrderedAcks()
+    for n in range(100):
+        batch = Batch([{"n": n}], Kind.LOGS, 100)
+        batch.acks.append(acks.track(n))
+        await inbox.put(batch)
+    run = asyncio.create_task(sink.run(SinkContext("out", inbox, stats)))
+    async with asyncio.timeout(5):
+        await acks.wait_idle()
+        assert len(broker.taken) == 100
+        last = Batch([{"n": "last"}], Kind.LOGS, 100)
+        last.acks.append(acks.track(100))
+        await inbox.put(last)
+        await acks.wait_idle()
+        await asyncio.sleep(0.01)
+        sink._seal_expired()  # a sweep
+        assert len(sink._lanes) <= 1 and len(sink._turn) <= 1 and len(sink._layouts) <= 1
+        inbox.close()
+        await run
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack", "raw"])
+async def test_an_event_the_encoder_cannot_encode_is_dead_lettered_and_the_rest_delivered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(1000):
+        inner["a"] = {}
+        inner = inner["a"]  # type: ignore[assignment]
+    events: list[dict[str, object]] = [{"n": n} for n in range(10)]
+    events[4] = {"n": 4, "deep": deep}
+    broker = BrokerRefusingBigBatches(limit=1 << 30)
+    dead = tmp_path / "dead.ndjson"
+    stats = await run_against(broker, tmp_path, monkeypatch, [Batch(events, Kind.LOGS, 1000)],
+                              f", encoding: {encoding}, dead_letter: {{path: '{dead}'}}")
+    decode = orjson.loads if encoding != "msgpack" else msgspec.msgpack.decode
+    assert [decode(v)["n"] for v in broker.taken] == [n for n in range(10) if n != 4]
+    letters = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [d["reason"] for d in letters] == ["encode_failed"] and "'n': 4" in letters[0]["event"]
+    sink = stats.get("out", "sink", "kafka")
+    assert sink.discarded["encode_failed"] == 1 and ("component_crashed", "running") not in sink.errors
+    assert stats.get("in", "source", "test_feed").gauges["committed_events"] == 10
