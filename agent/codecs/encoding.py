@@ -9,6 +9,7 @@ re-encoded when they can be written as they are.
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Any
 
 import orjson
@@ -31,11 +32,16 @@ def encoding_default(value: Any) -> Any:
 
 def dumps_lenient(value: Any, option: int = 0) -> bytes:
     """JSON for any value, never raising: orjson with bytes as text, unknown types by ``str()``, any keys;
-    past what orjson encodes at all (integers beyond 64 bits), the standard library's encoder."""
+    past what orjson encodes at all (integers beyond 64 bits), the standard library's encoder; past what that
+    encodes (nesting deeper than the recursion limit, a circular value), a JSON string outlining the value."""
     try:
         return orjson.dumps(value, default=encoding_default, option=option | orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        text = json.dumps(value, default=encoding_default, ensure_ascii=False, separators=(",", ":"), skipkeys=True)
+        try:
+            text = json.dumps(value, default=encoding_default, ensure_ascii=False, separators=(",", ":"),
+                              skipkeys=True)
+        except (RecursionError, ValueError):  # nested deeper than any encoder goes, or circular: an outline
+            text = json.dumps(reprlib.repr(value), ensure_ascii=False)
         return text.encode("utf-8", "replace") + (b"\n" if option & _NL else b"")
 
 

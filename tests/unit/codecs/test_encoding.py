@@ -56,3 +56,18 @@ def test_values_no_encoder_knows_still_encode_everywhere(tmp_path: Path) -> None
     letters.write([(dict(event), "mapping", {"type": "x"})])
     letters.close()
     assert json.loads((tmp_path / "dead.ndjson").read_bytes())["event"]["big"] == 2**70
+
+
+def test_dumps_lenient_outlines_a_value_nested_past_every_encoder_and_a_circular_one() -> None:
+    from agent.codecs.encoding import dumps_lenient
+
+    deep: dict = {}
+    node = deep
+    for _ in range(1200):  # orjson parses 1,024 levels, encodes 255; json recurses until Python's limit
+        node["a"] = {}
+        node = node["a"]
+    text = orjson.loads(dumps_lenient(deep))
+    assert isinstance(text, str) and text.startswith("{'a': {")
+    loop: list = []
+    loop.append(loop)
+    assert orjson.loads(dumps_lenient(loop)).endswith("[...]]]")
