@@ -70,4 +70,4 @@ def test_dumps_lenient_outlines_a_value_nested_past_every_encoder_and_a_circular
     assert isinstance(text, str) and text.startswith("{'a': {")
     loop: list = []
     loop.append(loop)
-    assert orjson.loads(dumps_lenient(loop)).endswith("[...]]]")
+    assert "[...]" in orjson.loads(dumps_lenient(loop))
