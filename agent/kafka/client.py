@@ -26,6 +26,11 @@ class SaslConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     password: str
     """Password (use ${VAR} or ${file:PATH}; it never appears in logs)."""
 
+    def __post_init__(self) -> None:
+        for key in ("username", "password"):  # an unset ${VAR} renders empty: the brokers would refuse it forever
+            if not getattr(self, key):
+                raise ValueError(f"{key} must not be empty (is the variable or file that sets it empty?)")
+
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"SaslConfig(mechanism={self.mechanism!r}, username={self.username!r}, password=<redacted>)"
 
@@ -40,13 +45,17 @@ class KafkaConnection(Protocol):
 
 
 def check_servers(servers: list[str]) -> None:
-    """ValueError unless ``servers`` holds at least one ``host:port``."""
+    """ValueError unless ``servers`` holds at least one ``host:port``, each without a scheme, the port 1-65535."""
     if not servers:
         raise ValueError("bootstrap_servers must name at least one host:port")
     for server in servers:
+        if "://" in server:
+            raise ValueError(f"bootstrap_servers: {server!r} has a scheme: give host:port (TLS is set by tls)")
         host, _, port = server.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or "/" in host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"bootstrap_servers: {server!r} is not host:port")
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"bootstrap_servers: {server!r}: the port must be 1-65535")
 
 
 def security_protocol(config: KafkaConnection) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import reprlib
 import time
 from collections import deque
@@ -68,12 +67,11 @@ from agent.kafka.client import SaslConfig, check_servers, client_options
 from agent.kafka.compression import use_default_levels
 from agent.kafka.encoding import Encoding, encode_values
 from agent.kafka.partition import KeyPartitioner
+from agent.kafka.topics import MAX_TOPIC_CHARS, TOPIC_UNSAFE, check_topic
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.sinks.kafka")
 
-_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-MAX_TOPIC_CHARS = 249
 STOP_TIMEOUT = 5.0  # seconds the producer may take to close at the end
 LANE_IDLE = 60.0  # seconds after which a partition's empty lane is dropped (templated topics come and go)
 
@@ -136,10 +134,10 @@ class KafkaSinkConfig(SinkConfig, tag="kafka"):
             raise ValueError("idempotent needs acks: all")
         if "{{" in self.topic and not self.default_topic:
             raise ValueError("default_topic is needed when topic names fields (for events without them)")
-        for name in (self.default_topic, None if "{{" in self.topic or "%" in self.topic else self.topic):
-            if name is not None and (not name or _TOPIC_UNSAFE.search(name) or len(name) > MAX_TOPIC_CHARS):
-                raise ValueError(f"{name!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; "
-                                 f"at most {MAX_TOPIC_CHARS})")
+        if self.default_topic is not None:
+            check_topic(self.default_topic, "default_topic")
+        if "{{" not in self.topic and "%" not in self.topic:
+            check_topic(self.topic, "topic")
 
 
 class ProducerIdRefused(Exception):
@@ -153,7 +151,7 @@ class _MissingField(Exception):
 def _topic_safe(value: Any) -> str:
     if value is None:
         raise _MissingField()
-    return _TOPIC_UNSAFE.sub("_", as_text(value))
+    return TOPIC_UNSAFE.sub("_", as_text(value))
 
 
 @dataclass(slots=True, eq=False)

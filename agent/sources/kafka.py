@@ -51,6 +51,7 @@ from agent.delivery.config import TlsConfig
 from agent.kafka.client import SaslConfig, check_servers, client_options
 from agent.kafka.decoding import RecordDecoder
 from agent.kafka.encoding import Encoding
+from agent.kafka.topics import check_topic
 from agent.observe.stats import ComponentStats
 
 log = logging.getLogger("agent.sources.kafka")
@@ -61,6 +62,8 @@ POLL_TIMEOUT_MS = 250  # a poll's longest wait for records (and so the longest w
 POLL_DEADLINE = 1.0  # seconds a poll may take at most (aiokafka's waits for a rebalance to finish ignore its timeout)
 CLOSE_TIMEOUT = 5.0  # seconds the last commit and the consumer's stop may take each
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take (aiokafka retries one while the coordinator is unknown)
+LAG_INTERVAL = 2.0  # seconds between two looks at the end offsets of the assigned partitions (the lag gauge)
+LAG_TIMEOUT = 5.0  # seconds such a look may take (a broker outage: the gauge keeps its last values)
 
 
 class KafkaSourceConfig(SourceConfig, tag="kafka"):
@@ -124,6 +127,8 @@ class KafkaSourceConfig(SourceConfig, tag="kafka"):
             raise ValueError("group_id must not be empty")
         if bool(self.topics) == (self.topic_pattern is not None):
             raise ValueError("give either topics or topic_pattern")
+        for topic in self.topics:
+            check_topic(topic, "topics")
         if self.topic_pattern is not None:
             try:
                 re.compile(self.topic_pattern)
@@ -142,7 +147,7 @@ class KafkaSourceConfig(SourceConfig, tag="kafka"):
 class _Partition:
     """One assigned partition: its ordered acks, the position they reached and what was committed."""
 
-    __slots__ = ("acked", "acks", "committed", "fetched", "live", "started", "tp")
+    __slots__ = ("acked", "acks", "committed", "end", "fetched", "live", "position", "started", "tp")
 
     def __init__(self, tp: TopicPartition) -> None:
         self.tp = tp
@@ -151,6 +156,8 @@ class _Partition:
         self.committed: int | None = None  # what this member committed last
         self.fetched: int | None = None  # offset after the last record fetched
         self.started: int | None = None  # offset of the first record fetched
+        self.end: int | None = None  # the partition's end offset when last looked at (for the lag)
+        self.position: int | None = None  # the consumer's position when last looked at, before any fetch
         self.acks: OrderedAcks[int] = OrderedAcks(self._advance)
 
     def _advance(self, offset: int) -> None:
@@ -239,6 +246,7 @@ class KafkaSource:
         if consumer is None:
             return
         committer = asyncio.create_task(self._commit_every(ctx.shutdown))
+        lag_meter = asyncio.create_task(self._measure_lag_every(ctx.shutdown))
         try:
             await self._consume(ctx, consumer)
             for state in list(self.partitions.values()):  # the drain deadline bounds this
@@ -246,6 +254,7 @@ class KafkaSource:
         finally:
             await self._stop_keepalive()
             committer.cancel()
+            lag_meter.cancel()
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await self.commit()
@@ -416,17 +425,48 @@ class KafkaSource:
             await _wait(stop, self.config.commit_interval)
             await self.commit()
 
+    async def _measure_lag_every(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.measure_lag()
+            await _wait(stop, LAG_INTERVAL)
+
+    async def measure_lag(self) -> None:
+        """Look at the end offsets of the assigned partitions (one ListOffsets request per leader), and at the
+        consumer's position in those nothing was fetched from yet: paused partitions are not fetched, so their
+        fetches' high watermarks would stand still. Bounded by :data:`LAG_TIMEOUT`; a failure keeps the last
+        values."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        states = [state for tp, state in self.partitions.items() if tp in assigned]
+        if not states:
+            return
+        try:
+            async with asyncio.timeout(LAG_TIMEOUT):
+                ends = await consumer.end_offsets([state.tp for state in states])
+                for state in states:
+                    state.end = ends.get(state.tp, state.end)
+                for state in states:
+                    if state.fetched is None and state.tp in consumer.assignment():
+                        state.position = await consumer.position(state.tp)
+        except Exception as exc:  # brokers gone, a rebalance under way: the gauge keeps its last values
+            log.debug("end offsets not read", extra={"component_id": self.id, "error": repr(exc)})
+
     def _lag(self) -> int:
-        """Records not fetched yet in the assigned partitions read from so far (their fetches' high watermarks)."""
+        """The group's lag as Kafka's tools show it: each assigned partition's end offset (the fetches' high
+        watermark or the last :meth:`measure_lag`, the later) past its committed offset (before this member
+        committed, the first offset it fetched; before any fetch, the consumer's position)."""
         consumer, total = self.consumer, 0
         if consumer is not None:
             assigned = consumer.assignment()  # (aiokafka asserts on a partition it no longer has)
             for tp, state in self.partitions.items():
                 if tp not in assigned:
                     continue
-                highwater = consumer.highwater(tp)
-                if highwater is not None and state.fetched is not None:
-                    total += max(0, highwater - state.fetched)
+                end = max(consumer.highwater(tp) or 0, state.end or 0)
+                done = next((o for o in (state.committed, state.started, state.position) if o is not None), None)
+                if done is not None:
+                    total += max(0, end - done)
         return total
 
     def _uncommitted(self) -> int:

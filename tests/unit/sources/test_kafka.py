@@ -53,6 +53,14 @@ def config_error(source: str) -> str:
      "heartbeat_interval"),
     ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], offset_reset: earliest}',
      "offset_reset"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a, ".."]}', "topics: '..' is not a Kafka"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: ["a/b"]}', "topics: 'a/b' is not a Kafka"),
+    ('{type: kafka, bootstrap_servers: ["b:0"], group_id: g, topics: [a]}', "'b:0': the port must be 1-65535"),
+    ('{type: kafka, bootstrap_servers: ["kafka://b:9092"], group_id: g, topics: [a]}', "has a scheme"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], sasl: {username: u, password: ""}}',
+     "sources.k.sasl: password must not be empty"),
+    ('{type: kafka, bootstrap_servers: ["b:9092"], group_id: g, topics: [a], sasl: {username: "", password: p}}',
+     "sources.k.sasl: username must not be empty"),
 ])
 def test_bad_config_names_the_key(source: str, expected: str) -> None:
     message = config_error(source)
