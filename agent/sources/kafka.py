@@ -200,6 +200,7 @@ class KafkaSource:
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._commit_lock = asyncio.Lock()
+        self._commit_task: asyncio.Future[None] | None = None  # aiokafka's commit under way (it may outlive ours)
         self._stash: list[Batch] = []  # batches fetched by a keep-alive poll, sent next
         self._keepalive: asyncio.Task[None] | None = None
         self._unpause = asyncio.Event()
@@ -265,6 +266,8 @@ class KafkaSource:
                     await consumer.stop()
             except TimeoutError:
                 pass
+            if self._commit_task is not None:  # a commit still waiting for a coordinator: not any more
+                self._commit_task.cancel()
             self.consumer = None
 
     # -- reading --------------------------------------------------------------------------
@@ -410,7 +413,7 @@ class KafkaSource:
                 return
             try:
                 async with asyncio.timeout(COMMIT_TIMEOUT):
-                    await consumer.commit({tp: offset for tp, (_, offset) in due.items()})
+                    await self._commit_offsets(consumer, {tp: offset for tp, (_, offset) in due.items()})
             except Exception as exc:  # a rebalance under way, the coordinator gone, the client's own fault: later
                 self.stats.error("commit_failed", "receiving")
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # (a timeout has no text)
@@ -419,6 +422,19 @@ class KafkaSource:
             for state, offset in due.values():
                 state.committed = offset
             self.stats.count("commits")
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """aiokafka's commit, never cancelled: it shields a task of its own, which a cancel would leave to fail
+        later with nobody to read its exception ("Task exception was never retrieved" at error level). A commit
+        our timeout gave up on goes on, read by :func:`_retrieved`; the next one waits for it before it starts
+        (aiokafka commits one at a time anyway), so they never pile up during an outage."""
+        if self._commit_task is not None:
+            await asyncio.wait([self._commit_task])  # (a cancel of this wait leaves the task alone)
+        task = self._commit_task = asyncio.ensure_future(consumer.commit(offsets))
+        task.add_done_callback(_retrieved)
+        await asyncio.wait([task])
+        self._commit_task = None
+        task.result()
 
     async def _commit_every(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -477,6 +493,12 @@ class KafkaSource:
                 total += state.fetched - (state.committed if state.committed is not None else state.started or 0)
         return total
 
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """Reads a finished commit's exception (whoever waited for it logged it; or nobody did)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

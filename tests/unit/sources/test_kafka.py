@@ -258,3 +258,56 @@ async def test_an_odd_commit_failure_still_lets_revoked_partitions_go(tmp_path: 
     await src.revoke([tp])
     assert consumer.commits == 1 and not src.partitions
     assert src.stats.errors[("commit_failed", "receiving")] == 1
+
+
+class OutageCommitConsumer:
+    """A commit as aiokafka makes it: a shielded request of its own, which fails after the source gave up."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    async def commit(self, offsets: dict[object, int]) -> None:
+        self.commits += 1
+
+        async def request() -> None:
+            await asyncio.sleep(0.2)
+            raise ConnectionError("the broker went away")
+
+        await asyncio.shield(request())
+
+
+async def test_a_commit_that_times_out_leaves_no_exception_unread(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelling aiokafka's commit at our timeout left its shielded request to fail unread: asyncio logged
+    "Task exception was never retrieved" at error level, beside our own warning."""
+    import gc
+
+    from aiokafka import TopicPartition
+
+    from agent.sources import kafka as source_module
+
+    monkeypatch.setattr(source_module, "COMMIT_TIMEOUT", 0.05)
+    unread: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unread.append(context))
+    try:
+        src = kafka_source(tmp_path)
+        consumer = OutageCommitConsumer()
+        src.consumer = consumer  # type: ignore[assignment]
+        tp = TopicPartition("t", 0)
+        src.assign([tp])
+        src.partitions[tp].acked = 5
+        await src.commit()
+        src.partitions[tp].acked = 7
+        await src.commit()  # waits for the first (still going on), then gives up on its own
+        await asyncio.sleep(0.5)  # both requests failed meanwhile
+        gc.collect()
+        assert not unread, unread
+        assert consumer.commits == 1 and src.stats.errors[("commit_failed", "receiving")] == 2
+        assert src.partitions[tp].committed is None
+        await src.commit()  # the earlier one is over: this one is made
+        await asyncio.sleep(0.3)
+        gc.collect()
+        assert consumer.commits == 2 and not unread, unread
+    finally:
+        loop.set_exception_handler(None)
