@@ -3,6 +3,8 @@
 ``json``: one JSON object per event; raw JSON lines verbatim, plain lines as ``{"message": ...}``.
 ``msgpack``: the same object as one msgpack map. ``raw``: the ``message`` field's bytes (a plain or JSON line
 as read; a dict event without ``message`` as its JSON). The Kafka source decodes the same three.
+An event nested deeper than the encoders go (or circular) raises ValueError: the sink dead-letters it
+(``encode_failed``) rather than write the outline :func:`~agent.codecs.encoding.dumps_lenient` makes of it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ _msgpack_lenient = msgspec.msgpack.Encoder(enc_hook=str)
 
 
 def encode_values(kind: Kind, events: list[Any], encoding: Encoding) -> list[bytes]:
-    """Each event's record value (never raises for an odd value: it is written as text)."""
+    """Each event's record value (an odd value is written as text; ValueError for an event nested deeper than
+    the encoders go, or circular)."""
     if encoding == "json":
+        if kind is Kind.LOGS:
+            try:
+                return [orjson.dumps(event) for event in events]
+            except TypeError:  # a value orjson does not know (bytes, sets...), or nested too deep: slow path
+                return [whole_json(event) for event in events]
         return json_documents(kind, events)
     if encoding == "raw":
         if kind.is_raw:
@@ -43,7 +51,16 @@ def _msgpack_value(event: Any) -> bytes:
     try:
         return _msgpack_lenient.encode(event)
     except (TypeError, ValueError, OverflowError):  # integers past 64 bits, cycles: the event's JSON, as text
-        return _msgpack.encode(dumps_lenient(event).decode())
+        return _msgpack.encode(whole_json(event).decode())
+
+
+def whole_json(value: Any) -> bytes:
+    """:func:`dumps_lenient`, except that a container it could only outline (nested too deep, circular) raises
+    ValueError."""
+    text = dumps_lenient(value)
+    if text[:1] == b'"' and isinstance(value, dict | list | tuple):
+        raise ValueError("nested deeper than the JSON encoder goes, or circular")
+    return text
 
 
 def _raw(event: Any) -> bytes:
@@ -52,4 +69,4 @@ def _raw(event: Any) -> bytes:
         return message
     if type(message) is str:
         return message.encode("utf-8", "surrogatepass")
-    return dumps_lenient(event if message is None else message)
+    return whole_json(event if message is None else message)

@@ -50,7 +50,6 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from agent.codecs.encoding import dumps_lenient
 from agent.codecs.template import EventTemplate
 from agent.config.model import SinkConfig
 from agent.config.registry import BuildContext, register
@@ -65,7 +64,7 @@ from agent.delivery.config import DeadLetterConfig, TlsConfig
 from agent.delivery.dead_letter import DeadLetterFile
 from agent.kafka.client import SaslConfig, check_servers, client_options
 from agent.kafka.compression import use_default_levels
-from agent.kafka.encoding import Encoding, encode_values
+from agent.kafka.encoding import Encoding, encode_values, whole_json
 from agent.kafka.partition import KeyPartitioner
 from agent.kafka.topics import MAX_TOPIC_CHARS, TOPIC_UNSAFE, check_topic
 from agent.observe.stats import ComponentStats
@@ -844,8 +843,8 @@ def _letter(event: Any) -> Any:
     """What the dead letter shows of an event that could not be encoded: the event, or, when even the lenient
     encoder cannot write it (nested too deep), its outline as text."""
     try:
-        dumps_lenient(event)
-    except Exception:
+        whole_json(event)
+    except ValueError:
         return reprlib.repr(event)
     return event
 
