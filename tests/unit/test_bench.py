@@ -53,7 +53,7 @@ EXTRA_FIELDS = {"tail_docker_to_blackhole": TAIL_FIELDS, "tail_docker_multiline_
                 "kafka_aggregators_scale": {"partitions", "one_member_events_per_s", "one_member_cpu_s",
                                             "one_member_broker_cpu_s", "two_members_events_per_s", "scale",
                                             "two_members_shares", "two_members_cpu_s", "two_members_start_skew_s",
-                                            "two_members_broker_cpu_s"},
+                                            "two_members_attempts", "two_members_broker_cpu_s"},
                 "scrape_page_to_remote_write": {"samples_per_scrape", "scraped_per_scrape", "requests",
                                                 "request_wire_bytes", "samples_per_s"}}
 PAGE_SAMPLES = 1490 - 125  # the node-exporter page less the go_* and node_scrape_collector_* series dropped

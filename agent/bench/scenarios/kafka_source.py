@@ -178,11 +178,11 @@ async def _agents(workdir: Path, configs: list[tuple[Path, int]]) -> AsyncIterat
 
 
 async def _consume_with(members: int, workdir: Path, bootstrap: str, events: int, broker: Tansu,
-                        progress: ProgressFn | None) -> dict[str, Any]:
+                        progress: ProgressFn | None, attempt: int = 0) -> dict[str, Any]:
     """``members`` aggregator agents in one group on a fresh topic of ``events``: their rate and CPU."""
     import aiohttp
 
-    topic = group = f"scale{members}"
+    topic = group = f"scale{members}-{attempt}"
     await fill_topic(broker, topic, events, KAFKA_PARTITIONS)
     ports = [free_port() for _ in range(members)]
     configs = [(_aggregator_config(workdir, bootstrap, group, topic, port), port) for port in ports]
@@ -219,13 +219,23 @@ async def _consume_with(members: int, workdir: Path, bootstrap: str, events: int
             "start_skew_s": max(started) - min(started), "broker_cpu_s": broker_cpu, "peak_rss_mib": peak_rss}
 
 
+MAX_START_SKEW_S = 0.25  # two members whose first records are further apart did not start together
+MAX_ATTEMPTS = 3
+
+
 async def kafka_aggregators_scale(events: int, progress: ProgressFn | None = None) -> Result:
     """One aggregator agent, then two in one group, each time on a pre-filled topic of ``events``."""
     name = "kafka_aggregators_scale"
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp, running_tansu(Path(tmp)) as broker:
         bootstrap = broker.bootstrap
         one = await _consume_with(1, Path(tmp), bootstrap, events, broker, progress)
-        two = await _consume_with(2, Path(tmp), bootstrap, events, broker, progress)
+        # tansu sometimes holds one member's first fetch about a second after the other's (a join artefact: the
+        # shares are still half each): a run whose members did not start together measures that second, not the
+        # tier, so it is run again on a fresh topic, at most MAX_ATTEMPTS times (the attempts are reported)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            two = await _consume_with(2, Path(tmp), bootstrap, events, broker, progress, attempt)
+            if two["start_skew_s"] <= MAX_START_SKEW_S:
+                break
     cpu = sum(two["cpu_s"])
     result = Result(name, events, events * KAFKA_RECORD_BYTES, two["wall_s"], cpu, 0.0, two["peak_rss_mib"])
     result.extra.update({
@@ -234,6 +244,6 @@ async def kafka_aggregators_scale(events: int, progress: ProgressFn | None = Non
         "two_members_events_per_s": round(two["events_per_s"]),
         "scale": round(two["events_per_s"] / one["events_per_s"], 2),
         "two_members_shares": two["shares"], "two_members_cpu_s": [round(c, 2) for c in two["cpu_s"]],
-        "two_members_start_skew_s": round(two["start_skew_s"], 3),
+        "two_members_start_skew_s": round(two["start_skew_s"], 3), "two_members_attempts": attempt,
         "two_members_broker_cpu_s": round(two["broker_cpu_s"], 2)})
     return result
