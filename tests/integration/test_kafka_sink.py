@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 from components import feed
 from helpers import pipeline, wait_for
-from peers.kafka import Tansu, tansu_binary
+from peers.kafka import Tansu
 from peers.prometheus import free_port
 
 from agent.config.registry import BuildContext
@@ -229,21 +226,7 @@ class Gate:
 
 def start_behind(broker: Tansu, gate_port: int, *options: str) -> None:
     """Start ``broker`` advertising the gate's port (its own with ``gate_port`` 0), with more ``options``."""
-    url, advertised = f"tcp://{broker.bootstrap}", f"tcp://127.0.0.1:{gate_port or broker.port}"
-    log = broker.workdir / f"tansu.{broker.starts}.log"
-    broker.starts += 1
-    with log.open("wb") as out:
-        broker.proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-             "--storage-engine", "memory://tansu/", *options], stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT)
-    for _ in range(300):  # bounded: about 15 s
-        try:
-            socket.create_connection(("127.0.0.1", broker.port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError("tansu did not start")
+    broker.start(advertised_port=gate_port or None, options=options)
 
 
 async def test_broker_gone_while_producing_then_back(tmp_path: Path) -> None:

