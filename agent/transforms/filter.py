@@ -66,19 +66,21 @@ class FilterConfig(TransformConfig, tag="filter"):
         if len(given) != 1:
             raise ValueError('a filter takes exactly one of "condition", "drop_if", or the grep rules '
                              f'"regex", "exclude" and "rules" (got {", ".join(given) or "none"})')
-        keep_column(self)  # an error in a condition, a field or a pattern is a config error
+        keep_steps(self)  # an error in a condition, a field or a pattern is a config error
 
 
-def keep_column(config: FilterConfig) -> Column:
-    """The test events must pass to be kept, over a whole batch: a mask, one byte (1: keep) per event."""
+def keep_steps(config: FilterConfig) -> list[Column]:
+    """The tests events must pass to be kept, in turn, each over a batch (a mask, one byte per event, 1: keep).
+    A condition ``a and b`` is one step per operand: ``b`` runs only on what ``a`` kept, as the per-event test
+    would short-circuit."""
     if config.condition is not None:
-        return compile_condition_column(config.condition)
+        return compile_condition_steps(config.condition)
     if config.drop_if is not None:
         drop = compile_condition_column(config.drop_if)
-        return lambda events: negate(drop(events))
+        return [lambda events: negate(drop(events))]
     rules = _rules(config)
     keep = _legacy(rules) if config.logical_op == "legacy" else _combined(rules, config.logical_op == "and")
-    return lambda events: bytes(map(keep, events))
+    return [lambda events: bytes(map(keep, events))]
 
 
 class _Rule(NamedTuple):
@@ -150,18 +152,16 @@ class FilterTransform:
     mutates = False
 
     def __init__(self, config: FilterConfig, ctx: BuildContext) -> None:
-        self.keep = keep_column(config)
-        # a condition "a and b": b is tested on what a kept only, as the per-event test would short-circuit
-        self.steps = compile_condition_steps(config.condition) if config.condition is not None else [self.keep]
+        self.steps = keep_steps(config)
         self.stats = ctx.stats
 
     def process(self, batch: Batch) -> Batch | None:
         if batch.kind is Kind.METRICS:
             return batch
-        if batch.kind.is_raw:  # raw lines are tested as dicts and passed on as they came
-            kept = list(compress(batch.events, self.keep(event_views(batch))))
-        else:
-            kept = batch.events
-            for step in self.steps:
-                kept = list(compress(kept, step(kept)))
+        kept, views = batch.events, event_views(batch)  # raw lines are tested as dicts, passed on as they came
+        own_views = views is kept  # dict events are their own views
+        for step in self.steps:
+            mask = step(views)
+            kept = list(compress(kept, mask))
+            views = kept if own_views else list(compress(views, mask))
         return keep_only(batch, kept, self.stats, "filtered")  # a dropped event is done: counted, acks released

@@ -104,6 +104,9 @@ def test_raw_lines_are_tested_as_their_message_and_pass_on_as_bytes() -> None:
     json_lines = make(condition='level == "ERROR"').process(
         Batch([b'{"level":"ERROR"}', b'{"level":"INFO"}', b"[1]"], Kind.JSON_LINES, 40))
     assert json_lines is not None and json_lines.events == [b'{"level":"ERROR"}']
+    steps = make(condition='level == "ERROR" and n > 1').process(  # one step per operand, views kept in step
+        Batch([b'{"level":"ERROR","n":1}', b'{"level":"INFO","n":2}', b'{"level":"ERROR","n":3}'], Kind.JSON_LINES, 60))
+    assert steps is not None and steps.events == [b'{"level":"ERROR","n":3}']
 
 
 def test_a_catastrophic_backtracking_pattern_finishes_at_once() -> None:
