@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from agent.bench.versus.sides import stop_process
+
 READY_TIMEOUT = 15.0  # seconds for a peer to answer its readiness URL
-STOP_TIMEOUT = 10.0  # seconds after SIGTERM before SIGKILL
 ATTEMPTS = 3  # another process may take the free port between our probe and the peer's bind
 
 
@@ -76,15 +77,6 @@ class _Started(Exception):
     """The peer exited before it was ready (most likely its port was taken meanwhile)."""
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(STOP_TIMEOUT)
-
-
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -113,15 +105,15 @@ def _running(argv: list[str], ready_path: str, workdir: Path, name: str) -> Iter
             _wait_ready(proc, f"http://{address}{ready_path}", log)
         except _Started as exc:
             last = str(exc)
-            _stop(proc)
+            stop_process(proc)
             continue
         except BaseException:
-            _stop(proc)
+            stop_process(proc)
             raise
         try:
             yield f"http://{address}"
         finally:
-            _stop(proc)
+            stop_process(proc)
         return
     raise RuntimeError(f"{name} did not start after {ATTEMPTS} attempts; last log:\n{last}")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from agent.bench.peers.handles import PeerError
 from agent.bench.peers.lines import HOST
+from agent.bench.versus.sides import stop_process
 
 READY_S = 15.0
-STOP_S = 5.0
 ATTEMPTS = 3  # another process may take the free port between the probe and the broker's bind
 
 
@@ -89,16 +89,10 @@ class Tansu:
         raise PeerError(f"tansu did not accept connections within {READY_S:g}s")
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after :data:`STOP_S`; reaped."""
+        """SIGTERM, then SIGKILL if it lingers (``stop_process``); reaped."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes mid-request."""
