@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections.abc import Container
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 Labels = tuple[tuple[str, str], ...]
@@ -92,6 +95,89 @@ def parse_exposition(data: bytes, openmetrics: bool, known: Container[str] = fro
     keys: list[str] = []
     samples = _parse_lines(lines, openmetrics, types, fast, not text.isascii(), known, keys)
     return Exposition(samples, types, keys)
+
+
+@dataclass(slots=True)
+class PageShape:
+    """What stays the same from one scrape of a target to the next: its lines but for the sample values.
+
+    ``comments`` is every line that is not a sample (``#`` lines, blank lines) joined by ``\\n``, and
+    ``comment_rows`` their line numbers; ``sample_rows`` the line numbers of the samples, and ``keys`` their
+    series keys (the :class:`Exposition` keys, each the sample line up to the space before its value). Only
+    a page whose every sample is ``key value``, with no timestamp, has a shape.
+    """
+
+    lines: int
+    comments: str
+    comment_rows: array[int]
+    sample_rows: array[int]
+    keys: list[str]
+
+
+_head = itemgetter(0)
+_tail = itemgetter(2)
+
+
+def page_shape(data: bytes, openmetrics: bool, page: Exposition) -> PageShape | None:
+    """The shape of a page :func:`parse_exposition` accepted as ``page``, or None when a sample has a
+    timestamp or is not written ``key value``."""
+    if any(sample[3] is not None for sample in page.samples):
+        return None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\n")
+    if openmetrics:
+        _strip_eof(lines)
+    comment_rows = array("l", [i for i, line in enumerate(lines) if line[:1] in ("#", "")])
+    rows = array("l", [i for i, line in enumerate(lines) if line[:1] not in ("#", "")])
+    if len(rows) != len(page.keys):
+        return None
+    heads = list(map(_head, map(str.rpartition, map(lines.__getitem__, rows), repeat(" "))))
+    if heads != page.keys:
+        return None
+    comments = "\n".join(map(lines.__getitem__, comment_rows))
+    return PageShape(len(lines), comments, comment_rows, rows, page.keys)
+
+
+def repeat_values(data: bytes, openmetrics: bool, shape: PageShape) -> list[float] | None:
+    """The sample values of a page that has ``shape`` (its comments and series as they were, in the same
+    order), checked as :func:`parse_exposition` checks them, in passes over the whole page rather than a
+    line at a time; None when the page differs in any way but its values (then parse it)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    if any(char in text for char in _ODD_SPACE):
+        return None
+    lines = text.split("\n")
+    if openmetrics:
+        try:
+            _strip_eof(lines)
+        except ExpositionError:
+            return None
+    if len(lines) != shape.lines:
+        return None
+    parts = list(map(str.rpartition, map(lines.__getitem__, shape.sample_rows), repeat(" ")))
+    if list(map(_head, parts)) != shape.keys:
+        return None
+    if "\n".join(map(lines.__getitem__, shape.comment_rows)) != shape.comments:
+        return None
+    texts = list(map(_tail, parts))
+    joined = "".join(texts)
+    if "_" in joined or not joined.isascii():
+        return None
+    try:
+        values = list(map(float, texts))
+    except ValueError:
+        return None
+    total = sum(values)
+    if total - total != 0:  # a NaN or an infinity somewhere: each must be spelt as the format has it
+        for value, written in zip(values, texts, strict=True):
+            if value - value != 0 and written.lower() not in _SPECIAL_VALUES:
+                return None
+    return values
 
 
 def kind_of(name: str, types: dict[str, str]) -> str:
