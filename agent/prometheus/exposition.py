@@ -104,9 +104,11 @@ class PageShape:
     ``comments`` is every line that is not a sample (``#`` lines, blank lines) joined by ``\\n``, and
     ``comment_rows`` their line numbers; ``sample_rows`` the line numbers of the samples, and ``keys`` their
     series keys (the :class:`Exposition` keys, each the sample line up to the space before its value). Only
-    a page whose every sample is ``key value``, with no timestamp, has a shape.
+    a page whose every sample is ``key value``, with no timestamp, has a shape; it holds for pages of its
+    format (``openmetrics``) only.
     """
 
+    openmetrics: bool
     lines: int
     comments: str
     comment_rows: array[int]
@@ -138,13 +140,15 @@ def page_shape(data: bytes, openmetrics: bool, page: Exposition) -> PageShape | 
     if heads != page.keys:
         return None
     comments = "\n".join(map(lines.__getitem__, comment_rows))
-    return PageShape(len(lines), comments, comment_rows, rows, page.keys)
+    return PageShape(openmetrics, len(lines), comments, comment_rows, rows, page.keys)
 
 
 def repeat_values(data: bytes, openmetrics: bool, shape: PageShape) -> list[float] | None:
     """The sample values of a page that has ``shape`` (its comments and series as they were, in the same
     order), checked as :func:`parse_exposition` checks them, in passes over the whole page rather than a
     line at a time; None when the page differs in any way but its values (then parse it)."""
+    if openmetrics != shape.openmetrics:
+        return None
     try:
         text = data.decode()
     except UnicodeDecodeError:

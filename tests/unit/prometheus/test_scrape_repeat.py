@@ -89,12 +89,15 @@ async def outcome(loop: ScrapeLoop, page: str, content_type: str) -> list[tuple[
             if s.name != "scrape_duration_seconds"]
 
 
-def same_outcomes(pages: list[str], content_type: str = TEXT, **config: Any) -> list[Any]:
-    """Each page scraped by a loop with the shortcut and one without: they send the same."""
+def same_outcomes(pages: list[str], content_type: str | list[str] = TEXT, **config: Any) -> list[Any]:
+    """Each page scraped by a loop with the shortcut and one without (with its content type, or each with the
+    one at its place in a list): they send the same."""
+    types = [content_type] * len(pages) if isinstance(content_type, str) else content_type
+
     async def run() -> list[Any]:
         fast, full = make_loop(**config), without_shortcut(**config)
         got = []
-        for number, page in enumerate(pages):
+        for number, (page, content_type) in enumerate(zip(pages, types, strict=True)):
             expected = await outcome(full, page, content_type)
             assert await outcome(fast, page, content_type) == expected, f"page {number}: {page!r}"
             got.append(expected)
@@ -174,6 +177,13 @@ def test_whatever_the_next_page_the_loop_sends_what_a_full_parse_gives(second: s
 ])
 def test_openmetrics_pages(second: str) -> None:
     same_outcomes(["a 5\nb 6\n# EOF\n", second, second], OM)
+
+
+def test_a_page_in_the_other_format_is_parsed_as_such() -> None:
+    """"# foo" is a comment in text 0.0.4 and an error in OpenMetrics, where the same lines (the EOF aside)
+    would otherwise have the text page's shape."""
+    got = same_outcomes(["# foo\na 1", "# foo\na 2\n# EOF", "# foo\na 3"], [TEXT, OM, TEXT])
+    assert [report(samples, "up") for samples in got] == [1, 0, 1]
 
 
 def test_relabelling_that_drops_series_and_the_sample_limit() -> None:
