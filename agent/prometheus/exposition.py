@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from array import array
 from collections.abc import Container
 from dataclasses import dataclass
@@ -101,11 +102,11 @@ def parse_exposition(data: bytes, openmetrics: bool, known: Container[str] = fro
 class PageShape:
     """What stays the same from one scrape of a target to the next: its lines but for the sample values.
 
-    ``comments`` is every line that is not a sample (``#`` lines, blank lines) joined by ``\\n``, and
-    ``comment_rows`` their line numbers; ``sample_rows`` the line numbers of the samples, and ``keys`` their
-    series keys (the :class:`Exposition` keys, each the sample line up to the space before its value). Only
-    a page whose every sample is ``key value``, with no timestamp, has a shape; it holds for pages of its
-    format (``openmetrics``) only.
+    ``comments`` is every line that is not a sample (``#`` lines, blank lines) joined by ``\\n`` (interned:
+    the targets of one exporter keep one copy), and ``comment_rows`` their line numbers; ``sample_rows`` the
+    line numbers of the samples, and ``keys`` their series keys (the :class:`Exposition` keys, each the
+    sample line up to the space before its value). Only a page whose every sample is ``key value``, with no
+    timestamp, has a shape; it holds for pages of its format (``openmetrics``) only.
     """
 
     openmetrics: bool
@@ -139,7 +140,7 @@ def page_shape(data: bytes, openmetrics: bool, page: Exposition) -> PageShape | 
     heads = list(map(_head, map(str.rpartition, map(lines.__getitem__, rows), repeat(" "))))
     if heads != page.keys:
         return None
-    comments = "\n".join(map(lines.__getitem__, comment_rows))
+    comments = sys.intern("\n".join(map(lines.__getitem__, comment_rows)))  # one copy for targets alike
     return PageShape(openmetrics, len(lines), comments, comment_rows, rows, page.keys)
 
 

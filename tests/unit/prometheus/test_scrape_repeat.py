@@ -130,6 +130,14 @@ def test_a_repeated_page_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) ->
     assert len(load) == 1 and 7 <= load[0].value < 8 and load[0].timestamp_ms == 2
 
 
+def test_targets_with_the_same_comments_keep_one_copy_of_them() -> None:
+    first, second = make_loop(), make_loop()
+    first.process(NODE_PAGE.encode(), TEXT, 1)
+    second.process(NODE_PAGE.replace("node_load1 0.", "node_load1 7.").encode(), TEXT, 1)
+    assert first._repeat is not None and second._repeat is not None
+    assert first._repeat.shape.comments is second._repeat.shape.comments
+
+
 def test_the_node_exporter_page_with_new_values_gives_what_a_full_parse_gives() -> None:
     changed = "\n".join(line if line.startswith("#") or not line else line.rpartition(" ")[0] + " 42"
                         for line in NODE_PAGE.split("\n"))
@@ -218,3 +226,34 @@ def test_any_values_give_what_a_full_parse_gives(values: list[str], content_type
     for value in values:
         page = page.replace("{}", value, 1)
     same_outcomes([base, page, base], content_type)
+
+
+_SERIES = ["a", "a", 'b{x="1"}', 'b{x="1 2"}', 'b{x="} 1"}', 'b{x="é"}', 'b{x="1",}', 'b{x="\\"1"}', "h_bucket{le=\"+Inf\"}",
+           "h_sum", "h_count", "c_total", 'c_created{x="1"}']
+_COMMENTS = ["# TYPE h histogram", "# TYPE c counter", "# HELP a help 1", "# foo", "", "# EOF", "# UNIT a x"]
+_SPELLINGS = ["1", "0.5", "NaN", "+Inf", "-inf", "-0", "1_0", "\u0661", "-nan", "1e999", "", "1 2", "1\t", " 1", "0x1"]
+
+
+@st.composite
+def _page_pairs(draw: st.DrawFn) -> tuple[str, str, str]:
+    """A page of well-formed lines (a few comments, series some of them twice), and the same page with some
+    values spelt otherwise and now and then one line otherwise changed."""
+    content_type = draw(st.sampled_from([TEXT, OM]))
+    lines = draw(st.lists(st.one_of(st.sampled_from(_COMMENTS), st.sampled_from(_SERIES)), max_size=8))
+    lines = [line if line[:1] in ("#", "") else f"{line} {i}" for i, line in enumerate(lines)]
+    values = draw(st.lists(st.sampled_from(_SPELLINGS), min_size=len(lines), max_size=len(lines)))
+    mutated = [line if line[:1] in ("#", "") or draw(st.booleans()) else f"{line.rpartition(' ')[0]} {value}"
+               for line, value in zip(lines, values, strict=True)]
+    if mutated and draw(st.integers(0, 3)) == 0:
+        i = draw(st.integers(0, len(mutated) - 1))
+        mutated[i] = draw(st.sampled_from([" ", "", "# x", "a 1", mutated[i] + " ", mutated[i] + " 7"]))
+    end = "\n# EOF\n" if content_type == OM else "\n"
+    return "\n".join(lines) + end, "\n".join(mutated) + end, content_type
+
+
+@settings(max_examples=200, deadline=None)
+@given(_page_pairs(), st.sampled_from([{}, {"metric_relabel_configs": [{"source_labels": ["x"], "regex": "1",
+                                                                          "action": "drop"}]}]))
+def test_any_page_and_its_change_give_what_a_full_parse_gives(pair: tuple[str, str, str], config: Any) -> None:
+    base, mutated, content_type = pair
+    same_outcomes([base, mutated, base, mutated, "garbage{", mutated, ""], content_type, **config)
