@@ -33,6 +33,7 @@ from agent.bench.scenarios import elasticsearch as bench_es
 from agent.bench.scenarios import metrics as bench_metrics
 from agent.bench.scenarios import tail as bench_tail
 from agent.bench.scenarios.elasticsearch import ES_BATCH_EVENTS
+from agent.bench.scenarios.kafka_source import run_span
 from agent.bench.scenarios.tail import JAVA_SINGLES, TAIL_FILES
 from agent.codecs.multiline import PRESETS
 
@@ -391,3 +392,22 @@ async def test_metrics_peers_count_writes_and_freeze_scrapes() -> None:
                 pass
         assert (await exporters.final())["scrapes"] == 1
         assert (await rw.final())["samples"] == 2
+
+
+def test_run_span_places_each_edge_on_the_pace_around_it() -> None:
+    # 0 until 1.0 s, then 1,000 records/s until 1.5 s, then 3,000/s: 4,000 reached at 1.5 + 3,500 / 3,000 s
+    def count(t: float) -> int:
+        return round(min(4000, max(0.0, 1000 * (t - 1) if t < 1.5 else 500 + 3000 * (t - 1.5))))
+    reads = [(t, count(t)) for t in (0.2, 0.9, 1.13, 1.3, 1.45, 2.0, 2.3, 2.55, 2.9, 3.1)]
+    start, end = run_span(reads, 4000)
+    assert start == pytest.approx(1.0) and end == pytest.approx(1.5 + 3500 / 3000)
+    # reads of one count inside: the nearest read with another count sets the pace
+    reads = [(0.5, 0), (1, 100), (1.2, 100), (2, 500), (2.2, 700), (2.4, 700), (3.2, 1000)]
+    assert run_span(reads, 1000) == pytest.approx((1 - 100 / 400, 2.4 + 300 / 500))
+    # a pace that would put an edge past the reads around it: the edge is that read
+    assert run_span([(0.5, 0), (1, 50), (2, 60), (3, 100)], 100) == (0.5, 3)
+    # fewer than two different counts inside the run: the reads around it (the last at 0, else the first with a
+    # count; the first at the total)
+    assert run_span([(0, 0), (0.5, 0), (1, 50), (2, 100)], 100) == (0.5, 2)
+    assert run_span([(0, 0), (1, 100), (2, 100)], 100) == (0, 1)
+    assert run_span([(1, 50), (1.5, 50), (2, 100)], 100) == (1, 2)

@@ -9,11 +9,17 @@ all; the committed offsets are then checked against the partitions' ends. The br
 the agent's.
 
 ``kafka_aggregators_scale``: the same topic read by one aggregator agent (``agent run`` in a child process:
-kafka -> modify -> blackhole), then by two in one consumer group on a fresh topic; the rate of each is the
-events over the time from the first record any member received to the last, read from their APIs every
-50 ms. The aggregators fetch up to 4 MiB a partition and take 5,000 records a poll (``FETCH``). The result
-is the two members' run (CPU: both agents' user + system from /proc, all of it counted as user; peak RSS:
-the larger member's VmHWM), with the one member's rate and their ratio.
+kafka -> modify -> blackhole), then by two in one consumer group on a fresh topic. The aggregators fetch up to
+4 MiB a partition and take 5,000 records a poll (``FETCH``). The harness reads each member's count from its API;
+each read costs CPU on the cores being measured (about 0.5 ms of an idle member's and 1 ms of the harness's), so
+it reads every ``POLL_S`` (50 ms) only until every member has a record, then every ``SLOW_POLL_S`` (0.5 s),
+closing in on the end: the next read comes after half the time the records left would take at the pace so far
+(never sooner than ``POLL_S``). Each member's run is placed between its reads by ``run_span`` (its first record
+on the line through its first two reads inside the run, its last on the line through its last two), and the
+rate is the records over the time from the first member's first record to the last member's last. The result
+is the two members' run (CPU: both agents' user + system from /proc between their reads just before and just
+after their runs, all of it counted as user; peak RSS: the larger member's VmHWM), with the one member's rate
+and their ratio.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +54,8 @@ from agent.observe.stats import StatsRegistry
 from agent.topology.running import Topology
 
 SESSION_TIMEOUT = "6s"  # tansu answers a join after half of it: room for two agents starting together
-POLL_S = 0.05  # how often the aggregators' APIs are asked for their counts (each ask costs them a little CPU)
+POLL_S = 0.05  # how often the aggregators' APIs are asked for their counts near the run's edges, at most
+SLOW_POLL_S = 0.5  # and in between (each ask costs a member and the harness CPU on the cores measured)
 FETCH = {"max_partition_fetch_bytes": "4MiB", "max_poll_records": 5000}  # an aggregator tuned for throughput
 
 
@@ -153,6 +160,35 @@ async def _received(session: Any, port: int) -> int:
     return int(components["out"]["sent_events"])
 
 
+def run_span(polls: Sequence[tuple[float, int]], total: int) -> tuple[float, float]:
+    """When a count read at ``polls`` ((time, count) in time order, the last at ``total``) left 0 and reached
+    ``total``, at a pace steady between two reads.
+
+    The start is on the line through the first two reads inside the run (0 < count < total), the end on the
+    line through the last two, each time the nearest ones with different counts; neither goes past the reads
+    around the run (the last at 0, else the first with a count; the first at ``total``), which are the answer
+    when fewer than two different counts fall inside.
+    """
+    inside = [(t, c) for t, c in polls if 0 < c < total]
+    zeros = [t for t, c in polls if c == 0]
+    before = zeros[-1] if zeros else next(t for t, c in polls if c > 0)
+    done = next(t for t, c in polls if c >= total)
+    if len(inside) < 2 or inside[0][1] == inside[-1][1]:
+        return before, done
+    (t0, c0), (t1, c1) = inside[0], next(p for p in inside if p[1] > inside[0][1])
+    start = t0 - c0 * (t1 - t0) / (c1 - c0)
+    if zeros:
+        start = max(start, before)
+    (t0, c0), (t1, c1) = next(p for p in reversed(inside) if p[1] < inside[-1][1]), inside[-1]
+    return start, min(t1 + (total - c1) * (t1 - t0) / (c1 - c0), done)
+
+
+def _run_cpu(polls: Sequence[tuple[float, int, float]]) -> float:
+    """CPU seconds from the last read at 0 (or the first read) to the first at the final count."""
+    before = [cpu for _, count, cpu in polls if count == 0] or [polls[0][2]]
+    return next(cpu for _, count, cpu in polls if count == polls[-1][1]) - before[-1]
+
+
 @contextlib.asynccontextmanager
 async def _agents(workdir: Path, configs: list[tuple[Path, int]]) -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """``agent run`` children, one per config, stopped (SIGTERM, then SIGKILL) and reaped on exit."""
@@ -188,9 +224,9 @@ async def _consume_with(members: int, workdir: Path, bootstrap: str, events: int
     configs = [(_aggregator_config(workdir, bootstrap, group, topic, port), port) for port in ports]
     async with _agents(workdir, configs) as procs, aiohttp.ClientSession() as session:
         counts = [0] * members
-        first: list[float | None] = [None] * members
-        cpu_at_first: list[float] = [0.0] * members
-        broker_cpu = 0.0
+        polls: list[list[tuple[float, int, float]]] = [[] for _ in range(members)]  # (time, count, CPU s)
+        broker_cpu = broker.cpu_seconds()
+        all_started: tuple[float, int] | None = None  # (time, records) when every member had a record
         deadline = time.monotonic() + 60
         while sum(counts) < events:
             if time.monotonic() > deadline:
@@ -198,25 +234,33 @@ async def _consume_with(members: int, workdir: Path, bootstrap: str, events: int
             for i, (proc, port) in enumerate(zip(procs, ports, strict=True)):
                 if proc.returncode is not None:
                     raise BenchError(f"aggregator {i} exited with {proc.returncode}: see {workdir}/agent-{port}.log")
+                asked = time.monotonic()
                 with contextlib.suppress(OSError, aiohttp.ClientError):
                     counts[i] = await _received(session, port)
-                if counts[i] and first[i] is None:
-                    first[i], cpu_at_first[i] = time.monotonic(), cpu_seconds(proc.pid)
-                    if all(f is None for j, f in enumerate(first) if j != i):
-                        broker_cpu = broker.cpu_seconds()
+                    polls[i].append(((asked + time.monotonic()) / 2, counts[i], cpu_seconds(proc.pid)))
+            now, done = time.monotonic(), sum(counts)
+            if done == 0:
+                broker_cpu = broker.cpu_seconds()
+            if all_started is None and all(counts):
+                all_started = (now, done)
             if progress is not None:
-                progress(sum(counts))
-            await asyncio.sleep(POLL_S)
-        end = time.monotonic()
-        started = [f for f in first if f is not None]
-        wall = end - min(started)
-        cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_at_first, strict=True)]
-        peak_rss = max(peak_rss_mib(p.pid) for p in procs)
+                progress(done)
+            left_s = 0.0  # at the pace since every member had a record
+            if all_started is not None and done > all_started[1]:
+                left_s = (events - done) * (now - all_started[0]) / (done - all_started[1])
+            await asyncio.sleep(min(SLOW_POLL_S, max(POLL_S, left_s / 2)))
         broker_cpu = broker.cpu_seconds() - broker_cpu
+        peak_rss = max(peak_rss_mib(p.pid) for p in procs)
     if sum(counts) != events:
         raise BenchError(f"{members} aggregators delivered {sum(counts)} of {events} (duplicates or losses)")
-    return {"events_per_s": events / wall, "wall_s": wall, "shares": counts, "cpu_s": cpu,
-            "start_skew_s": max(started) - min(started), "broker_cpu_s": broker_cpu, "peak_rss_mib": peak_rss}
+    spans = [run_span([(t, c) for t, c, _ in p], c) for p, c in zip(polls, counts, strict=True) if c]
+    starts = [start for start, _ in spans]
+    wall = max(end for _, end in spans) - min(starts)
+    if wall <= 0:
+        raise BenchError(f"{members} aggregators: every record came between two reads of their APIs")
+    return {"events_per_s": events / wall, "wall_s": wall, "shares": counts,
+            "cpu_s": [_run_cpu(p) if c else 0.0 for p, c in zip(polls, counts, strict=True)],
+            "start_skew_s": max(starts) - min(starts), "broker_cpu_s": broker_cpu, "peak_rss_mib": peak_rss}
 
 
 MAX_START_SKEW_S = 0.25  # two members whose first records are further apart did not start together
