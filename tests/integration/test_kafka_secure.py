@@ -20,10 +20,9 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, Unsu
 from aiokafka.protocol.metadata import MetadataRequest
 from components import feed
 from fakes.kafka_front import KafkaFront, join_group_instance_id, running_behind_front
-from helpers import pipeline, wait_for
+from helpers import Deliver, pipeline, wait_for
 
 from agent.config.registry import BuildContext
-from agent.core.ack import AckStatus
 from agent.core.batch import Batch, Kind
 from agent.core.component import SourceContext
 from agent.delivery.config import TlsConfig
@@ -161,17 +160,6 @@ async def test_a_certificate_the_ca_does_not_sign_is_refused_and_the_events_held
             await asyncio.wait([agent], timeout=15)
         assert stats.get("in", "source", "test_feed").gauges.get("committed_events", 0) == 0
         assert not front.requests  # no request went over a connection the client did not trust
-
-
-class Deliver:
-    """A source output whose sink delivers everything at once."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def send(self, batch: Batch) -> None:
-        self.events += batch.events
-        batch.finalize(AckStatus.DELIVERED)
 
 
 async def produce(options: dict[str, Any], topic: str, count: int, partitions: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from components import GateSink
-from helpers import pipeline, wait_for
+from helpers import Deliver, pipeline, wait_for
 from peers.kafka import Tansu
 
 from agent.config.registry import BuildContext
@@ -245,17 +245,6 @@ async def test_a_rebalance_commits_the_acknowledged_and_leaves_the_rest_to_the_n
             if not batch.done:
                 batch.finalize(AckStatus.DELIVERED)
         await asyncio.wait_for(asyncio.gather(first_run, second_run), 15)
-
-
-class Deliver:
-    """A source output whose sink delivers everything at once."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def send(self, batch: Batch) -> None:
-        self.events += batch.events
-        batch.finalize(AckStatus.DELIVERED)
 
 
 async def test_a_static_member_joins_under_its_group_instance_id(kafka: Tansu, tmp_path: Path) -> None:
