@@ -5,10 +5,11 @@ Codecs: ``json`` (default), ``regex`` and ``grok`` (``pattern:``; grok's ``patte
 ``nginx`` (common and combined access logs), ``csv`` (``columns:``, ``delimiter``); the parsers live in
 ``agent.codecs.parsers``. A raw line is parsed whole; a dict event's ``field`` is parsed and its fields merged
 into the event (or placed under ``target``). ``keep_original`` keeps the parsed text (as ``message`` for a raw
-line); ``types`` converts fields; ``time_key`` + ``time_format`` set ``@timestamp`` from a parsed field (which
-goes unless ``time_keep``); ``when: looks_like_json`` parses only values that start with ``{`` and end with
-``}`` and passes others on untouched. A line that does not parse is counted and, with ``on_error: keep``,
-passed on as ``{"message": <line>, "parse_error": "..."}`` so nothing is lost.
+line), or under ECS's ``event.original`` where a parsed field (or ``target``) takes that name; ``types``
+converts fields; ``time_key`` + ``time_format`` set ``@timestamp`` from a parsed field (which goes unless
+``time_keep``); ``when: looks_like_json`` parses only values that start with ``{`` and end with ``}`` and passes
+others on untouched. A line that does not parse is counted and, with ``on_error: keep``, passed on as
+``{"message": <line>, "parse_error": "..."}`` so nothing is lost.
 
 JSON without options runs the two tight loops below (no per-event work beyond decoding); everything else runs
 the general loop. The batch's ``byte_size`` grows by what the merged keys cost in memory
@@ -36,7 +37,9 @@ from agent.codecs.parsers.timestamps import rfc3339, time_reader
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
+from agent.core.events import own_parents
 from agent.core.footprint import parsed_bytes
+from agent.expr.paths import FieldPath, has_field, set_field
 
 log = logging.getLogger("agent.transforms.parse")
 
@@ -44,6 +47,7 @@ Codec = Literal["json", "regex", "grok", "logfmt", "key_value", "syslog", "apach
 FieldType = Literal["int", "integer", "float", "bool", "boolean", "string", "str"]
 TIME_FIELD = "@timestamp"
 NOT_JSON = "not a JSON object"
+ORIGINAL: FieldPath = ("event", "original")  # ECS's place for the parsed text when its own name is taken
 
 
 class ParseConfig(TransformConfig, tag="parse"):
@@ -77,7 +81,10 @@ class ParseConfig(TransformConfig, tag="parse"):
     target: str | None = None
     """Put the parsed fields under this field instead of merging them into the event."""
     keep_original: bool = False
-    """Keep the parsed text (as message for a raw line) next to the parsed fields."""
+    """Keep the parsed text (as message for a raw line) next to the parsed fields. Where a parsed field (or target)
+    takes its name, the text goes to event.original instead (ECS's field for it, as in Logstash and Filebeat),
+    unless that is set already.
+    """
     types: dict[str, FieldType] = msgspec.field(default_factory=dict)
     """Convert fields after parsing: field name to int, float, bool or string."""
     when: Literal["always", "looks_like_json"] = "always"
@@ -206,13 +213,14 @@ class ParseTransform:
     def _json_fields(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
         """The events with ``field`` parsed, how many did not parse, and how many keys were merged in."""
         loads, field, target = orjson.loads, self.config.field, self.config.target
-        drop_field, keep = not self.config.keep_original, self.config.on_error == "keep"
+        keep_original, keep = self.config.keep_original, self.config.on_error == "keep"
         out: list[dict[str, Any]] = []
         append = out.append
         failed = keys = 0
         for event in events:
+            text = event.get(field)
             try:
-                value = loads(event.get(field))  # type: ignore[arg-type]  # None or non-text: JSONDecodeError
+                value = loads(text)  # type: ignore[arg-type]  # None or non-text: JSONDecodeError
             except orjson.JSONDecodeError:
                 value = None
             if type(value) is not dict:
@@ -225,9 +233,11 @@ class ParseTransform:
             if target:
                 event[target] = value
             else:
-                if drop_field:
+                if not keep_original:
                     del event[field]
                 event.update(value)
+            if keep_original and (target == field if target else field in value):
+                self._keep_as_original(event, text)
             append(event)
         return out, failed, keys
 
@@ -252,7 +262,10 @@ class ParseTransform:
             stamp = finish(value)
             event: dict[str, Any] = {target: value} if target else value
             if keep_original:
-                event = {"message": line.decode("utf-8", "replace"), **event}
+                if "message" in event:
+                    self._keep_as_original(event, line)
+                else:
+                    event = {"message": line.decode("utf-8", "replace"), **event}
             if stamp is not None:
                 event[TIME_FIELD] = stamp
             append(event)
@@ -262,7 +275,7 @@ class ParseTransform:
         """Like ``_json_fields``, with any codec and the options."""
         parser, guard, finish = self.parser, self.guard, self._finish
         field, target, keep = self.config.field, self.config.target, self.config.on_error == "keep"
-        drop_field = not self.config.keep_original
+        keep_original = self.config.keep_original
         out: list[dict[str, Any]] = []
         append = out.append
         failed = keys = 0
@@ -286,13 +299,25 @@ class ParseTransform:
             if target:
                 event[target] = value
             else:
-                if drop_field:
+                if not keep_original:
                     del event[field]
                 event.update(value)
+            if keep_original and (target == field if target else field in value):
+                self._keep_as_original(event, text)
             if stamp is not None:
                 event[TIME_FIELD] = stamp
             append(event)
         return out, failed, keys
+
+    def _keep_as_original(self, event: dict[str, Any], text: Any) -> None:
+        """``keep_original`` where the parsed fields took the name of ``text`` (str or bytes, as it parsed): it
+        goes to ``event.original``, unless an earlier stage (or the parsed fields) set it; a parsed ``event`` that
+        is not an object blocks it, counted as a ``field_conflict``."""
+        if has_field(event, ORIGINAL):
+            return
+        own_parents(event, ORIGINAL)  # event.event may be shared with another consumer (fan-out)
+        if not set_field(event, ORIGINAL, text.decode("utf-8", "replace") if isinstance(text, bytes) else text):
+            self.stats.error("field_conflict", "processing")
 
     def _finish(self, value: dict[str, Any]) -> str | None:
         """Applies ``types`` to one event's parsed fields and reads its time: the ``@timestamp`` text, or None."""

@@ -76,6 +76,48 @@ def test_keep_original_on_raw_lines_keeps_the_line_as_message() -> None:
         assert event["message"] == line.decode() and len(event) == 2
 
 
+GROK_MESSAGE = {"codec": "grok", "pattern": "%{WORD:level} %{GREEDYDATA:message}"}
+REGEX_MESSAGE = {"codec": "regex", "pattern": r"^(?<level>\w+) (?<message>.*)$"}
+
+
+@pytest.mark.parametrize(("config", "line"), [
+    (GROK_MESSAGE, b"INFO hello world"), (REGEX_MESSAGE, b"INFO hello world"),
+    ({"codec": "json"}, b'{"level": "INFO", "message": "hello world"}'),
+])
+def test_keep_original_puts_the_line_under_event_original_when_a_parsed_field_is_named_message(
+        config: dict[str, Any], line: bytes) -> None:
+    [event] = run(transform(keep_original=True, **config), [line])
+    assert event == {"level": "INFO", "message": "hello world", "event": {"original": line.decode()}}
+    [under_target] = run(transform(keep_original=True, target="message", **config), [line])
+    assert under_target == {"message": {"level": "INFO", "message": "hello world"},
+                            "event": {"original": line.decode()}}
+
+
+@pytest.mark.parametrize("config", [GROK_MESSAGE, REGEX_MESSAGE, {"codec": "json"},
+                                    {"codec": "json", "types": {"level": "string"}}])  # the fast and general loops
+def test_keep_original_puts_the_field_under_event_original_when_a_parsed_field_takes_its_name(
+        config: dict[str, Any]) -> None:
+    text = '{"level": "INFO", "message": "hi"}' if config["codec"] == "json" else "INFO hi"
+    shared = {"dataset": "app"}
+    events = [{"message": text, "host": "a", "event": shared}, {"message": text.encode()}]
+    t = transform(keep_original=True, **config)
+    assert run(t, events, Kind.LOGS) == [
+        {"host": "a", "message": "hi", "level": "INFO", "event": {"dataset": "app", "original": text}},
+        {"message": "hi", "level": "INFO", "event": {"original": text}}]
+    assert shared == {"dataset": "app"}  # another consumer's event.event (fan-out) is left as it was
+    [under_target] = run(transform(keep_original=True, target="message", **config), [{"message": text}], Kind.LOGS)
+    assert under_target == {"message": {"level": "INFO", "message": "hi"}, "event": {"original": text}}
+
+
+def test_keep_original_leaves_an_event_original_that_is_set_and_counts_an_event_that_is_not_an_object() -> None:
+    t = transform(keep_original=True)
+    events = [{"message": '{"message": "hi"}', "event": {"original": "the line"}},
+              {"message": '{"message": "hi", "event": "login"}'}]
+    assert run(t, events, Kind.LOGS) == [{"message": "hi", "event": {"original": "the line"}},
+                                         {"message": "hi", "event": "login"}]
+    assert t.stats.errors[("field_conflict", "processing")] == 1
+
+
 def test_when_looks_like_json_passes_other_lines_on_untouched_and_uncounted() -> None:
     t = transform(when="looks_like_json")
     events = run(t, [b' {"a": 1} ', b"plain text", b"{not json}"])
