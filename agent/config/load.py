@@ -230,8 +230,11 @@ _SEGMENT = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>[0-9]+)\]|(?P<any>\[\.\.
 _EXPECTED = re.compile(r"Expected `(?P<expected>[^`]+)`(?P<rest>.*?)(?:, got `(?P<got>[^`]+)`)?", re.DOTALL)
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>.*)`", re.DOTALL)
 _MISSING = re.compile(r"Object missing required field `(?P<name>.*)`", re.DOTALL)
+_KEY = r"(?P<key>[A-Za-z_@][\w@-]*(?:\.[A-Za-z_@][\w@-]*)*)"
 # a component's own check naming the key it is about: "routes.errors: column 10: ..."
-_INNER_KEY = re.compile(r"(?P<key>[A-Za-z_@][\w@-]*(?:\.[A-Za-z_@][\w@-]*)*): (?P<rest>.+)", re.DOTALL)
+_INNER_KEY = re.compile(rf"{_KEY}: (?P<rest>.+)", re.DOTALL)
+# or starting with the key's name: "threshold must be at least 1"
+_LEADING_KEY = re.compile(rf"{_KEY}\b")
 _INVALID = re.compile(r"Invalid (?:enum )?value (?P<value>.*)", re.DOTALL)
 _TYPE_NAMES = {
     "int": "an integer",
@@ -288,9 +291,11 @@ def _config_error(
     else:
         message = _rewrite(message)
         inner = _INNER_KEY.fullmatch(message)
-        if inner is not None and lines.has(keys := (*prefix, *line_path, *inner["key"].split("."))):
-            line_path = key_path = keys[len(prefix):]  # the line of the key the check names, not the component's
-            message = inner["rest"]
+        named = inner or _LEADING_KEY.match(message)
+        if named is not None and lines.has(keys := (*prefix, *line_path, *named["key"].split("."))):
+            line_path = keys[len(prefix):]  # the line of the key the check names, not the component's
+            if inner is not None:  # "routes.errors: ...": the key path says the key, the message the rest
+                key_path, message = line_path, inner["rest"]
     return ConfigError(
         message,
         file=file,
