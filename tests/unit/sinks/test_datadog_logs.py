@@ -28,6 +28,7 @@ from agent.sinks.datadog_logs import (
     EntryBuilder,
     LogEntry,
     fit_entry,
+    logs_body,
 )
 from agent.topology.running import Topology
 
@@ -270,3 +271,10 @@ async def test_the_healthcheck_validates_the_key(tmp_path: Path) -> None:
             else:
                 with pytest.raises(HealthcheckError, match="API key was refused"):
                     await sink.healthcheck()
+
+
+@pytest.mark.parametrize("entries", [[], [{"message": "one"}], [{"message": "a", "n": 1}, {"message": "b é", "x": [1, 2]}]])
+def test_the_body_is_the_json_array_of_the_entries(entries: list[dict[str, object]]) -> None:
+    body = logs_body(entries)
+    assert orjson.loads(body) == entries
+    assert body == orjson.dumps(entries)  # compact, as Datadog counts the request's bytes
