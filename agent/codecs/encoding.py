@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -67,29 +68,35 @@ def encode_batch(batch: Batch, codec: str) -> bytes:
         return b""
     if kind is Kind.JSON_LINES or (kind is Kind.LINES and codec == "text"):
         return b"\n".join(events) + b"\n"
-    # Each encoded line is appended to one buffer and freed at once, not kept in a list until a join: thousands
-    # of small orjson buffers kept alive make glibc grow the heap and hand it back to the kernel after every
-    # batch, and the next batch faults the same pages in again (1.2-1.3 us an event, against 0.2 this way).
     dumps = orjson.dumps
-    out = bytearray()
-    extend = out.extend
     if kind is Kind.LINES:
-        for line in events:
-            extend(dumps({"message": line.decode("utf-8", "replace")}, option=_NL))
-        return bytes(out)
+        return concat(dumps({"message": line.decode("utf-8", "replace")}, option=_NL) for line in events)
     if kind is Kind.METRICS:
         if codec == "text":
             return b"".join(_metric_text(s) for s in events)
-        for sample in events:
-            extend(dumps(sample.to_dict(), option=_NL))
-        return bytes(out)
+        return concat(dumps(sample.to_dict(), option=_NL) for sample in events)
     if codec == "text":
         return b"".join(_message_text(e) for e in events)
     try:
-        for event in events:
-            extend(dumps(event, option=_NL))
+        return concat(dumps(event, option=_NL) for event in events)
     except TypeError:  # a value orjson does not know (bytes, sets...): slow path
         return b"".join([dumps_lenient(e, _NL) for e in events])
+
+
+def concat(parts: Iterable[bytes], separator: bytes = b"") -> bytes:
+    """``parts`` one after the other (``separator`` between two), each appended as it comes and let go at once.
+
+    Not a list joined at the end: thousands of small orjson buffers kept alive make glibc grow the heap and
+    hand it back to the kernel after every batch, and the next batch faults the same pages in again (1.2-1.3 us
+    an event, against 0.2 this way).
+    """
+    out = bytearray()
+    extend = out.extend
+    for part in parts:
+        extend(part)
+        extend(separator)
+    if separator and out:
+        del out[-len(separator):]
     return bytes(out)
 
 

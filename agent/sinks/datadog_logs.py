@@ -50,7 +50,7 @@ from typing import Any
 import orjson
 from msgspec import field
 
-from agent.codecs.encoding import dumps_lenient
+from agent.codecs.encoding import concat, dumps_lenient
 from agent.config.registry import BuildContext, register
 from agent.config.units import ByteSize
 from agent.core.batch import Kind
@@ -235,18 +235,9 @@ def fit_entry(entry: LogEntry, limit: int = MAX_ENTRY) -> tuple[LogEntry, bool]:
 
 
 def logs_body(entries: list[Any]) -> bytes:
-    """The JSON array of already-converted entries, each appended as it is encoded and let go at once (as
-    :func:`agent.codecs.encoding.encode_batch` does: a list of them kept until a join costs the heap's pages
-    again at every request, 1.25 us an entry against 0.32)."""
-    if not entries:
-        return b"[]"
-    out = bytearray(b"[")
-    extend = out.extend
-    for entry in entries:
-        extend(dumps_entry(entry))
-        extend(b",")
-    out[-1:] = b"]"
-    return bytes(out)
+    """The JSON array of already-converted entries (:func:`~agent.codecs.encoding.concat`: each appended as it
+    is encoded and let go at once)."""
+    return b"[" + concat(map(dumps_entry, entries), b",") + b"]"
 
 
 # -- the sink ------------------------------------------------------------------------------------
