@@ -126,13 +126,9 @@ def page_shape(data: bytes, openmetrics: bool, page: Exposition) -> PageShape | 
     timestamp or is not written ``key value``."""
     if any(sample[3] is not None for sample in page.samples):
         return None
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
+    lines = _plain_lines(data, openmetrics)
+    if lines is None:
         return None
-    lines = text.split("\n")
-    if openmetrics:
-        _strip_eof(lines)
     comment_rows = array("l", [i for i, line in enumerate(lines) if line[:1] in ("#", "")])
     rows = array("l", [i for i, line in enumerate(lines) if line[:1] not in ("#", "")])
     if len(rows) != len(page.keys):
@@ -144,12 +140,9 @@ def page_shape(data: bytes, openmetrics: bool, page: Exposition) -> PageShape | 
     return PageShape(openmetrics, len(lines), comments, comment_rows, rows, page.keys)
 
 
-def repeat_values(data: bytes, openmetrics: bool, shape: PageShape) -> list[float] | None:
-    """The sample values of a page that has ``shape`` (its comments and series as they were, in the same
-    order), checked as :func:`parse_exposition` checks them, in passes over the whole page rather than a
-    line at a time; None when the page differs in any way but its values (then parse it)."""
-    if openmetrics != shape.openmetrics:
-        return None
+def _plain_lines(data: bytes, openmetrics: bool) -> list[str] | None:
+    """The page's lines (the OpenMetrics ``# EOF`` taken off), or None when the page is not valid UTF-8, has
+    whitespace the fast parse leaves to the slow one (:data:`_ODD_SPACE`), or an OpenMetrics end that is wrong."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
@@ -162,7 +155,17 @@ def repeat_values(data: bytes, openmetrics: bool, shape: PageShape) -> list[floa
             _strip_eof(lines)
         except ExpositionError:
             return None
-    if len(lines) != shape.lines:
+    return lines
+
+
+def repeat_values(data: bytes, openmetrics: bool, shape: PageShape) -> list[float] | None:
+    """The sample values of a page that has ``shape`` (its comments and series as they were, in the same
+    order), checked as :func:`parse_exposition` checks them, in passes over the whole page rather than a
+    line at a time; None when the page differs in any way but its values (then parse it)."""
+    if openmetrics != shape.openmetrics:
+        return None
+    lines = _plain_lines(data, openmetrics)
+    if lines is None or len(lines) != shape.lines:
         return None
     parts = list(map(str.rpartition, map(lines.__getitem__, shape.sample_rows), repeat(" ")))
     if list(map(_head, parts)) != shape.keys:
