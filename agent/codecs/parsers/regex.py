@@ -3,8 +3,9 @@
 The pattern is compiled by :func:`agent.core.regex.compile_user_regex` (RE2: matching time is linear in the
 line, whatever the pattern and the line). It is searched, not anchored, as Fluent Bit and Logstash search. A
 raw line is matched as the bytes it was read as, through RE2's own ``Match`` (the binding's Python ``search``
-costs several times more), and only the captured parts are decoded; a line with bytes beyond ASCII has its
-invalid UTF-8 replaced first (U+FFFD), as the other codecs read it. A group that took no part is left out.
+costs several times more). An ASCII line (most are) is decoded once and the fields are cut from the text, since
+its byte and character offsets agree; a line with bytes beyond ASCII has its invalid UTF-8 replaced first
+(U+FFFD), as the other codecs read it, and each captured part is decoded. A group that took no part is left out.
 """
 
 from __future__ import annotations
@@ -42,24 +43,30 @@ class RegexParser:
     def parse_bytes(self, data: bytes) -> dict[str, Any] | None:
         if not data.isascii():  # RE2 matches nothing with an invalid UTF-8 byte: replace those first
             data = data.decode("utf-8", "replace").encode()
-        return self._parse_utf8(data)
+        return self._parse(data, None)
 
     def parse(self, text: str) -> dict[str, Any] | None:
-        return self._parse_utf8(utf8(text))
+        return self._parse(text.encode(), text) if text.isascii() else self._parse(utf8(text), None)
 
-    def _parse_utf8(self, data: bytes) -> dict[str, Any] | None:
+    def _parse(self, data: bytes, text: str | None) -> dict[str, Any] | None:
+        """The fields of ``data`` (UTF-8); ``text`` is the same line as text when the caller has it."""
         spans = self._match(_UNANCHORED, data, 0, len(data))
         if spans[0][0] < 0:
             return None
+        ascii_line = data.isascii()
+        source: bytes | str = data
+        if ascii_line:  # byte and character offsets agree: decode once, cut text
+            source = text if text is not None else data.decode("ascii")
         out: dict[str, Any] = {}
         for index, name, convert in self._fields:
             start, end = spans[index]
             if start >= 0:
-                value = data[start:end].decode("utf-8", "replace")
+                value = source[start:end]
+                if not ascii_line:
+                    value = value.decode("utf-8", "replace")  # type: ignore[union-attr]
                 if convert is None:
                     out[name] = value
                 else:
                     converted = convert(value)
                     out[name] = value if converted is FAILED else converted
         return out
-

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,3 +49,27 @@ def test_a_catastrophic_backtracking_pattern_finishes_at_once() -> None:
 def test_any_line_gives_fields_or_none(line: str) -> None:
     result = RegexParser(APACHE).parse(line)
     assert result is None or set(result) <= {"host", "user", "time", "method", "path", "code", "size"}
+
+
+KEY_VALUE = r"(?P<k>[^=]*)=(?P<v>[^;]*)(?:;(?P<rest>.*))?"
+
+
+@pytest.mark.parametrize("line", ["a=b;c", "größe=1 µs;🙂", "a=b", "x=é;", "=\u00e9\U0001f600=;;"])
+def test_ascii_and_wider_lines_are_cut_at_the_same_places_as_text_and_as_bytes(line: str) -> None:
+    # An ASCII line is cut as text at RE2's byte offsets; any other line must not be.
+    found = re.search(KEY_VALUE, line)
+    assert found is not None
+    expected = {k: v for k, v in found.groupdict().items() if v is not None}
+    parser = RegexParser(KEY_VALUE)
+    assert parser.parse(line) == expected
+    assert parser.parse_bytes(line.encode()) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_text_and_bytes_give_the_fields_python_re_gives(line: str) -> None:
+    found = re.search(KEY_VALUE, line)
+    expected = None if found is None else {k: v for k, v in found.groupdict().items() if v is not None}
+    parser = RegexParser(KEY_VALUE)
+    assert parser.parse(line) == expected
+    assert parser.parse_bytes(line.encode()) == expected
