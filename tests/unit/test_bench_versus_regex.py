@@ -93,3 +93,15 @@ def test_the_modify_scenario_adds_fluent_bits_two_fields_between_parse_and_the_s
     assert doc["sinks"]["out"]["inputs"] == ["modify"]
     assert "modify" not in yaml.safe_load(sides.SCENARIOS["tail_parse_http"].agent_config(
         tmp_path / "logs", tmp_path / "data", 2999, 3001))["transforms"]
+
+
+def test_the_floor_shapes_pass_lines_on_unparsed_or_as_one_field(tmp_path: Path) -> None:
+    through = yaml.safe_load(regex.agent_config(4001, 4002, 4003, tmp_path / "data", shape="passthrough"))
+    assert "transforms" not in through and through["sinks"]["out"]["inputs"] == ["in"]
+    one = yaml.safe_load(regex.agent_config(4001, 4002, 4003, tmp_path / "data", shape="one_group"))
+    parse = one["transforms"]["parse"]
+    assert RegexParser(parse["pattern"]).parse("a b c") == {"message": "a b c"} and "time_key" not in parse
+    runs = [regex.RegexRun("agent passthrough", 0, 100, 20.0, 1.0, 1.0, 30.0),
+            regex.RegexRun("agent", 0, 100, 20.0, 4.0, 4.0, 80.0)]
+    out = regex.summary(runs)
+    assert out["agent passthrough"]["cpu_us_per_line"] == 10_000.0 and "ratio_mib_per_cpu_s" not in out

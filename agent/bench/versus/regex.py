@@ -12,6 +12,10 @@ Fluent Bit a ``tcp`` input (``Format none``), the ``parser`` filter with the sam
 Measured from the first byte sent to the last JSON line received: the side's CPU (utime + stime, all
 threads) and the wall clock. The figures are MiB of input per CPU second (what one core would sustain)
 and MiB/s of wall clock, and the ratio agent / Fluent Bit of each.
+
+``--floor`` runs the agent alone, on the same lines, in three shapes: ``passthrough`` (socket -> socket, each
+line sent on as ``{"message": ...}``), ``one_group`` (a parse stage whose regex takes the whole line as one
+field) and ``apache`` (the pipeline above): what the pipeline costs around the regex, and what a match costs.
 """
 
 from __future__ import annotations
@@ -78,16 +82,25 @@ def apache_lines(count: int, seed: int = SEED) -> bytes:
     return "".join(out).encode()
 
 
-def agent_config(source_port: int, sink_port: int, api_port: int, data_dir: Path, with_time: bool = True) -> str:
-    """The agent's pipeline as YAML: socket -> parse (regex) -> socket (json); checked by the config loader."""
-    parse: dict[str, Any] = {"type": "parse", "inputs": ["in"], "codec": "regex", "pattern": APACHE_REGEX}
-    if with_time:
-        parse.update(time_key="time", time_format=TIME_FORMAT)
-    doc = {"data_dir": str(data_dir), "api": {"address": f"{HOST}:{api_port}"},
-           "sources": {"in": {"type": "socket", "address": f"{HOST}:{source_port}", "mode": "tcp"}},
-           "transforms": {"parse": parse},
-           "sinks": {"out": {"type": "socket", "inputs": ["parse"], "address": f"{HOST}:{sink_port}",
-                             "encoding": "json"}}}
+SHAPES = {"apache": ("code", APACHE_REGEX), "one_group": ("message", "^(?P<message>.*)$"),
+          "passthrough": ("message", None)}  # --floor's agent pipelines: a key of each record, the regex
+
+
+def agent_config(source_port: int, sink_port: int, api_port: int, data_dir: Path, with_time: bool = True,
+                 shape: str = "apache") -> str:
+    """The agent's pipeline as YAML: socket -> parse (regex) -> socket (json), or one of the other
+    :data:`SHAPES`; checked by the config loader."""
+    pattern = SHAPES[shape][1]
+    doc: dict[str, Any] = {
+        "data_dir": str(data_dir), "api": {"address": f"{HOST}:{api_port}"},
+        "sources": {"in": {"type": "socket", "address": f"{HOST}:{source_port}", "mode": "tcp"}},
+        "sinks": {"out": {"type": "socket", "inputs": ["parse" if pattern else "in"],
+                          "address": f"{HOST}:{sink_port}", "encoding": "json"}}}
+    if pattern:
+        parse: dict[str, Any] = {"type": "parse", "inputs": ["in"], "codec": "regex", "pattern": pattern}
+        if with_time and shape == "apache":
+            parse.update(time_key="time", time_format=TIME_FORMAT)
+        doc = {**doc, "transforms": {"parse": parse}}
     text = "# regex_parsing: the agent's side\n" + yaml.safe_dump(doc, sort_keys=False)
     load_texts([(text, "<regex_parsing.yaml>")])  # ConfigErrors if the agent would refuse it
     return text
@@ -198,6 +211,7 @@ class RegexRun:
                 "cpu_s": round(self.cpu_s, 3), "wall_s": round(self.wall_s, 3),
                 "mib_per_cpu_s": round(self.input_mib / self.cpu_s, 1),
                 "mib_per_s": round(self.input_mib / self.wall_s, 1),
+                "cpu_us_per_line": round(self.cpu_s / self.lines * 1e6, 2),
                 "peak_rss_mib": round(self.peak_rss_mib, 1)}
 
 
@@ -213,8 +227,9 @@ def _connect(port: int, proc: subprocess.Popen[bytes]) -> socket.socket:
 
 
 def run_side(side: str, binary: Path, payload: bytes, lines: int, workdir: Path, repeat: int,
-             with_time: bool = True, flush: str = FLUSH) -> RegexRun:
-    """Start ``side``, send ``payload`` (``lines`` lines), wait for as many JSON lines back; its figures."""
+             with_time: bool = True, flush: str = FLUSH, shape: str = "apache") -> RegexRun:
+    """Start ``side`` (the agent's pipeline one of :data:`SHAPES`), send ``payload`` (``lines`` lines), wait for
+    as many JSON lines back; its figures."""
     workdir.mkdir(parents=True, exist_ok=True)
     counter = LineCounter(lines)
     source_port, api_port = free_port(), free_port()
@@ -226,7 +241,8 @@ def run_side(side: str, binary: Path, payload: bytes, lines: int, workdir: Path,
         argv = [str(binary), "-c", str(config)]
     else:
         config = workdir / "regex_parsing.yaml"
-        config.write_text(agent_config(source_port, counter.port, api_port, workdir / "agent-data", with_time))
+        config.write_text(agent_config(source_port, counter.port, api_port, workdir / "agent-data", with_time,
+                                       shape))
         argv = [sys.executable, "-m", "agent", "run", "-c", str(config)]
     log = workdir / f"{side}.log"
     with log.open("wb") as out:
@@ -242,11 +258,13 @@ def run_side(side: str, binary: Path, payload: bytes, lines: int, workdir: Path,
                 raise RuntimeError(f"{side}: {counter.lines:,} of {lines:,} lines came back in {DONE_S:.0f}s; "
                                    f"see {log}")
         assert counter.end is not None
-        if not counter.first.startswith(b"{") or b'"code"' not in counter.first.split(b"\n")[0]:
+        key = f'"{SHAPES[shape][0] if side == AGENT else "code"}"'.encode()
+        if not counter.first.startswith(b"{") or key not in counter.first.split(b"\n")[0]:
             raise RuntimeError(f"{side}: the first record is not a parsed line: {counter.first[:300]!r}")
         rss = peak_rss_mib(proc.pid)
         ended, cpu1 = counter.end
-        return RegexRun(side, repeat, lines, len(payload) / 2**20, cpu1 - cpu0, ended - started, rss)
+        name = side if shape == "apache" else f"{side} {shape}"
+        return RegexRun(name, repeat, lines, len(payload) / 2**20, cpu1 - cpu0, ended - started, rss)
     finally:
         stop_process(proc)
         counter.close()
@@ -255,11 +273,10 @@ def run_side(side: str, binary: Path, payload: bytes, lines: int, workdir: Path,
 def summary(runs: list[RegexRun]) -> dict[str, Any]:
     """The best (highest MiB per CPU second) run of each side and the ratios agent / Fluent Bit."""
     best = {}
-    for side in (FB, AGENT):
+    for side in dict.fromkeys(r.side for r in runs):
         mine = [r.to_dict() for r in runs if r.side == side]
-        if mine:
-            best[side] = max(mine, key=lambda d: d["mib_per_cpu_s"])
-    if len(best) == 2:
+        best[side] = max(mine, key=lambda d: d["mib_per_cpu_s"])
+    if FB in best and AGENT in best:
         for key in ("mib_per_cpu_s", "mib_per_s"):
             best[f"ratio_{key}"] = round(best[AGENT][key] / best[FB][key], 2)
     return best
@@ -272,23 +289,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-time", action="store_true", help="no time extraction on either side")
+    parser.add_argument("--floor", action="store_true",
+                        help="the agent alone, passthrough / one_group / apache (see the module docstring)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv[1:])
-    try:
-        binary, _ = find_fluent_bit()
-    except FluentBitMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 69
-    info = machine(f"{fluent_bit_version(binary)} ({binary})", argv)
+    binary = Path()
+    if not args.floor:
+        try:
+            binary, _ = find_fluent_bit()
+        except FluentBitMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 69
+    info = machine("not run" if args.floor else f"{fluent_bit_version(binary)} ({binary})", argv)
     print(header(info), file=sys.stderr)
     payload = apache_lines(args.lines)
     print(f"{len(payload) / 2**20:.1f} MiB, {len(payload) / args.lines:.0f} B a line", file=sys.stderr)
     runs: list[RegexRun] = []
     with tempfile.TemporaryDirectory(prefix="agent-vs-fb-regex-") as tmp:
         for repeat in range(args.repeats):
-            for side in (FB, AGENT) if repeat % 2 == 0 else (AGENT, FB):
-                run = run_side(side, binary, payload, args.lines, Path(tmp) / f"{side}-{repeat}", repeat,
-                               with_time=not args.no_time)
+            if args.floor:
+                order = [(AGENT, shape) for shape in SHAPES]
+            else:
+                order = [(FB, "apache"), (AGENT, "apache")]
+            for side, shape in order if repeat % 2 == 0 else order[::-1]:
+                run = run_side(side, binary, payload, args.lines, Path(tmp) / f"{side}-{shape}-{repeat}", repeat,
+                               with_time=not args.no_time, shape=shape)
                 runs.append(run)
                 print(json.dumps(run.to_dict()), file=sys.stderr)
     with contextlib.suppress(OSError):
