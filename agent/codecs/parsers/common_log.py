@@ -3,8 +3,9 @@
 ``127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326`` (common), and the
 same followed by ``"referrer" "user agent"`` (combined). Fields: ``host``, ``ident``, ``user``, ``timestamp``
 (as written; ``time_format: "%d/%b/%Y:%H:%M:%S %z"`` reads it), ``request`` and, when it has its three parts,
-``method``, ``path``, ``protocol``; ``status`` and ``size`` as integers; ``referrer`` and ``agent``. A ``-``
-leaves its field out. Text after the combined fields (nginx's extra variables) is ignored.
+``method``, ``path``, ``protocol``; ``status`` and ``size`` as integers (a size of more than 18 digits makes
+the line no access log line); ``referrer`` and ``agent``. A ``-`` leaves its field out. Text after the
+combined fields (nginx's extra variables) is ignored.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 from agent.codecs.parsers import TextParser, unescape
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
-_ACCESS = re.compile(
-    rf"(\S+) (\S+) (\S+) \[([^\]]*)\] {_QUOTED} (\d{{3}}|-) (\d+|-)(?: {_QUOTED} {_QUOTED})?", re.DOTALL)
+_ACCESS = re.compile(  # a size past 18 digits is refused, not cut: int() raises on more than 4300
+    rf"(\S+) (\S+) (\S+) \[([^\]]*)\] {_QUOTED} (\d{{3}}|-) (\d{{1,18}}|-)(?!\d)"
+    rf"(?: {_QUOTED} {_QUOTED})?", re.DOTALL)
 
 
 class AccessLogParser(TextParser):

@@ -36,3 +36,10 @@ def test_not_an_access_log() -> None:
 def test_any_line_gives_fields_or_none(line: str) -> None:
     result = parse(line)
     assert result is None or isinstance(result["host"], str)
+
+
+def test_a_size_too_long_to_be_a_number_is_not_an_access_log_and_does_not_raise() -> None:
+    # int() refuses text of more than 4300 digits (ValueError): one such line crashed the parse stage.
+    assert parse(COMMON.replace("2326", "9" * 5000)) is None
+    assert parse(COMMON.replace("2326", "1" * 19)) is None  # past any byte count; not cut to 18 digits
+    assert parse(COMMON.replace("2326", "9" * 18))["size"] == 10**18 - 1  # type: ignore[index]
