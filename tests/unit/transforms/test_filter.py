@@ -145,3 +145,23 @@ sinks:
     message = str(caught.value)
     assert "p.yaml:5: transforms.f" in message  # the component, or the key the check names, on line 5
     assert expected in message
+
+
+@pytest.mark.parametrize(("key", "line"), [("condition", 8), ("drop_if", 8)])
+def test_a_condition_error_names_the_key_and_its_line_not_the_components(key: str, line: int) -> None:
+    import agent.transforms.filter  # noqa: F401 - registers the type
+
+    text = f"""
+sources:
+  gen: {{type: generate, count: 1}}
+transforms:
+  f:
+    type: filter
+    inputs: [gen]
+    {key}: 'level == "ERROR" and and status > 3'
+sinks:
+  out: {{type: blackhole, inputs: [f]}}
+"""
+    with pytest.raises(ConfigErrors) as caught:
+        load_texts([(text, "p.yaml")])
+    assert f"p.yaml:{line}: transforms.f.{key}: column 22: expected a field or a value, got 'and'" in str(caught.value)
