@@ -33,7 +33,7 @@ from agent.codecs.parsers.key_value import KeyValueParser
 from agent.codecs.parsers.logfmt import LogfmtParser
 from agent.codecs.parsers.regex import RegexParser
 from agent.codecs.parsers.syslog import SyslogParser
-from agent.codecs.parsers.timestamps import rfc3339, time_reader
+from agent.codecs.parsers.timestamps import time_reader, time_stamper
 from agent.config.model import TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
@@ -169,10 +169,10 @@ class ParseTransform:
         self.component_id = ctx.component_id
         self.parser: Parser = build_parser(config) or _Json()
         self.types = {name: CONVERTERS[kind] for name, kind in config.types.items()}
-        self.read_time = time_reader(config.time_format) if config.time_key else None
+        self.stamp_time = time_stamper(config.time_format) if config.time_key else None
         self._last_time: tuple[Any, str] | None = None  # the last time value read and its @timestamp
         self.guard: Callable[[Any], bool] | None = _looks_like_json if config.when == "looks_like_json" else None
-        self.fast_json = config.codec == "json" and not (self.types or self.read_time or self.guard)
+        self.fast_json = config.codec == "json" and not (self.types or self.stamp_time or self.guard)
 
     def process(self, batch: Batch) -> Batch | None:
         if batch.kind is Kind.METRICS:
@@ -323,7 +323,7 @@ class ParseTransform:
         """Applies ``types`` to one event's parsed fields and reads its time: the ``@timestamp`` text, or None."""
         if self.types and convert_fields(value, self.types):
             self.stats.error("type_conversion_failed", "processing")
-        if self.read_time is None:
+        if self.stamp_time is None:
             return None
         key = self.config.time_key or ""
         raw = value.get(key)
@@ -331,11 +331,11 @@ class ParseTransform:
         if last is not None and type(raw) is type(last[0]) and raw == last[0]:
             stamp = last[1]  # lines of one second share their time text: strptime once, not once a line
         else:
-            moment = self.read_time(raw)
-            if moment is None:
+            read = self.stamp_time(raw)
+            if read is None:
                 self.stats.error("time_parse_failed", "processing")
                 return None
-            stamp = rfc3339(moment)
+            stamp = read
             self._last_time = (raw, stamp)
         if not self.config.time_keep and key != TIME_FIELD:
             del value[key]

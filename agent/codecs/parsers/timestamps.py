@@ -2,18 +2,29 @@
 
 Formats: ``iso8601`` (RFC 3339 and the ISO 8601 forms ``datetime.fromisoformat`` reads on Python 3.11, which is
 C code; nanoseconds are cut to microseconds), ``unix`` (seconds, an int, float or numeric text), ``unix_ms``
-(milliseconds), or a ``strptime`` format where ``%L`` is milliseconds (Fluent Bit's code). A time without a zone
-is UTC; a format without a year (syslog's ``%b %d %H:%M:%S``) takes the current one. The result is the
-text sinks pick an event's time from (``@timestamp``): ``2024-05-01T12:00:00.123Z``.
+(milliseconds), or a ``strptime`` format where ``%L`` is the fraction of a second (Fluent Bit's code). A time
+without a zone is UTC; a format without a year (syslog's ``%b %d %H:%M:%S``) takes the current one (Feb 29
+included, in a leap year). The result is the text sinks pick an event's time from (``@timestamp``):
+``2024-05-01T12:00:00.123Z``.
+
+What Fluent Bit's own ``strptime`` reads and Python's refuses is read on a second try, so only a time that
+fails the first pays for it: a fraction of more than 6 digits (Docker's nanoseconds: cut to microseconds), a
+leap second (``23:59:60`` is the next minute's first second, as Fluent Bit and ``timegm`` make it), and a zone
+(``Z``, ``+02:00``) after a format that has none (Fluent Bit's docker parser ``%Y-%m-%dT%H:%M:%S.%L`` meets
+Docker's ``...Z``; the zone is applied, where Fluent Bit ignores it).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 NAMED = ("iso8601", "unix", "unix_ms")
+_LONG_FRACTION = re.compile(r"([.,]\d{6})\d+")
+_LEAP_SECOND = re.compile(r"(\d:[0-5]\d:)60(?!\d)")
+_SECOND = timedelta(seconds=1)
 
 
 def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
@@ -33,17 +44,42 @@ def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
         raise ValueError(f"time_format {time_format!r} is not a strptime format: {exc}") from None
 
     yearless = not any(code in pattern for code in ("%Y", "%y", "%G", "%s"))
+    if yearless:  # the year is read with the rest, so Feb 29 is a day in a leap year (strptime's 1900 has none)
+        pattern = "%Y " + pattern
 
     def read(value: Any) -> datetime | None:
         if not isinstance(value, str):
             return None
+        if yearless:
+            value = f"{this_year()} {value}"
         try:
-            moment = datetime.strptime(value, pattern)
-            return moment.replace(year=datetime.now(UTC).year) if yearless else moment
-        except ValueError:  # not this format; or Feb 29 in a year without it
-            return None
+            return datetime.strptime(value, pattern)
+        except ValueError:
+            return _strptime_again(value, pattern)
 
     return read
+
+
+def time_stamper(time_format: str) -> Callable[[Any], str | None]:
+    """``time_reader`` and ``rfc3339`` in one: a value's ``@timestamp`` text, or None when it is no such time
+    or one whose UTC is outside the years 1 to 9999 (``0001-01-01T00:00:00+01:00``)."""
+    read = time_reader(time_format)
+
+    def stamp(value: Any) -> str | None:
+        moment = read(value)
+        if moment is None:
+            return None
+        try:
+            return rfc3339(moment)
+        except OverflowError:
+            return None
+
+    return stamp
+
+
+def this_year() -> int:
+    """The year a time written without one is taken to be in."""
+    return datetime.now(UTC).year
 
 
 def rfc3339(moment: datetime) -> str:
@@ -62,7 +98,30 @@ def _iso8601(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        return None
+        fixed, leap = _LEAP_SECOND.subn(r"\g<1>59", value, 1)
+        if not leap:
+            return None
+        try:
+            return datetime.fromisoformat(fixed) + _SECOND
+        except (ValueError, OverflowError):
+            return None
+
+
+def _strptime_again(value: str, pattern: str) -> datetime | None:
+    """``value`` read by ``pattern`` once more, with what Fluent Bit reads and ``strptime`` refuses: a fraction
+    past microseconds (cut), a leap second (the next minute's first), a zone the format does not have."""
+    fixed = _LONG_FRACTION.sub(r"\1", value, 1)
+    fixed, leap = _LEAP_SECOND.subn(r"\g<1>59", fixed, 1)
+    for attempt in (pattern, pattern + "%z"):
+        try:
+            moment = datetime.strptime(fixed, attempt)
+        except ValueError:
+            continue
+        try:
+            return moment + _SECOND if leap else moment
+        except OverflowError:
+            return None
+    return None
 
 
 def _epoch(value: Any, per_second: float) -> datetime | None:

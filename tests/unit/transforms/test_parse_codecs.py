@@ -143,8 +143,8 @@ def test_a_time_repeated_line_after_line_is_read_once_and_gives_each_line_its_st
         monkeypatch: pytest.MonkeyPatch) -> None:
     t = transform(time_key="ts", time_format="%d/%b/%Y:%H:%M:%S %z")
     reads: list[Any] = []
-    read = t.read_time
-    monkeypatch.setattr(t, "read_time", lambda value: reads.append(value) or read(value))
+    read = t.stamp_time
+    monkeypatch.setattr(t, "stamp_time", lambda value: reads.append(value) or read(value))
     lines = [b'{"ts": "06/Nov/2014:19:10:38 +0600", "n": 1}', b'{"ts": "06/Nov/2014:19:10:38 +0600", "n": 2}',
              b'{"ts": "06/Nov/2014:19:10:39 +0600", "n": 3}', b'{"ts": 1415279438, "n": 4}',
              b'{"ts": "06/Nov/2014:19:10:39 +0600", "n": 5}']

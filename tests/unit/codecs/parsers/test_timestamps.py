@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.codecs.parsers.timestamps import rfc3339, time_reader
+from agent.codecs.parsers import timestamps
+from agent.codecs.parsers.timestamps import rfc3339, time_reader, time_stamper
 
 
 @pytest.mark.parametrize(("time_format", "value", "expected"), [
@@ -43,8 +44,44 @@ def test_a_format_that_is_not_one_is_refused() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(max_size=40), st.floats(), st.integers()))
+@given(st.one_of(st.text(max_size=40), st.floats(), st.integers(),
+                 st.datetimes().map(lambda d: d.isoformat() + "+01:00")))
 def test_any_value_gives_a_time_or_none(value: object) -> None:
-    for time_format in ("iso8601", "unix", "unix_ms", "%Y-%m-%dT%H:%M:%S.%L"):
-        moment = time_reader(time_format)(value)
-        assert moment is None or rfc3339(moment).endswith("Z")
+    for time_format in ("iso8601", "unix", "unix_ms", "%Y-%m-%dT%H:%M:%S.%L", "%b %d %H:%M:%S"):
+        stamp = time_stamper(time_format)(value)
+        assert stamp is None or stamp.endswith("Z")
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00", "9999-12-31T23:59:60Z"])
+def test_a_time_whose_utc_falls_outside_years_1_to_9999_is_none(value: str) -> None:
+    assert time_stamper("iso8601")(value) is None  # rfc3339's astimezone raised OverflowError
+    assert time_stamper("%Y-%m-%dT%H:%M:%S%z")(value) is None
+
+
+@pytest.mark.parametrize(("time_format", "value", "expected"), [
+    # Fluent Bit 4.2.8 reads all of these with the same Time_Format (its docker parser's, the first).
+    ("%Y-%m-%dT%H:%M:%S.%L", "2024-05-01T12:00:00.123456789Z", "2024-05-01T12:00:00.123456Z"),
+    ("%Y-%m-%dT%H:%M:%S.%L", "2024-05-01T12:00:00.5Z", "2024-05-01T12:00:00.500Z"),
+    ("%Y-%m-%dT%H:%M:%S.%L", "2024-05-01T14:00:00.5+02:00", "2024-05-01T12:00:00.500Z"),  # Fluent Bit: 14:00
+    ("%Y-%m-%dT%H:%M:%S.%L%z", "2024-05-01T12:00:00.123456789Z", "2024-05-01T12:00:00.123456Z"),
+    ("%Y-%m-%dT%H:%M:%S.%L", "2016-12-31T23:59:60.5Z", "2017-01-01T00:00:00.500Z"),  # a leap second
+    ("iso8601", "2016-12-31T23:59:60Z", "2017-01-01T00:00:00.000Z"),
+    ("iso8601", "2016-12-31T23:59:60.250+00:00", "2017-01-01T00:00:00.250Z"),
+    ("%d/%b/%Y:%H:%M:%S %z", "31/Dec/2016:23:59:60 +0000", "2017-01-01T00:00:00.000Z"),
+])
+def test_what_fluent_bits_strptime_reads_and_pythons_refuses(time_format: str, value: str, expected: str) -> None:
+    assert time_stamper(time_format)(value) == expected
+
+
+def test_trailing_text_that_is_no_zone_still_does_not_read() -> None:
+    assert time_reader("%Y-%m-%dT%H:%M:%S")("2024-05-01T12:00:00 and more") is None
+    assert time_reader("%H:%M:%S")("12:60:00") is None  # minute 60 is no leap second
+
+
+def test_feb_29_without_a_year_reads_in_a_leap_year(monkeypatch: pytest.MonkeyPatch) -> None:
+    # strptime's default year 1900 has no Feb 29: every syslog line of a leap day failed to read.
+    monkeypatch.setattr(timestamps, "this_year", lambda: 2028)
+    assert time_stamper("%b %d %H:%M:%S")("Feb 29 06:25:43") == "2028-02-29T06:25:43.000Z"
+    assert time_stamper("%b %d %H:%M:%S")("Dec 31 23:59:60") == "2029-01-01T00:00:00.000Z"  # as Fluent Bit
+    monkeypatch.setattr(timestamps, "this_year", lambda: 2027)
+    assert time_stamper("%b %d %H:%M:%S")("Feb 29 06:25:43") is None
