@@ -2,24 +2,29 @@
 
 ``%{NAME}`` is replaced by the pattern's regex (recursively), ``%{NAME:field}`` by the same inside a group
 that becomes ``field``, and ``:int`` or ``:float`` converts what it captured (a value that does not convert
-stays text). Inline named groups (``(?<queue_id>[0-9A-F]{10,11})``) are fields too; unnamed groups capture
-nothing. The library is :mod:`agent.codecs.parsers.grok_patterns`; ``patterns:`` in the config adds to it or
-replaces its entries. The expanded regex is compiled once, at load, by the same RE2 path as the ``regex``
-codec, so a line is matched in time linear in its length; a name that is not defined, a pattern that refers to
-itself, or what RE2 cannot do is a config error.
+stays text). A field written as Logstash's field reference, ``%{IP:[client][ip]}`` (as its ECS patterns name
+fields), is nested: ``{"client": {"ip": ...}}``; ``client.ip`` is one key, as in Logstash. Inline named
+groups (``(?<queue_id>[0-9A-F]{10,11})``) are fields too; unnamed groups capture nothing. The library is
+:mod:`agent.codecs.parsers.grok_patterns`; ``patterns:`` in the config adds to it or replaces its entries.
+The expanded regex is compiled once, at load, by the same RE2 path as the ``regex`` codec, so a line is
+matched in time linear in its length; a name that is not defined, a pattern that refers to itself, or what
+RE2 cannot do is a config error.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from agent.codecs.parsers.grok_patterns import PATTERNS
 from agent.codecs.parsers.regex import RegexParser
+from agent.expr.paths import FieldPath, set_field
 
 _REFERENCE = re.compile(r"%\{(\w+)(?::([^:{}]+))?(?::([^:{}]*))?\}")
 _TYPES = {"int": "int", "integer": "int", "float": "float"}
 _MAX_DEPTH = 64
+_REFERENCE_PATH = re.compile(r"(?:\[[^\[\]]+\])+")  # Logstash's [a][b]
 
 
 class GrokParser(RegexParser):
@@ -31,11 +36,32 @@ class GrokParser(RegexParser):
         library = {**PATTERNS, **(patterns or {})}
         fields: list[tuple[str, str, str | None]] = []  # group name, field, type
         regex = _expand(pattern, library, fields, ())
+        nested: dict[str, FieldPath] = {}  # a flat name the regex gives -> where it goes
+        renamed: dict[str, tuple[str, str | None]] = {}
+        for group, field, kind in fields:
+            path = tuple(field[1:-1].split("][")) if _REFERENCE_PATH.fullmatch(field) else (field,)
+            if len(path) > 1:
+                nested[field] = path
+            renamed[group] = (path[0] if len(path) == 1 else field, kind)
         try:
-            super().__init__(regex, {group: (field, kind) for group, field, kind in fields})
+            super().__init__(regex, renamed)
         except ValueError as exc:  # say it of the user's pattern, not of its expansion
             reason = str(exc).removeprefix(f"regex {regex!r}: ")
             raise ValueError(f"grok pattern {pattern!r}: {reason}") from None
+        if nested:  # only such a pattern pays for nesting; the others match as the regex codec does
+            flat_text, flat_bytes = self.parse, self.parse_bytes
+            self.parse = lambda text: _nest(flat_text(text), nested)  # type: ignore[method-assign]
+            self.parse_bytes = lambda data: _nest(flat_bytes(data), nested)  # type: ignore[method-assign]
+
+
+def _nest(fields: dict[str, Any] | None, nested: Mapping[str, FieldPath]) -> dict[str, Any] | None:
+    """``fields`` with those named ``[a][b]`` moved to where they refer; one blocked by a value that is not an
+    object (``%{WORD:a} %{WORD:[a][b]}``) keeps its flat name."""
+    if fields is not None:
+        for name, path in nested.items():
+            if name in fields and set_field(fields, path, fields[name]):
+                del fields[name]
+    return fields
 
 
 def _expand(pattern: str, library: Mapping[str, str], fields: list[tuple[str, str, str | None]],

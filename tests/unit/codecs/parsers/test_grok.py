@@ -102,3 +102,15 @@ def test_any_line_gives_fields_or_none_and_never_raises(line: str) -> None:
 def test_a_backtracking_bomb_finishes_at_once() -> None:
     grok = GrokParser("^%{DATA:a}%{DATA:b}%{DATA:c}x$")
     assert grok.parse("a" * 50_000) is None  # exponential for a backtracking engine; linear on RE2
+
+
+def test_a_field_reference_nests_as_in_logstash_and_a_dotted_name_is_one_key() -> None:
+    # Logstash's ECS patterns name fields [source][address]; a dotted name stays one key there.
+    grok = GrokParser("%{IPORHOST:[source][address]} %{WORD:[http][request][method]} %{INT:[status]:int} "
+                      "%{WORD:url.path}")
+    fields = {"source": {"address": "10.0.0.1"}, "http": {"request": {"method": "GET"}}, "status": 200,
+              "url.path": "index"}
+    assert grok.parse("10.0.0.1 GET 200 index") == fields
+    assert grok.parse_bytes(b"10.0.0.1 GET 200 index") == fields
+    assert grok.parse("no match") is None
+    assert GrokParser("%{WORD:a} %{WORD:[a][b]}").parse("x y") == {"a": "x", "[a][b]": "y"}  # blocked: kept flat
