@@ -4,7 +4,8 @@ Built-in patterns: ``email``, ``credit_card`` (13-19 digits, spaces or dashes be
 when the Luhn check passes), ``ipv4``, ``ipv6`` (checked by :mod:`ipaddress`), ``bearer`` (the token after
 ``Bearer``), ``api_key`` (the value after ``api_key=``, ``token:``, ``password=`` and the like, and keys of
 well-known shapes: AWS ``AKIA...``, GitHub ``ghp_...``, Stripe ``sk_live_...``, Slack ``xox?-...``, Google
-``AIza...``), ``jwt``; plus ``custom`` patterns (RE2, :func:`agent.core.regex.compile_user_regex`).
+``AIza...``), ``jwt``; plus ``custom`` patterns (RE2, :func:`agent.core.regex.compile_user_regex`), which come
+first: where one and a built-in match at the same place, the custom one is used.
 
 All patterns are one RE2 alternation, so a text is searched once whatever their number, and a text where
 nothing matches costs one search and no copy. ``mode: replace`` writes ``replacement``; ``mode: hash`` writes
@@ -51,7 +52,9 @@ BUILTIN: dict[str, str] = {
     "email": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
     "credit_card": r"\b[2-6]\d{3}(?:[ \-]?\d){9,15}\b",
     "ipv4": rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b",
-    "ipv6": rf"(?i:(?:\b{_HEX}(?::{_HEX}){{7}}\b|(?:\b{_HEX}(?::{_HEX}){{0,6}})?::(?:{_HEX}(?::{_HEX}){{0,6}}\b)?)"
+    # A group on at least one side of "::": a bare "::" (or a run of colons) is never a candidate to check.
+    "ipv6": rf"(?i:(?:\b{_HEX}(?::{_HEX}){{7}}\b|(?:\b{_HEX}(?::{_HEX}){{0,6}})?::{_HEX}(?::{_HEX}){{0,6}}\b"
+            rf"|\b{_HEX}(?::{_HEX}){{0,6}}::)"
             rf"(?:(?:\.{_OCTET}){{3}}\b)?(?:%[0-9a-z]+)?)",
     "bearer": r"(?i:bearer)\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
     "api_key": r"(?i:\b(?:api[_\-]?key|apikey|access[_\-]?token|auth[_\-]?token|secret[_\-]?key|client[_\-]?secret"
@@ -130,7 +133,9 @@ class Redactor:
     """Finds the configured patterns in a text and returns it redacted (the same object when nothing matched)."""
 
     def __init__(self, config: RedactConfig) -> None:
-        sources = {name: BUILTIN[name] for name in config.patterns} | dict(config.custom)
+        # Custom patterns first: where one and a built-in match at the same place, the user's wins, so a built-in
+        # whose check fails there (a 16-digit number that is no card) does not hide the custom one (an account).
+        sources = dict(config.custom) | {name: BUILTIN[name] for name in config.patterns}
         # Each pattern on its own, to tell which matched and where its secret is; all of them as one
         # alternation without captures, which RE2's DFA searches fastest, to find where anything matches.
         self.patterns: list[tuple[str, Any, int]] = []

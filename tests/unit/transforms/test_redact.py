@@ -128,3 +128,19 @@ def test_any_text_is_handled_and_plain_text_kept(text: str) -> None:
     assert isinstance(out, str)
     if not any(c in text for c in "@.:=-") and not any(c.isdigit() for c in text):
         assert out == text
+
+
+def test_a_custom_pattern_is_not_hidden_by_a_builtin_whose_check_fails_there() -> None:
+    # 4111111111111112 looks like a card but fails Luhn: the account pattern must still take it
+    kw = {"custom": {"account": r"\b\d{16}\b"}}
+    assert redact("acct 4111111111111112 and 1111111111111112", **kw) == "acct [REDACTED] and [REDACTED]"
+    assert redact("card 4111111111111111", **kw) == "card [REDACTED]"
+
+
+def test_a_run_of_colons_gives_no_ipv6_candidate_to_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.transforms.redact as module
+
+    checked: list[str] = []
+    monkeypatch.setitem(module.CHECKS, "ipv6", lambda text: checked.append(text) or module._ip(text))
+    assert redact(":" * 10_000 + " ::1", patterns=["ipv6"]) == ":" * 10_000 + " [REDACTED]"
+    assert checked == ["::1"]  # not one check per "::" of the run (5,000 of them: a hostile line's cost)
