@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -21,6 +21,7 @@ from agent.expr.paths import get_field, parse_path
 MAX_KEY_CHARS = 256  # longer keys are remembered by their digest
 _TEMPLATE_FIELD = re.compile(r"\{\{(.*?)\}\}")
 _MISSING = object()
+T = TypeVar("T")
 
 
 def as_text(value: Any) -> str:
@@ -91,3 +92,12 @@ def _path(text: str) -> Any:
     if not text:
         raise ValueError("a key names no field")
     return parse_path(text)
+
+
+def at_key(key: str, check: Callable[[str], T], text: str) -> T:
+    """``check(text)`` for a stage's config setting ``key`` (``"exclude"``, ``"labels.service"``): its ValueError
+    is raised again as ``"key: message"``, so that the config error names that key and points at its line."""
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None

@@ -22,7 +22,7 @@ from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch
 from agent.core.drop import keep_only
 from agent.core.events import to_log_events
-from agent.core.keys import digest
+from agent.core.keys import at_key, digest
 from agent.expr.paths import FieldPath, get_field, parse_path
 
 _MISSING = object()
@@ -47,8 +47,8 @@ class DedupeConfig(TransformConfig, tag="dedupe"):
             raise ValueError("fields must name at least one field")
         if self.max_keys < 1:
             raise ValueError("max_keys must be at least 1")
-        for field in self.fields:
-            parse_path(field)
+        for n, field in enumerate(self.fields):
+            at_key(f"fields: item {n + 1} ({field!r})", parse_path, field)
 
 
 @register("transform", "dedupe", DedupeConfig, "Drops events seen recently, by fields.")

@@ -35,6 +35,7 @@ from agent.config.units import Duration
 from agent.core.batch import Batch, Kind
 from agent.core.events import own_parents, to_log_events
 from agent.core.footprint import PARSED_KEY_BYTES
+from agent.core.keys import at_key
 from agent.expr.paths import parse_path, set_field
 
 SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
@@ -56,7 +57,9 @@ class HostMetadataConfig(TransformConfig, tag="host_metadata"):
     """Include ip and mac, the addresses of every interface but loopback."""
 
     def __post_init__(self) -> None:
-        parse_path(self.target)
+        at_key("target", parse_path, self.target)
+        if self.refresh_interval <= 0:
+            raise ValueError("refresh_interval must be longer than 0s")
 
 
 def read_host(netinfo: bool = True) -> dict[str, Any]:

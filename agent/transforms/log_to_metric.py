@@ -34,7 +34,7 @@ from agent.config.units import Duration
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch, Kind
 from agent.core.events import to_log_events
-from agent.core.keys import compile_key
+from agent.core.keys import at_key, compile_key
 from agent.core.metric import Sample, Series
 from agent.expr import compile_condition
 from agent.expr.paths import compile_getter, parse_path
@@ -66,19 +66,20 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if not _METRIC_NAME.fullmatch(self.name):
-            raise ValueError(f"{self.name!r} is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+            raise ValueError(f"name: {self.name!r} is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
         if self.type != "counter" and self.field is None:
             raise ValueError(f"a {self.type} needs a field to take its value from")
         if self.field is not None:
-            parse_path(self.field)
+            at_key("field", parse_path, self.field)
         if self.condition is not None:
-            compile_condition(self.condition)
+            at_key("condition", compile_condition, self.condition)
         for label, source in self.labels.items():
             if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
-                raise ValueError(f"{label!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+                raise ValueError(f"labels: {label!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting "
+                                 "with __)")
             if label == "le" and self.type == "histogram":
-                raise ValueError('"le" is the bucket label of a histogram')
-            compile_key(source)
+                raise ValueError('labels: "le" is the bucket label of a histogram')
+            at_key(f"labels.{label}", compile_key, source)
         if self.buckets is not None:
             if self.type != "histogram":
                 raise ValueError("buckets apply to histograms only")
@@ -116,7 +117,7 @@ class LogToMetricConfig(TransformConfig, tag="log_to_metric"):
         names = [m.name for m in self.metrics]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"metric {twice[0]!r} is defined twice")
+            raise ValueError(f"metrics: metric {twice[0]!r} is defined twice")
 
     def output_type(self, input_type: str) -> str:
         return "metrics"

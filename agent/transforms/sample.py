@@ -18,7 +18,7 @@ from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch
 from agent.core.drop import keep_only
 from agent.core.events import to_log_events
-from agent.core.keys import compile_key, stable_hash
+from agent.core.keys import at_key, compile_key, stable_hash
 from agent.expr import compile_condition
 
 RATIO_SCALE = 1_000_000  # a ratio is kept to six decimals
@@ -50,9 +50,9 @@ class SampleConfig(TransformConfig, tag="sample"):
         if self.ratio is not None and not 0 < self.ratio <= 1:
             raise ValueError("ratio must be more than 0 and at most 1")
         if self.key is not None:
-            compile_key(self.key)
+            at_key("key", compile_key, self.key)
         if self.exclude is not None:
-            compile_condition(self.exclude)
+            at_key("exclude", compile_condition, self.exclude)
 
     def fraction(self) -> tuple[int, int]:
         """The kept fraction as integers ``(kept, of)``, so counting stays exact."""

@@ -21,7 +21,7 @@ from agent.config.units import Duration
 from agent.core.batch import Batch
 from agent.core.drop import keep_only
 from agent.core.events import to_log_events
-from agent.core.keys import bounded, compile_key
+from agent.core.keys import at_key, bounded, compile_key
 from agent.expr import compile_condition
 
 _OVERFLOW = object()  # the shared budget of keys past max_keys
@@ -55,9 +55,9 @@ class ThrottleConfig(TransformConfig, tag="throttle"):
         if self.max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         if self.key is not None:
-            compile_key(self.key)
+            at_key("key", compile_key, self.key)
         if self.exclude is not None:
-            compile_condition(self.exclude)
+            at_key("exclude", compile_condition, self.exclude)
 
 
 @register("transform", "throttle", ThrottleConfig, "Drops events past a rate per key.")
