@@ -88,6 +88,12 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             if any(b >= c for b, c in zip(self.buckets, self.buckets[1:], strict=False)):
                 raise ValueError("buckets must be in increasing order")
 
+    def names(self) -> tuple[str, ...]:
+        """The metric's name and those of the series it emits (a histogram's ``_bucket``, ``_sum``, ``_count``)."""
+        if self.type != "histogram":
+            return (self.name,)
+        return self.name, f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count"
+
 
 class LogToMetricConfig(TransformConfig, tag="log_to_metric"):
     """Make counters, gauges and histograms from log events, emitted every ``interval`` as metric samples.
@@ -114,10 +120,15 @@ class LogToMetricConfig(TransformConfig, tag="log_to_metric"):
             raise ValueError("interval must be longer than 0s")
         if self.max_series < 1:
             raise ValueError("max_series must be at least 1")
-        names = [m.name for m in self.metrics]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"metrics: metric {twice[0]!r} is defined twice")
+        owner: dict[str, MetricSpec] = {}  # each name the metrics emit, and the metric emitting it
+        for metric in self.metrics:
+            for name in metric.names():
+                other = owner.setdefault(name, metric)
+                if other is metric:
+                    continue
+                if other.name == metric.name:
+                    raise ValueError(f"metrics: metric {name!r} is defined twice")
+                raise ValueError(f"metrics: {name!r} would be a series of both {other.name!r} and {metric.name!r}")
 
     def output_type(self, input_type: str) -> str:
         return "metrics"

@@ -130,3 +130,15 @@ def test_nothing_counted_yet_flushes_nothing_and_raw_lines_are_read_as_events() 
 def test_bad_settings_are_config_errors(bad: dict[str, Any]) -> None:
     with pytest.raises(msgspec.ValidationError):
         config(LogToMetricConfig, "log_to_metric", **bad)
+
+
+@pytest.mark.parametrize("second", [
+    {"type": "counter", "name": "h_count"}, {"type": "gauge", "name": "h_sum", "field": "d"},
+    {"type": "counter", "name": "h_bucket"}, {"type": "histogram", "name": "h_bucket", "field": "d"},
+])
+def test_a_metric_named_as_a_series_of_a_histogram_is_a_config_error(second: dict[str, Any]) -> None:
+    # both would emit a series of one name: two TYPE lines for it on a scrape page, or clashing samples
+    with pytest.raises(msgspec.ValidationError, match="would be a series of both 'h' and 'h_"):
+        config(LogToMetricConfig, "log_to_metric", metrics=[{"type": "histogram", "name": "h", "field": "d"}, second])
+    with pytest.raises(msgspec.ValidationError, match=r"would be a series of both 'h_.*' and 'h'"):
+        config(LogToMetricConfig, "log_to_metric", metrics=[second, {"type": "histogram", "name": "h", "field": "d"}])
