@@ -13,6 +13,10 @@ from typing import Any
 
 from agent.codecs.parsers import TextParser
 
+# The module's default refuses a value over 128 KiB (csv.Error): a line's length is bounded where it is read
+# (a source's max_line_bytes), so a long value parses as Logstash's csv filter parses it. Process-wide; raised only.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
 
 class CsvParser(TextParser):
     """Fields from the values of a CSV line."""
@@ -29,7 +33,7 @@ class CsvParser(TextParser):
     def parse(self, text: str) -> dict[str, Any] | None:
         try:
             row = next(csv.reader((text,), delimiter=self.delimiter, quotechar=self.quote, strict=False), None)
-        except csv.Error:  # a field over csv.field_size_limit(), a NUL on old Pythons
+        except csv.Error:  # a CR or LF in an unquoted value; a NUL on old Pythons
             return None
         if not row:
             return None
