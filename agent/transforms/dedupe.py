@@ -4,8 +4,10 @@ An event's identity is the values of ``fields`` (a missing field differs from a 
 content, whatever their key order), remembered as a 16-byte digest, so a huge value costs no more memory
 than a small one. The last ``max_keys`` identities are remembered, the least recently seen forgotten first;
 seeing one again makes it recent. Duplicates are counted (``agent_component_discarded_events_total{reason=
-"duplicate"}``) and done: their acks are released as delivered. Raw lines are read as events first
-(``agent.core.events``: a text line is its ``message``).
+"duplicate"}``) and done: their acks are released as delivered. An event that has none of ``fields`` cannot be
+told apart from another: it is passed on, not remembered, and counted in ``agent_dedupe_unidentified_events_total``
+(with the default ``fields: [message]``, parsed JSON logs without a ``message`` would otherwise all be duplicates
+of the first). Raw lines are read as events first (``agent.core.events``: a text line is its ``message``).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ class DedupeConfig(TransformConfig, tag="dedupe"):
     """Drop events whose ``fields`` equal those of one of the last ``max_keys`` distinct events.
 
     The remembered identities are bounded, shown as a gauge, and kept across a reload that does not change the stage.
-    Dropped events are counted (``reason="duplicate"``) and acknowledged.
+    Dropped events are counted (``reason="duplicate"``) and acknowledged. An event with none of ``fields`` is passed on
+    (and counted as unidentified), never taken for a duplicate.
     """
 
     fields: list[str] = msgspec.field(default_factory=lambda: ["message"])
-    """Field paths whose values together identify an event."""
+    """Field paths whose values together identify an event (an event with none of them is passed on)."""
     max_keys: int = 10_000
     """Distinct identities remembered (the most recent ones)."""
 
@@ -69,8 +72,13 @@ class DedupeTransform:
         events, identity = batch.events, self._identity
         seen, max_keys = self.seen, self.max_keys
         kept = []
+        unidentified = 0
         for event in events:
             key = identity(event)
+            if key is None:
+                unidentified += 1
+                kept.append(event)
+                continue
             if key in seen:
                 seen.move_to_end(key)
                 continue
@@ -78,13 +86,23 @@ class DedupeTransform:
             if len(seen) > max_keys:
                 seen.popitem(last=False)
             kept.append(event)
+        if unidentified:
+            self.stats.count("unidentified_events", unidentified)
         return keep_only(batch, kept, self.stats, "duplicate")
 
-    def _identity(self, event: Any) -> bytes:
+    def _identity(self, event: Any) -> bytes | None:
+        """The digest of the event's values of ``fields``; None if it has none of them."""
         values = []
+        found = False
         for path in self.paths:
             value = get_field(event, path, _MISSING)
-            values.append(_ABSENT if value is _MISSING else value)
+            if value is _MISSING:
+                value = _ABSENT
+            else:
+                found = True
+            values.append(value)
+        if not found:
+            return None
         try:
             data = orjson.dumps(values, option=_OPTIONS)
         except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an object of no JSON type, too deep

@@ -38,6 +38,20 @@ def test_missing_differs_from_null_and_objects_compare_by_content() -> None:
     assert out.events == [{"a": 1}, {"a": 1, "b": None}, {"a": {"x": 1, "y": 2}}, {"a": 1.0, "b": "!"}, {"a": "1"}]
 
 
+def test_an_event_with_none_of_the_fields_is_passed_on_and_counted_not_taken_for_a_duplicate() -> None:
+    # the default fields: [message] after parse json of logs that say "msg": none of them is a duplicate
+    t = dedupe()
+    events = [{"level": "info", "msg": "started"}, {"level": "info", "msg": "listening"}, {"msg": "started"}]
+    out = t.process(logs(*events, {"message": "m"}, {"message": "m"}))
+    assert out is not None and out.events == [*events, {"message": "m"}]
+    assert t.stats.discarded["duplicate"] == 1
+    assert t.stats.counters[("unidentified_events", ())] == 3
+    assert len(t.seen) == 1  # nothing remembered for them
+    some = dedupe(fields=["a", "b"])  # one of several fields present still identifies the event
+    out = some.process(logs({"a": 1}, {"a": 1}, {"c": 1}, {"c": 2}))
+    assert out is not None and out.events == [{"a": 1}, {"c": 1}, {"c": 2}]
+
+
 def test_only_the_last_max_keys_identities_are_remembered_least_recent_first_forgotten() -> None:
     t = dedupe(max_keys=3)
     assert t.process(logs(*({"message": m} for m in "abc"))) is not None
