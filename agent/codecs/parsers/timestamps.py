@@ -46,6 +46,7 @@ def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
     yearless = not any(code in pattern for code in ("%Y", "%y", "%G", "%s"))
     if yearless:  # the year is read with the rest, so Feb 29 is a day in a leap year (strptime's 1900 has none)
         pattern = "%Y " + pattern
+    retries = (pattern,) if "%z" in pattern else (pattern, pattern + "%z")  # strptime refuses a second %z
 
     def read(value: Any) -> datetime | None:
         if not isinstance(value, str):
@@ -55,7 +56,7 @@ def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
         try:
             return datetime.strptime(value, pattern)
         except ValueError:
-            return _strptime_again(value, pattern)
+            return _strptime_again(value, retries)
 
     return read
 
@@ -107,12 +108,13 @@ def _iso8601(value: Any) -> datetime | None:
             return None
 
 
-def _strptime_again(value: str, pattern: str) -> datetime | None:
-    """``value`` read by ``pattern`` once more, with what Fluent Bit reads and ``strptime`` refuses: a fraction
-    past microseconds (cut), a leap second (the next minute's first), a zone the format does not have."""
+def _strptime_again(value: str, patterns: tuple[str, ...]) -> datetime | None:
+    """``value`` read once more by ``patterns`` (the format, and the format with a zone if it has none), with
+    what Fluent Bit reads and ``strptime`` refuses: a fraction past microseconds (cut), a leap second (the next
+    minute's first), a zone the format does not have."""
     fixed = _LONG_FRACTION.sub(r"\1", value, 1)
     fixed, leap = _LEAP_SECOND.subn(r"\g<1>59", fixed, 1)
-    for attempt in (pattern, pattern + "%z"):
+    for attempt in patterns:
         try:
             moment = datetime.strptime(fixed, attempt)
         except ValueError:

@@ -47,7 +47,8 @@ def test_a_format_that_is_not_one_is_refused() -> None:
 @given(st.one_of(st.text(max_size=40), st.floats(), st.integers(),
                  st.datetimes().map(lambda d: d.isoformat() + "+01:00")))
 def test_any_value_gives_a_time_or_none(value: object) -> None:
-    for time_format in ("iso8601", "unix", "unix_ms", "%Y-%m-%dT%H:%M:%S.%L", "%b %d %H:%M:%S"):
+    for time_format in ("iso8601", "unix", "unix_ms", "%Y-%m-%dT%H:%M:%S.%L", "%b %d %H:%M:%S",
+                        "%d/%b/%Y:%H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%Z"):
         stamp = time_stamper(time_format)(value)
         assert stamp is None or stamp.endswith("Z")
 
@@ -74,6 +75,7 @@ def test_what_fluent_bits_strptime_reads_and_pythons_refuses(time_format: str, v
 
 
 def test_trailing_text_that_is_no_zone_still_does_not_read() -> None:
+    assert time_reader("%d/%b/%Y:%H:%M:%S %z")("bogus") is None  # no second %z tried: re.error
     assert time_reader("%Y-%m-%dT%H:%M:%S")("2024-05-01T12:00:00 and more") is None
     assert time_reader("%H:%M:%S")("12:60:00") is None  # minute 60 is no leap second
 
