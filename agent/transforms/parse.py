@@ -110,7 +110,12 @@ class ParseConfig(TransformConfig, tag="parse"):
             raise ValueError("codec csv needs columns (the names of its values)")
         if self.when == "looks_like_json" and self.codec != "json":
             raise ValueError("when: looks_like_json is for codec json")
-        build_parser(self)  # a pattern RE2 refuses, an unknown grok name, bad separators: a config error here
+        try:  # a pattern RE2 refuses, an unknown grok name, bad separators: a config error here
+            build_parser(self)
+        except ValueError as exc:
+            if not uses_pattern:  # the separators' checks start with their key, which the error points at
+                raise
+            raise ValueError(f"pattern: {exc}") from None  # reported on the pattern's line
         time_reader(self.time_format)
 
 

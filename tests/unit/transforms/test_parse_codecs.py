@@ -196,3 +196,15 @@ def test_config_errors_name_the_file_and_line(options: str, message: str) -> Non
     assert len(errors) == 1, errors
     text = str(errors[0])
     assert message in text and "pipe.yaml:" in text and "transforms.p" in text
+
+
+@pytest.mark.parametrize("options", [
+    "    codec: grok\n    pattern: '%{WORD:x} (?=y)'",
+    "    codec: grok\n    pattern: '%{NOPE:x}'",
+    "    codec: regex\n    pattern: '(?P<a>x)\\1'",
+    "    codec: regex\n    pattern: '(x)'",
+])
+def test_a_pattern_that_does_not_compile_is_reported_on_the_patterns_line(options: str) -> None:
+    _, errors = check_texts([(PIPELINE % options, "pipe.yaml")])
+    assert len(errors) == 1, errors
+    assert str(errors[0]).startswith("pipe.yaml:8: transforms.p.pattern: "), errors  # not the component's line 4
