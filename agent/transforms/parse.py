@@ -178,6 +178,7 @@ class ParseTransform:
         self._last_time: tuple[Any, str] | None = None  # the last time value read and its @timestamp
         self.guard: Callable[[Any], bool] | None = _looks_like_json if config.when == "looks_like_json" else None
         self.fast_json = config.codec == "json" and not (self.types or self.stamp_time or self.guard)
+        self._raised_kinds: set[str] = set()  # exception types a parser raised, logged once each
 
     def process(self, batch: Batch) -> Batch | None:
         if batch.kind is Kind.METRICS:
@@ -257,7 +258,14 @@ class ParseTransform:
             if guard is not None and not guard(line):
                 append({"message": line.decode("utf-8", "replace")})
                 continue
-            value = parse(line)
+            try:
+                value = parse(line)
+            except Exception as exc:  # a parser's defect costs this line, never the rest of its batch
+                failed += 1
+                reason = self._raised(exc)
+                if keep:
+                    append({"message": line.decode("utf-8", "replace"), "parse_error": reason})
+                continue
             if value is None:
                 failed += 1
                 if keep:
@@ -289,10 +297,18 @@ class ParseTransform:
             if guard is not None and not (isinstance(text, str | bytes) and guard(text)):
                 append(event)
                 continue
-            if isinstance(text, str):
-                value = parser.parse(text)
-            else:
-                value = parser.parse_bytes(text) if isinstance(text, bytes) else None
+            try:
+                if isinstance(text, str):
+                    value = parser.parse(text)
+                else:
+                    value = parser.parse_bytes(text) if isinstance(text, bytes) else None
+            except Exception as exc:  # a parser's defect costs this event, never the rest of its batch
+                failed += 1
+                reason = self._raised(exc)
+                if keep:
+                    event["parse_error"] = reason
+                    append(event)
+                continue
             if value is None:
                 failed += 1
                 if keep:
@@ -345,6 +361,17 @@ class ParseTransform:
         if not self.config.time_keep and key != TIME_FIELD:
             del value[key]
         return stamp
+
+    def _raised(self, exc: Exception) -> str:
+        """Counts a parser that raised on a line (a defect: parsers return None for what they cannot read), logs
+        the first of each kind (its type only: the message may quote the line), and gives the ``parse_error``."""
+        self.stats.error("parser_raised", "processing")
+        kind = type(exc).__name__
+        if kind not in self._raised_kinds:
+            self._raised_kinds.add(kind)
+            log.error("the parser raised on a line; the line passes on as not parsed", extra={
+                "component_id": self.component_id, "codec": self.config.codec, "error": kind})
+        return f"the {self.config.codec} parser failed ({kind})"
 
     def _count_failures(self, failed: int) -> None:
         self.stats.error("parse_failed", "processing", failed)

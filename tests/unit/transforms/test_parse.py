@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.config.registry import BuildContext
 from agent.core.ack import Ack, AckStatus
 from agent.core.batch import Batch, Kind
@@ -46,3 +48,41 @@ def test_a_missing_or_bad_field_is_marked_not_lost() -> None:
     assert out is not None
     assert out.events == [{"other": 1, "parse_error": "not a JSON object"},
                           {"message": "{", "parse_error": "not a JSON object"}]
+
+
+class _Breaks:
+    """A parser with a defect: it raises on lines that contain "boom" and parses the others."""
+
+    error = "no match"
+
+    def parse_bytes(self, data: bytes) -> dict[str, str] | None:
+        if b"boom" in data:
+            raise IndexError("a defect")
+        return {"line": data.decode()}
+
+    def parse(self, text: str) -> dict[str, str] | None:
+        return self.parse_bytes(text.encode())
+
+
+def test_a_parser_that_raises_costs_its_line_not_the_rest_of_the_batch(caplog: pytest.LogCaptureFixture) -> None:
+    t = transform(codec="logfmt")
+    t.parser = _Breaks()
+    out = t.process(Batch([b"a", b"boom 1", b"b", b"boom 2"], Kind.LINES, 20))
+    assert out is not None and out.events == [
+        {"line": "a"}, {"message": "boom 1", "parse_error": "the logfmt parser failed (IndexError)"},
+        {"line": "b"}, {"message": "boom 2", "parse_error": "the logfmt parser failed (IndexError)"}]
+    assert t.stats.errors[("parser_raised", "processing")] == 2
+    assert t.stats.errors[("parse_failed", "processing")] == 2
+    fields = t.process(Batch([{"message": "boom"}, {"message": "c"}], Kind.LOGS, 20))
+    assert fields is not None and fields.events == [
+        {"message": "boom", "parse_error": "the logfmt parser failed (IndexError)"}, {"line": "c"}]
+    raised = [r for r in caplog.records if "raised" in r.getMessage()]
+    assert len(raised) == 1 and "a defect" not in caplog.text  # logged once, without the message (it may quote)
+
+
+def test_a_parser_that_raises_with_on_error_drop_drops_only_that_line() -> None:
+    t = transform(codec="logfmt", on_error="drop")
+    t.parser = _Breaks()
+    out = t.process(Batch([b"boom", b"a"], Kind.LINES, 10))
+    assert out is not None and out.events == [{"line": "a"}]
+    assert t.stats.discarded["parse_failed"] == 1
