@@ -2,9 +2,10 @@
 
 Shared by the sinks that name something per event (Elasticsearch index names,
 file paths), so both put an event in the same day: the time is the event's
-``@timestamp``, ``time`` or ``timestamp`` (RFC 3339 text, read to the hour, or
-epoch seconds, milliseconds, microseconds or nanoseconds), else now. What a template renders is cached
-by the hour of the event's time.
+``@timestamp``, ``time`` or ``timestamp`` (RFC 3339 text or epoch seconds, milliseconds, microseconds or
+nanoseconds), else now, in UTC as Logstash and Vector name their indices. A text time in UTC (``Z``) is read to
+the hour and what a template renders is cached by that hour; a text time with another offset is read whole and
+turned to UTC, and a template with a code finer than the hour (``%M``, ``%S``...) reads every time whole.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from agent.codecs.parsers.timestamps import time_reader
+
 FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.@-]+)\s*\}\}")
+_FINER_THAN_HOUR = re.compile(r"%[-_0^#]?[MSsTRXcrf]")  # minutes, seconds and what shows them
+_read_text = time_reader("iso8601")
 
 
 @lru_cache(maxsize=4096)
@@ -40,13 +45,25 @@ def time_value(event: Any) -> Any:
     return None
 
 
-def event_time(event: Any) -> datetime:
-    """The event's time to the hour (what index names and paths use), or now."""
+def in_utc(text: str) -> bool:
+    """Whether a text time is UTC, so its first 13 characters are its UTC hour: it ends in ``Z`` or has no offset."""
+    return text[-1:] in ("Z", "z") or not ("+" in text[19:] or "-" in text[19:])
+
+
+def event_time(event: Any, exact: bool = False) -> datetime:
+    """The event's time in UTC (to the hour for a UTC text time unless ``exact``: what index names use), or now."""
     value = time_value(event)
     if isinstance(value, str) and len(value) >= 13:
-        hour = _hour(value[:13])
-        if hour is not None:
-            return hour
+        if not exact and in_utc(value):
+            hour = _hour(value[:13])
+            if hour is not None:
+                return hour
+        moment = _read_text(value)
+        if moment is not None:
+            try:
+                return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            except OverflowError:  # year 1 or 9999 taken past the range by its offset
+                pass
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value
         for _ in range(3):  # milli-, micro- or nanoseconds since the epoch, as loggers write them
@@ -77,6 +94,7 @@ class EventTemplate:
         self.template = template
         self.fields = FIELD.findall(template)
         self.timed = "%" in template
+        self.exact = _FINER_THAN_HOUR.search(template) is not None  # no cache by the hour: it would be wrong
         self.safe = safe
         self._by_hour: dict[tuple[str, str], str] = {}
 
@@ -86,7 +104,7 @@ class EventTemplate:
 
     def partition_key(self) -> Callable[[Any], str]:
         """The function to call per event: :meth:`render`, with a shortcut for time-only templates."""
-        if self.fields or not self.timed:
+        if self.fields or not self.timed or self.exact:
             return self.render
         by_prefix: dict[str, str] = {}
         render = self.render
@@ -94,7 +112,7 @@ class EventTemplate:
 
         def key(event: Any) -> str:
             value = time_value(event)
-            if type(value) is str:
+            if type(value) is str and (value[-1:] == "Z" or in_utc(value)):
                 name = by_prefix.get(value[:13])
                 if name is None:
                     if len(by_prefix) >= 4096:
@@ -119,8 +137,8 @@ class EventTemplate:
                 name = FIELD.sub(lambda m: self.safe(lookup(event, m.group(1))), name)
         if self.timed:
             value = time_value(event)
-            if type(value) is not str or len(value) < 13:
-                return event_time(event).strftime(name)
+            if type(value) is not str or len(value) < 13 or self.exact or not in_utc(value):
+                return event_time(event, self.exact).strftime(name)
             key = (name, value[:13])
             rendered = self._by_hour.get(key)
             if rendered is None:

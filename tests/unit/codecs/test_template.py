@@ -34,3 +34,24 @@ def test_a_template_renders_for_an_event_whose_time_is_out_of_range() -> None:
     key = template.partition_key()
     assert key({"timestamp": 1700000000000000, "app": "a"}) == "logs-2023-11-14-a"
     assert key({"timestamp": 10**30, "app": "a"}).startswith(f"logs-{NOW_YEAR}-")
+
+
+@pytest.mark.parametrize("template", ["logs-%Y.%m.%d", "{{ app }}-%Y.%m.%d"])
+def test_a_text_time_with_an_offset_names_its_utc_day(template: str) -> None:
+    """Trial finding: 01:20 at +02:00 is 23:20 UTC the day before, where Logstash and Vector put it; the offset was
+    ignored (the local hour read as UTC), and a cache by the first 13 characters mixed the two."""
+    key = EventTemplate(template, str).partition_key()
+    assert key({"@timestamp": "2024-05-01T01:20:30Z", "app": "logs"}) == "logs-2024.05.01"
+    assert key({"@timestamp": "2024-05-01T01:20:30+02:00", "app": "logs"}) == "logs-2024.04.30"
+    assert key({"@timestamp": "2024-04-30T22:50:00.123456789-05:30", "app": "logs"}) == "logs-2024.05.01"
+    assert event_time({"time": "2024-05-01T01:20:30+02:00"}) == datetime(2024, 4, 30, 23, 20, 30, tzinfo=UTC)
+
+
+def test_a_template_with_minutes_or_seconds_renders_them_from_a_text_time() -> None:
+    """Trial finding: text times were read to the hour only, so %M was always 00 (and a number's real minute)."""
+    template = EventTemplate("/logs/%Y-%m-%dT%H-%M-%S.log", str)
+    key = template.partition_key()
+    assert key({"time": "2024-05-01T10:20:30Z"}) == "/logs/2024-05-01T10-20-30.log"
+    assert key({"time": "2024-05-01T10:45:01.5Z"}) == "/logs/2024-05-01T10-45-01.log"
+    assert template.render({"time": "2024-05-01T10:45:01+01:00"}) == "/logs/2024-05-01T09-45-01.log"
+    assert key({"time": 1714560301}) == "/logs/2024-05-01T10-45-01.log"
