@@ -136,6 +136,9 @@ class _Parser:
                     raise self.error(f"the right of {op.value} must be a regex: /.../ or a string",
                                      right_token)
             after = self.peek()
+            if (right_token.kind == "regex" and after.kind == "name" and set(after.value) <= set("imsxu")
+                    and self.text[after.offset - 1] == "/"):
+                raise self.error(f"flags go inside the regex: /(?{after.value})...", after)
             if after.kind == "op" or (after.kind == "name" and after.value in WORD_OPERATORS):
                 raise self.error(f"comparisons do not chain: use 'and' before {_show(after)}", after)
             return Compare(str(op.value), left, right, right_token.offset)

@@ -23,6 +23,8 @@ _TOKEN = re.compile(r"""
   | (?P<quote>["'])
   | (?P<slash>/)
 """, re.VERBOSE)
+# What users of other languages type, and what this one says instead (the language's own operators never get here).
+_HINTS = {"&&": ": write 'and'", "||": ": write 'or'", "=": ": compare with '=='", "!": ": write 'not'"}
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\", '"': '"', "'": "'", "/": "/"}
 
 
@@ -42,7 +44,8 @@ def tokenize(text: str) -> list[Token]:
     while i < end:
         match = _TOKEN.match(text, i)
         if match is None:
-            raise ExprError.at(f"unexpected character {text[i]!r}", text, i)
+            hint = _HINTS.get(text[i:i + 2]) or _HINTS.get(text[i], "")
+            raise ExprError.at(f"unexpected character {text[i]!r}{hint}", text, i)
         kind = match.lastgroup
         if kind == "space":
             i = match.end()

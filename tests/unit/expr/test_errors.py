@@ -88,3 +88,19 @@ def test_raised_from_a_config_struct_it_becomes_a_config_error_with_file_line_an
 def test_a_path_cut_off_after_a_bracket_is_an_expr_error(text: str) -> None:
     with pytest.raises(ExprError, match="expected an index or a quoted key"):
         compile_condition(text)
+
+
+@pytest.mark.parametrize(("text", "column", "says"), [
+    ('level =~ /error/i', 17, "flags go inside the regex: /(?i)..."),
+    ('level =~ /error/is and a', 17, "flags go inside the regex: /(?is)..."),
+    ('a == 1 && b == 2', 8, "unexpected character '&': write 'and'"),
+    ('a == 1 || b == 2', 8, "unexpected character '|': write 'or'"),
+    ('a=1', 2, "unexpected character '=': compare with '=='"),
+    ('!exists(a)', 1, "unexpected character '!': write 'not'"),
+])
+def test_what_other_languages_write_gets_this_ones_spelling(text: str, column: int, says: str) -> None:
+    """Trial finding: Vector's &&, ||, ! and = and a /regex/i flag each got a bare 'unexpected character' or
+    'expected and, or or the end, got i'."""
+    with pytest.raises(ExprError) as info:
+        compile_condition(text)
+    assert (info.value.column, info.value.message) == (column, says)
