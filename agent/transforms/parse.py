@@ -92,7 +92,9 @@ class ParseConfig(TransformConfig, tag="parse"):
     time_key: str | None = None
     """Parsed field that sets @timestamp (it is removed unless time_keep)."""
     time_format: str = "iso8601"
-    """How time_key is written: iso8601, unix, unix_ms, or a strptime format (%L for milliseconds)."""
+    """How time_key is written: iso8601, unix, unix_ms, or a strptime format (%L for the fraction of a second, as in
+    Fluent Bit).
+    """
     time_keep: bool = False
     """Keep time_key after it set @timestamp."""
     on_error: Literal["keep", "drop"] = "keep"
