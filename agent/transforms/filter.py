@@ -30,8 +30,9 @@ from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
 from agent.core.drop import keep_only
 from agent.core.events import event_views
+from agent.core.keys import at_key
 from agent.core.regex import compile_user_regex, searcher
-from agent.expr import Column, ExprError, compile_condition_column, compile_condition_steps
+from agent.expr import Column, compile_condition_column, compile_condition_steps
 from agent.expr.columns import negate
 from agent.expr.paths import get_field, parse_path
 
@@ -73,14 +74,12 @@ def keep_steps(config: FilterConfig) -> list[Column]:
     """The tests events must pass to be kept, in turn, each over a batch (a mask, one byte per event, 1: keep).
     A condition ``a and b`` is one step per operand: ``b`` runs only on what ``a`` kept, as the per-event test
     would short-circuit."""
-    try:
-        if config.condition is not None:
-            return compile_condition_steps(config.condition)
-        if config.drop_if is not None:
-            drop = compile_condition_column(config.drop_if)
-            return [lambda events: negate(drop(events))]
-    except ExprError as exc:  # named by its key, so a config error points at the key's line, not the component's
-        raise ValueError(f"{'condition' if config.condition is not None else 'drop_if'}: {exc}") from None
+    # each named by its key, so that a config error points at the key's line, not the component's
+    if config.condition is not None:
+        return at_key("condition", compile_condition_steps, config.condition)
+    if config.drop_if is not None:
+        drop = at_key("drop_if", compile_condition_column, config.drop_if)
+        return [lambda events: negate(drop(events))]
     rules = _rules(config)
     keep = _legacy(rules) if config.logical_op == "legacy" else _combined(rules, config.logical_op == "and")
     return [lambda events: bytes(map(keep, events))]
