@@ -9,7 +9,8 @@ Under ``target`` (default ``host``), with Filebeat's field names::
 
 Read when the stage starts and again every ``refresh_interval`` (5 minutes, as Filebeat), on the first batch
 after it passed; reading touches only local files and the kernel's interface table, never the network. ``ip``
-lists every address of every interface but loopback (``netinfo: false`` leaves ``ip`` and ``mac`` out);
+lists every address (secondary ones too) of every interface but loopback ones, and ``mac`` their hardware
+addresses as ECS and Filebeat 8 write them (``02-42-AC-11-00-02``); ``netinfo: false`` leaves both out;
 a field the host does not tell (no ``/etc/os-release``, no machine id) is left out. In a container, ``os`` is
 the image's and ``hostname`` the pod's: set ``NODE_NAME`` from the downward API for the node's name. Each
 event gets its own copy, so a later stage that changes one event's ``host`` changes only that event.
@@ -17,12 +18,10 @@ event gets its own copy, so a later stage that changes one event's ``host`` chan
 
 from __future__ import annotations
 
-import fcntl
-import ipaddress
+import ctypes
 import os
 import platform
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from agent.core.footprint import PARSED_KEY_BYTES
 from agent.core.keys import at_key
 from agent.expr.paths import parse_path, set_field
 
-SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
+IFF_LOOPBACK = 0x8  # net/if.h: a loopback interface
 
 
 class HostMetadataConfig(TransformConfig, tag="host_metadata"):
@@ -98,33 +97,47 @@ def _os() -> dict[str, str]:
     return info
 
 
+class _Ifaddrs(ctypes.Structure):
+    """libc's ``struct ifaddrs`` (getifaddrs(3)); ``ifa_ifu`` and ``ifa_data`` are not read."""
+
+
+_Ifaddrs._fields_ = [("ifa_next", ctypes.POINTER(_Ifaddrs)), ("ifa_name", ctypes.c_char_p),
+                     ("ifa_flags", ctypes.c_uint), ("ifa_addr", ctypes.c_void_p), ("ifa_netmask", ctypes.c_void_p),
+                     ("ifa_ifu", ctypes.c_void_p), ("ifa_data", ctypes.c_void_p)]
+_FAMILY: dict[int, tuple[int, int]] = {socket.AF_INET: (4, 4), socket.AF_INET6: (8, 16)}  # family: (offset, length)
+
+
 def _addresses() -> tuple[list[str], list[str]]:
-    """The IP addresses (IPv4, then IPv6) and MAC addresses of every interface but loopback."""
-    ips: list[str] = []
+    """The IP addresses (IPv4, then IPv6; secondary ones too) and MAC addresses (ECS's ``00-1A-2B-...``) of every
+    interface but loopback ones, as Filebeat lists them; from libc's getifaddrs, the kernel's own table."""
+    ips: dict[int, list[str]] = {4: [], 16: []}
     macs: list[str] = []
     if not sys.platform.startswith("linux"):
-        return ips, macs
+        return [], macs
+    libc = ctypes.CDLL(None, use_errno=True)
+    head = ctypes.POINTER(_Ifaddrs)()
+    if libc.getifaddrs(ctypes.byref(head)) != 0:
+        return [], macs
     try:
-        names = [name for _, name in socket.if_nameindex()]
-    except OSError:
-        return ips, macs
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for name in names:
-            try:
-                answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
-            except OSError:  # no IPv4 address
+        entry = head
+        while entry:
+            item = entry.contents
+            entry = item.ifa_next
+            if item.ifa_flags & IFF_LOOPBACK or not item.ifa_addr:
                 continue
-            ips.append(socket.inet_ntoa(answer[20:24]))
-    for line in (_read("/proc/net/if_inet6") or "").splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and len(fields[0]) == 32:
-            ips.append(str(ipaddress.IPv6Address(bytes.fromhex(fields[0]))))
-    ips = [ip for ip in dict.fromkeys(ips) if not ipaddress.ip_address(ip).is_loopback]
-    for name in names:
-        mac = _read(f"/sys/class/net/{name}/address")
-        if mac and mac != "00:00:00:00:00:00" and mac not in macs:
-            macs.append(mac)
-    return ips, macs
+            family = ctypes.c_ushort.from_address(item.ifa_addr).value
+            if family in _FAMILY:
+                offset, size = _FAMILY[family]
+                raw = ctypes.string_at(item.ifa_addr + offset, size)
+                ips[size].append(socket.inet_ntop(family, raw))
+            elif family == socket.AF_PACKET:  # sockaddr_ll: its address length at 11, the address at 12
+                length = ctypes.c_ubyte.from_address(item.ifa_addr + 11).value
+                mac = ctypes.string_at(item.ifa_addr + 12, min(length, 8))
+                if len(mac) == 6 and any(mac):
+                    macs.append(mac.hex("-").upper())
+    finally:
+        libc.freeifaddrs(head)
+    return list(dict.fromkeys(ips[4] + ips[16])), list(dict.fromkeys(macs))
 
 
 @register("transform", "host_metadata", HostMetadataConfig, "Adds the host's name, OS, addresses and node name.")

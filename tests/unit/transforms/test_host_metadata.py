@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +79,31 @@ def test_a_nested_target_is_written_copy_on_write_and_a_blocked_one_counted() ->
 def test_a_bad_target_is_a_config_error() -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"type": "host_metadata", "inputs": ["x"], "target": "a..b"}, HostMetadataConfig)
+
+
+_NAMESPACE = ("ip link add v0 type veth peer name v1 && ip addr add 10.1.1.1/24 dev v0 && "
+              "ip addr add 10.1.1.2/24 dev v0 && ip -6 addr add fd01::5/64 dev v0 nodad && "
+              "ip link set v0 address 02:0a:0b:0c:0d:0e && ip link set v0 up && ip addr add 10.9.9.9/32 dev lo && "
+              "ip link set lo up && exec \"$0\" -c \"$1\"")
+_PRINT_HOST = "import json; from agent.transforms.host_metadata import read_host; print(json.dumps(read_host()))"
+
+
+def test_every_address_of_every_interface_but_loopback_ones_and_macs_as_ecs_writes_them() -> None:
+    # A network namespace of our own: an interface with a primary and a secondary IPv4 address and an IPv6 one,
+    # and an extra address on loopback, which is left out with the whole interface (as Filebeat does).
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and iproute2")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot make a network namespace here (not root)")
+    result = subprocess.run(["unshare", "-n", "sh", "-c", _NAMESPACE, sys.executable, _PRINT_HOST],
+                            capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[3])
+    if "Unknown device type" in result.stderr:
+        pytest.skip("no veth devices in this kernel")
+    assert result.returncode == 0, result.stderr
+    host = json.loads(result.stdout)
+    assert host["ip"][:2] == ["10.1.1.1", "10.1.1.2"]  # the secondary address too; IPv4 first
+    assert "fd01::5" in host["ip"] and all(ip.startswith(("fd01::", "fe80::")) for ip in host["ip"][2:])
+    assert "10.9.9.9" not in host["ip"] and "127.0.0.1" not in host["ip"]
+    assert "02-0A-0B-0C-0D-0E" in host["mac"] and len(host["mac"]) == 2  # v0 and its peer, uppercase with hyphens
+    assert all(len(mac) == 17 and mac == mac.upper() and mac.count("-") == 5 for mac in host["mac"])
