@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+from agent.codecs.encoding import dumps_lenient
+
 _ESCAPE = re.compile(r'\\([\\"\]])')
 FAILED = object()  # what a converter returns for a value it cannot convert
 _TRUE = frozenset({"true", "yes", "on", "1", "t", "y"})
 _FALSE = frozenset({"false", "no", "off", "0", "f", "n", ""})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Parser(Protocol):
@@ -45,20 +48,24 @@ def unescape(text: str) -> str:
 
 
 def _to_int(value: Any) -> Any:
+    """An integer of 64 bits (what sinks and Elasticsearch's ``long`` carry), from an int, a whole float or their
+    text; FAILED for anything else (``1.5``, ``1e300``, ``n/a``)."""
     if type(value) is int:
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else FAILED
-    if isinstance(value, str):
+        number: Any = value
+    elif isinstance(value, float):
+        number = int(value) if value.is_integer() else FAILED
+    elif isinstance(value, str):
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             try:
-                number = float(value)
+                whole = float(value)
             except ValueError:
                 return FAILED
-            return int(number) if number.is_integer() else FAILED
-    return FAILED
+            number = int(whole) if whole.is_integer() else FAILED
+    else:
+        return FAILED
+    return number if number is FAILED or _INT64_MIN <= number <= _INT64_MAX else FAILED
 
 
 def _to_float(value: Any) -> Any:
@@ -82,9 +89,12 @@ def _to_bool(value: Any) -> Any:
 
 
 def _to_string(value: Any) -> Any:
+    """Text as it is; a number as Python writes it; anything else (true, null, an object, a list) as JSON."""
     if isinstance(value, str):
         return value
-    return str(value).lower() if type(value) is bool else str(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return dumps_lenient(value).decode()
 
 
 CONVERTERS = {"int": _to_int, "integer": _to_int, "float": _to_float, "bool": _to_bool, "boolean": _to_bool,

@@ -208,3 +208,12 @@ def test_a_pattern_that_does_not_compile_is_reported_on_the_patterns_line(option
     _, errors = check_texts([(PIPELINE % options, "pipe.yaml")])
     assert len(errors) == 1, errors
     assert str(errors[0]).startswith("pipe.yaml:8: transforms.p.pattern: "), errors  # not the component's line 4
+
+
+def test_types_string_writes_objects_lists_and_null_as_json_and_int_stays_in_64_bits() -> None:
+    t = transform(types={"a": "string", "b": "string", "c": "string", "d": "string", "n": "int", "m": "int"})
+    line = b'{"a": {"x": [1, "y"]}, "b": null, "c": true, "d": 1.5, "n": 1e300, "m": "9223372036854775808"}'
+    assert run(t, [line]) == [{"a": '{"x":[1,"y"]}', "b": "null", "c": "true", "d": "1.5", "n": 1e300,
+                               "m": "9223372036854775808"}]  # past 64 bits: no integer a sink could carry
+    assert t.stats.errors[("type_conversion_failed", "processing")] == 1  # one event, two values
+    assert run(transform(types={"n": "int"}), [b'{"n": "-9223372036854775808"}']) == [{"n": -(2**63)}]
