@@ -235,12 +235,13 @@ def _api_warnings(root: RootConfig) -> list[str]:
 
 def _component_warnings(root: RootConfig, components: dict[str, ComponentDecl]) -> list[str]:
     """What a component's config finds dubious beside the root settings: its ``warnings(root)``, if it has one,
-    as ``(message, key)`` pairs, located like errors."""
+    as ``(message, key)`` pairs (a key, or a path of keys), located like errors."""
     found = []
     for decl in components.values():
         check = getattr(decl.config, "warnings", None)
         if callable(check):
-            found += [str(decl.error(message, key)) for message, key in check(root)]
+            for message, key in check(root):
+                found.append(str(decl.error(message, *(key if isinstance(key, tuple) else (key,)))))
     return found
 
 

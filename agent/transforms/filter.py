@@ -25,14 +25,14 @@ from collections.abc import Callable
 from itertools import compress
 from typing import Any, Literal, NamedTuple
 
-from agent.config.model import TransformConfig
+from agent.config.model import RootConfig, TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch, Kind
 from agent.core.drop import keep_only
 from agent.core.events import event_views
 from agent.core.keys import at_key
 from agent.core.regex import compile_user_regex, searcher
-from agent.expr import Column, compile_condition_column, compile_condition_steps
+from agent.expr import Column, compile_condition_column, compile_condition_steps, condition_warnings
 from agent.expr.columns import negate
 from agent.expr.paths import get_field, parse_path
 
@@ -68,6 +68,11 @@ class FilterConfig(TransformConfig, tag="filter"):
             raise ValueError('a filter takes exactly one of "condition", "drop_if", or the grep rules '
                              f'"regex", "exclude" and "rules" (got {", ".join(given) or "none"})')
         keep_steps(self)  # an error in a condition, a field or a pattern is a config error
+
+    def warnings(self, root: RootConfig) -> list[tuple[str, str]]:
+        """(message, key) of what is dubious in the conditions (``agent validate`` prints them)."""
+        return [(message, key) for key in ("condition", "drop_if")
+                for message in condition_warnings(getattr(self, key))]
 
 
 def keep_steps(config: FilterConfig) -> list[Column]:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from agent.config.model import TransformConfig
+from agent.config.model import RootConfig, TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.config.units import Duration
 from agent.core.ack import AckStatus
@@ -36,7 +36,7 @@ from agent.core.batch import Batch, Kind
 from agent.core.events import to_log_events
 from agent.core.keys import at_key, compile_key
 from agent.core.metric import Sample, Series
-from agent.expr import compile_condition
+from agent.expr import compile_condition, condition_warnings
 from agent.expr.paths import compile_getter, parse_path
 from agent.prometheus.scrape import SAMPLE_BYTES
 
@@ -112,6 +112,11 @@ class LogToMetricConfig(TransformConfig, tag="log_to_metric"):
     max_series: int = 10_000
     """Series held at most (a histogram counts each of its series); an event that would start one more is not counted.
     """
+
+    def warnings(self, root: RootConfig) -> list[tuple[str, tuple[str, int, str]]]:
+        """(message, key) of what is dubious in the metrics' conditions (``agent validate`` prints them)."""
+        return [(message, ("metrics", n, "condition")) for n, metric in enumerate(self.metrics)
+                for message in condition_warnings(metric.condition)]
 
     def __post_init__(self) -> None:
         if not self.metrics:

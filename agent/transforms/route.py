@@ -16,12 +16,12 @@ from __future__ import annotations
 from itertools import compress
 from typing import Any
 
-from agent.config.model import TransformConfig
+from agent.config.model import RootConfig, TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
 from agent.core.events import event_views
-from agent.expr import Column, compile_condition, compile_condition_column
+from agent.expr import Column, compile_condition, compile_condition_column, condition_warnings
 from agent.expr.columns import Mask, all_of, any_of, negate
 
 UNMATCHED = "_unmatched"
@@ -51,6 +51,11 @@ class RouteConfig(TransformConfig, tag="route"):
                 compile_condition(condition)
             except ValueError as exc:
                 raise ValueError(f"routes.{name}: {exc}") from None
+
+    def warnings(self, root: RootConfig) -> list[tuple[str, tuple[str, str]]]:
+        """(message, key) of what is dubious in the conditions (``agent validate`` prints them)."""
+        return [(message, ("routes", name)) for name, text in self.routes.items()
+                for message in condition_warnings(text)]
 
     def named_outputs(self) -> list[str]:
         """The outputs downstream components read as ``<id>.<name>``."""

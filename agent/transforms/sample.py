@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent.config.model import TransformConfig
+from agent.config.model import RootConfig, TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.core.batch import Batch
 from agent.core.drop import keep_only
 from agent.core.events import to_log_events
 from agent.core.keys import at_key, compile_key, stable_hash
-from agent.expr import compile_condition
+from agent.expr import compile_condition, condition_warnings
 
 RATIO_SCALE = 1_000_000  # a ratio is kept to six decimals
 
@@ -53,6 +53,10 @@ class SampleConfig(TransformConfig, tag="sample"):
             at_key("key", compile_key, self.key)
         if self.exclude is not None:
             at_key("exclude", compile_condition, self.exclude)
+
+    def warnings(self, root: RootConfig) -> list[tuple[str, str]]:
+        """(message, key) of what is dubious in ``exclude`` (``agent validate`` prints them)."""
+        return [(message, "exclude") for message in condition_warnings(self.exclude)]
 
     def fraction(self) -> tuple[int, int]:
         """The kept fraction as integers ``(kept, of)``, so counting stays exact."""

@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.config.model import TransformConfig
+from agent.config.model import RootConfig, TransformConfig
 from agent.config.registry import BuildContext, register
 from agent.config.units import Duration
 from agent.core.batch import Batch
 from agent.core.drop import keep_only
 from agent.core.events import to_log_events
 from agent.core.keys import at_key, bounded, compile_key
-from agent.expr import compile_condition
+from agent.expr import compile_condition, condition_warnings
 
 _OVERFLOW = object()  # the shared budget of keys past max_keys
 
@@ -58,6 +58,10 @@ class ThrottleConfig(TransformConfig, tag="throttle"):
             at_key("key", compile_key, self.key)
         if self.exclude is not None:
             at_key("exclude", compile_condition, self.exclude)
+
+    def warnings(self, root: RootConfig) -> list[tuple[str, str]]:
+        """(message, key) of what is dubious in ``exclude`` (``agent validate`` prints them)."""
+        return [(message, "exclude") for message in condition_warnings(self.exclude)]
 
 
 @register("transform", "throttle", ThrottleConfig, "Drops events past a rate per key.")
