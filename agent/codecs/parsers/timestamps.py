@@ -4,7 +4,8 @@ Formats: ``iso8601`` (RFC 3339 and the ISO 8601 forms ``datetime.fromisoformat``
 C code; nanoseconds are cut to microseconds), ``unix`` (seconds, an int, float or numeric text), ``unix_ms``
 (milliseconds), or a ``strptime`` format where ``%L`` is the fraction of a second (Fluent Bit's code). A time
 without a zone is UTC; a format without a year (syslog's ``%b %d %H:%M:%S``) takes the current one (Feb 29
-included, in a leap year). The result is the text sinks pick an event's time from (``@timestamp``):
+included, in a leap year), or the last one where the current would put the time over a day ahead (December's
+lines read in January). The result is the text sinks pick an event's time from (``@timestamp``):
 ``2024-05-01T12:00:00.123Z``.
 
 What Fluent Bit's own ``strptime`` reads and Python's refuses is read on a second try, so only a time that
@@ -25,6 +26,7 @@ NAMED = ("iso8601", "unix", "unix_ms")
 _LONG_FRACTION = re.compile(r"([.,]\d{6})\d+")
 _LEAP_SECOND = re.compile(r"(\d:[0-5]\d:)60(?!\d)")
 _SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 
 
 def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
@@ -48,17 +50,28 @@ def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
         pattern = "%Y " + pattern
     retries = (pattern,) if "%z" in pattern else (pattern, pattern + "%z")  # strptime refuses a second %z
 
-    def read(value: Any) -> datetime | None:
-        if not isinstance(value, str):
-            return None
-        if yearless:
-            value = f"{this_year()} {value}"
+    def parse(value: str) -> datetime | None:
         try:
             return datetime.strptime(value, pattern)
         except ValueError:
             return _strptime_again(value, retries)
 
+    def read(value: Any) -> datetime | None:
+        if not isinstance(value, str):
+            return None
+        return _in_latest_year(value, parse) if yearless else parse(value)
+
     return read
+
+
+def _in_latest_year(value: str, parse: Callable[[str], datetime | None]) -> datetime | None:
+    """A time written without its year, in this year, or in the last one where this year would put it more than a
+    day ahead of now (a December line read in January), as Logstash's date filter and rsyslog take it."""
+    now = utc_now()
+    moment = parse(f"{now.year} {value}")
+    if moment is not None and (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) > now + _DAY:
+        return parse(f"{now.year - 1} {value}") or moment  # Feb 29 a year ago did not exist: keep this year's
+    return moment
 
 
 def time_stamper(time_format: str) -> Callable[[Any], str | None]:
@@ -78,9 +91,9 @@ def time_stamper(time_format: str) -> Callable[[Any], str | None]:
     return stamp
 
 
-def this_year() -> int:
-    """The year a time written without one is taken to be in."""
-    return datetime.now(UTC).year
+def utc_now() -> datetime:
+    """Now, in UTC: what a time written without its year is placed near."""
+    return datetime.now(UTC)
 
 
 def rfc3339(moment: datetime) -> str:

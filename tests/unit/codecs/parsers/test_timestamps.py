@@ -82,8 +82,21 @@ def test_trailing_text_that_is_no_zone_still_does_not_read() -> None:
 
 def test_feb_29_without_a_year_reads_in_a_leap_year(monkeypatch: pytest.MonkeyPatch) -> None:
     # strptime's default year 1900 has no Feb 29: every syslog line of a leap day failed to read.
-    monkeypatch.setattr(timestamps, "this_year", lambda: 2028)
+    monkeypatch.setattr(timestamps, "utc_now", lambda: datetime(2028, 12, 31, 23, 59, 59, tzinfo=UTC))
     assert time_stamper("%b %d %H:%M:%S")("Feb 29 06:25:43") == "2028-02-29T06:25:43.000Z"
     assert time_stamper("%b %d %H:%M:%S")("Dec 31 23:59:60") == "2029-01-01T00:00:00.000Z"  # as Fluent Bit
-    monkeypatch.setattr(timestamps, "this_year", lambda: 2027)
+    monkeypatch.setattr(timestamps, "utc_now", lambda: datetime(2027, 6, 1, tzinfo=UTC))
     assert time_stamper("%b %d %H:%M:%S")("Feb 29 06:25:43") is None
+
+
+def test_a_yearless_time_over_a_day_ahead_of_now_is_last_years(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A December line read just after New Year belongs to the year that ended, as Logstash's date filter has it.
+    monkeypatch.setattr(timestamps, "utc_now", lambda: datetime(2027, 1, 1, 0, 10, tzinfo=UTC))
+    stamp = time_stamper("%b %d %H:%M:%S")
+    assert stamp("Dec 31 23:59:58") == "2026-12-31T23:59:58.000Z"
+    assert stamp("Jan  1 00:09:00") == "2027-01-01T00:09:00.000Z"
+    assert stamp("Jan  2 00:05:00") == "2027-01-02T00:05:00.000Z"  # a clock a little ahead: still this year
+    assert stamp("Jan  3 00:00:00") == "2026-01-03T00:00:00.000Z"  # two days ahead: a year ago
+    assert time_stamper("%b %d %H:%M:%S %z")("Jan  1 03:00:00 +0500") == "2026-12-31T22:00:00.000Z"
+    monkeypatch.setattr(timestamps, "utc_now", lambda: datetime(2029, 1, 1, tzinfo=UTC))
+    assert stamp("Feb 29 06:25:43") is None  # no Feb 29 in 2029; only a time ahead of now is looked for a year back
