@@ -55,9 +55,10 @@ def stable_hash(key: str | bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
-def compile_key(spec: str) -> Callable[[Any], str | None]:
+def compile_key(spec: str, null_is_missing: bool = False) -> Callable[[Any], str | None]:
     """The text of ``spec`` (a field path or a ``{{ path }}`` template) for a dict event; None when a field it
-    names is missing. Raises ValueError for a bad path or template."""
+    names is missing (or null, with ``null_is_missing``). Raises ValueError for a bad path or template."""
+    null = _MISSING if not null_is_missing else None  # a value taken for missing beside _MISSING
     parts = _TEMPLATE_FIELD.split(spec)
     if len(parts) == 1:
         if "{{" in spec or "}}" in spec:
@@ -66,7 +67,7 @@ def compile_key(spec: str) -> Callable[[Any], str | None]:
 
         def field_key(event: Any) -> str | None:
             value = get_field(event, path, _MISSING)
-            return None if value is _MISSING else as_text(value)
+            return None if value is _MISSING or value is null else as_text(value)
 
         return field_key
     texts = parts[0::2]
@@ -78,7 +79,7 @@ def compile_key(spec: str) -> Callable[[Any], str | None]:
         out = [texts[0]]
         for path, text in zip(paths, texts[1:], strict=True):
             value = get_field(event, path, _MISSING)
-            if value is _MISSING:
+            if value is _MISSING or value is null:
                 return None
             out.append(as_text(value))
             out.append(text)

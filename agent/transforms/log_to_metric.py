@@ -1,7 +1,7 @@
 """Transform `log_to_metric`: counters, gauges and histograms from log events, emitted as metric samples.
 
 Each entry of ``metrics`` names a metric, an optional ``condition`` and ``labels`` taken from event fields
-(a field path or a ``{{ path }}`` template per label; a missing field leaves its label out). A ``counter`` adds
+(a field path or a ``{{ path }}`` template per label; a missing or null field leaves its label out). A ``counter`` adds
 1 per event (or the value of ``field``); a ``gauge`` takes the last value of ``field``; a ``histogram`` counts
 ``field`` into ``buckets`` and emits Prometheus's ``_bucket{le}``, ``_sum`` and ``_count`` series. Every
 ``interval`` the current values of every series are sent on as one METRICS batch (cumulative, as
@@ -176,7 +176,7 @@ class _Metric:
         self.kind = spec.type
         self.condition = compile_condition(spec.condition) if spec.condition is not None else None
         self.value = compile_getter(parse_path(spec.field)) if spec.field is not None else None
-        self.labels = sorted((name, compile_key(source)) for name, source in spec.labels.items())
+        self.labels = sorted((name, compile_key(source, null_is_missing=True)) for name, source in spec.labels.items())
         self.bounds = tuple(spec.buckets if spec.buckets is not None else DEFAULT_BUCKETS)
         self.entries: dict[tuple[str | None, ...], _Entry] = {}
         self.cost = len(self.bounds) + 3 if self.kind == "histogram" else 1  # series per entry

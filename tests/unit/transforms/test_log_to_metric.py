@@ -80,12 +80,12 @@ def test_hostile_values_and_labels() -> None:
     t = stage([{"type": "histogram", "name": "d", "field": "d", "buckets": [1], "labels": {"k": "k"}}])
     t.process(logs({"d": "fast", "k": "a"}, {"d": True, "k": "a"}, {"d": float("nan"), "k": "a"}, {"d": "1" * 100},
                    {"k": "a"}, {"d": None}, {"d": 0.5, "k": "x" * 10_000}, {"d": 0.5, "k": {"a": [1]}},
-                   {"d": 0.5, "k": ""}, {"d": 0.5}))
+                   {"d": 0.5, "k": ""}, {"d": 0.5}, {"d": 0.5, "k": None}, {"d": 0.5, "k": "null"}))
     got = values(t.flush())
     assert t.stats.errors[("invalid_value", "processing")] == 4  # "fast", true, NaN, a 100-digit string
     labels = {dict(lbl).get("k") for (name, lbl) in got if name == "d_count"}
-    assert labels == {"x" * 1024, '{"a":[1]}', None}  # cut long, JSON of an object, empty or missing: no label
-    assert got[("d_count", ())] == 2.0
+    assert labels == {"x" * 1024, '{"a":[1]}', "null", None}  # cut long, an object's JSON, the text "null"
+    assert got[("d_count", ())] == 3.0  # empty, missing or null: no label
 
 
 def test_a_negative_value_is_not_added_to_a_counter() -> None:
