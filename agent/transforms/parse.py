@@ -354,7 +354,10 @@ class ParseTransform:
         if last is not None and type(raw) is type(last[0]) and raw == last[0]:
             stamp = last[1]  # lines of one second share their time text: strptime once, not once a line
         else:
-            read = self.stamp_time(raw)
+            try:
+                read = self.stamp_time(raw)
+            except Exception:  # a defect in reading times costs this event its time, never the batch
+                read = None
             if read is None:
                 self.stats.error("time_parse_failed", "processing")
                 return None

@@ -27,6 +27,8 @@ _LONG_FRACTION = re.compile(r"([.,]\d{6})\d+")
 _LEAP_SECOND = re.compile(r"(\d:[0-5]\d:)60(?!\d)")
 _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
+_YEAR_CODES = ("%Y", "%y", "%G", "%s", "%c", "%x")  # strptime codes that read a year
+_PROBE = datetime(2024, 1, 2, 3, 4, 5, 678000, UTC)  # a time each format must read back from its own text
 
 
 def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
@@ -40,15 +42,18 @@ def time_reader(time_format: str) -> Callable[[Any], datetime | None]:
     if "%" not in time_format:
         raise ValueError(f"time_format {time_format!r} is none of {', '.join(NAMED)} and has no strptime code")
     pattern = time_format.replace("%L", "%f")
-    try:
-        datetime.strptime(datetime(2024, 1, 2, 3, 4, 5, 678000, UTC).strftime(pattern), pattern)
-    except ValueError as exc:
-        raise ValueError(f"time_format {time_format!r} is not a strptime format: {exc}") from None
-
-    yearless = not any(code in pattern for code in ("%Y", "%y", "%G", "%s"))
+    yearless = not any(code in pattern for code in _YEAR_CODES)
     if yearless:  # the year is read with the rest, so Feb 29 is a day in a leap year (strptime's 1900 has none)
         pattern = "%Y " + pattern
     retries = (pattern,) if "%z" in pattern else (pattern, pattern + "%z")  # strptime refuses a second %z
+    for attempt in retries:  # each format as it will be read (strptime raises re.error for a code given twice)
+        try:
+            datetime.strptime(_PROBE.strftime(attempt), attempt)
+        except (ValueError, re.error) as exc:
+            if attempt is not pattern:
+                retries = (pattern,)  # no zone can follow this format: not tried
+                break
+            raise ValueError(f"time_format {time_format!r} is not a strptime format: {exc}") from None
 
     def parse(value: str) -> datetime | None:
         try:

@@ -86,3 +86,12 @@ def test_a_parser_that_raises_with_on_error_drop_drops_only_that_line() -> None:
     out = t.process(Batch([b"boom", b"a"], Kind.LINES, 10))
     assert out is not None and out.events == [{"line": "a"}]
     assert t.stats.discarded["parse_failed"] == 1
+
+
+def test_a_time_reader_that_raises_costs_the_event_its_time_not_the_batch() -> None:
+    t = transform(codec="logfmt", time_key="t")
+    t.stamp_time = lambda value: 1 / 0  # type: ignore[assignment,misc,return-value]
+    out = t.process(Batch([b"t=1 a=1", b"t=2 a=2"], Kind.LINES, 20))
+    assert out is not None and [e["a"] for e in out.events] == ["1", "2"]
+    assert all("@timestamp" not in e for e in out.events)
+    assert t.stats.errors[("time_parse_failed", "processing")] == 2

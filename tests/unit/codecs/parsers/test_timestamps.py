@@ -100,3 +100,15 @@ def test_a_yearless_time_over_a_day_ahead_of_now_is_last_years(monkeypatch: pyte
     assert time_stamper("%b %d %H:%M:%S %z")("Jan  1 03:00:00 +0500") == "2026-12-31T22:00:00.000Z"
     monkeypatch.setattr(timestamps, "utc_now", lambda: datetime(2029, 1, 1, tzinfo=UTC))
     assert stamp("Feb 29 06:25:43") is None  # no Feb 29 in 2029; only a time ahead of now is looked for a year back
+
+
+def test_formats_whose_codes_carry_the_year_are_not_given_another() -> None:
+    # %c and %x read a year: prefixing %Y for a yearless format made strptime raise re.error on every line.
+    assert time_stamper("%c")("Mon Jan  2 03:04:05 2024") == "2024-01-02T03:04:05.000Z"
+    assert time_stamper("%x %X")("01/02/24 03:04:05") == "2024-01-02T03:04:05.000Z"
+    assert time_stamper("%c")("no time") is None
+
+
+def test_a_format_with_a_code_twice_is_a_config_error_not_an_re_error() -> None:
+    with pytest.raises(ValueError, match="not a strptime format"):
+        time_reader("%Y %Y")
