@@ -46,8 +46,9 @@ def time_value(event: Any) -> Any:
 
 
 def in_utc(text: str) -> bool:
-    """Whether a text time is UTC, so its first 13 characters are its UTC hour: it ends in ``Z`` or has no offset."""
-    return text[-1:] in ("Z", "z") or not ("+" in text[19:] or "-" in text[19:])
+    """Whether a text time is UTC, so its first 13 characters are its UTC hour: it ends in ``Z`` or has no offset
+    after its date (``01:20+02:00`` has one, seconds or not)."""
+    return text[-1:] in ("Z", "z") or not ("+" in text[10:] or "-" in text[10:])
 
 
 def event_time(event: Any, exact: bool = False) -> datetime:
@@ -94,7 +95,7 @@ class EventTemplate:
         self.template = template
         self.fields = FIELD.findall(template)
         self.timed = "%" in template
-        self.exact = _FINER_THAN_HOUR.search(template) is not None  # no cache by the hour: it would be wrong
+        self.exact = _FINER_THAN_HOUR.search(template.replace("%%", "")) is not None  # no cache by the hour
         self.safe = safe
         self._by_hour: dict[tuple[str, str], str] = {}
 

@@ -45,6 +45,9 @@ def test_a_text_time_with_an_offset_names_its_utc_day(template: str) -> None:
     assert key({"@timestamp": "2024-05-01T01:20:30+02:00", "app": "logs"}) == "logs-2024.04.30"
     assert key({"@timestamp": "2024-04-30T22:50:00.123456789-05:30", "app": "logs"}) == "logs-2024.05.01"
     assert event_time({"time": "2024-05-01T01:20:30+02:00"}) == datetime(2024, 4, 30, 23, 20, 30, tzinfo=UTC)
+    assert key({"@timestamp": "2024-05-02T01:20+02:00", "app": "logs"}) == "logs-2024.05.01"  # no seconds
+    assert key({"@timestamp": "2024-05-02T23:20-02:00", "app": "logs"}) == "logs-2024.05.03"
+    assert key({"@timestamp": "2024-05-02T23:20", "app": "logs"}) == "logs-2024.05.02"  # no offset: UTC
 
 
 def test_a_template_with_minutes_or_seconds_renders_them_from_a_text_time() -> None:
@@ -55,3 +58,8 @@ def test_a_template_with_minutes_or_seconds_renders_them_from_a_text_time() -> N
     assert key({"time": "2024-05-01T10:45:01.5Z"}) == "/logs/2024-05-01T10-45-01.log"
     assert template.render({"time": "2024-05-01T10:45:01+01:00"}) == "/logs/2024-05-01T09-45-01.log"
     assert key({"time": 1714560301}) == "/logs/2024-05-01T10-45-01.log"
+
+
+def test_a_literal_percent_sign_before_m_is_no_minute() -> None:
+    assert not EventTemplate("/logs/%Y-%m-%d-100%%M.log", str).exact  # '%%M' writes '%M': cached by the hour
+    assert EventTemplate("/logs/%Y-%m-%d-%%%M.log", str).exact  # '%%' then a real minute
