@@ -115,7 +115,7 @@ class ParseConfig(TransformConfig, tag="parse"):
         try:  # a pattern RE2 refuses, an unknown grok name, bad separators: a config error here
             build_parser(self)
         except ValueError as exc:
-            if not uses_pattern:  # the separators' checks start with their key, which the error points at
+            if not uses_pattern or str(exc).startswith("patterns."):  # these name their key, which the error points at
                 raise
             raise ValueError(f"pattern: {exc}") from None  # reported on the pattern's line
         time_reader(self.time_format)

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.codecs.parsers.grok_patterns import PATTERNS
 from agent.codecs.parsers.regex import RegexParser
+from agent.core.regex import compile_user_regex
 from agent.expr.paths import FieldPath, set_field
 
 _REFERENCE = re.compile(r"%\{(\w+)(?::([^:{}]+))?(?::([^:{}]*))?\}")
@@ -34,6 +35,14 @@ class GrokParser(RegexParser):
 
     def __init__(self, pattern: str, patterns: Mapping[str, str] | None = None) -> None:
         library = {**PATTERNS, **(patterns or {})}
+        try:
+            self._compile(pattern, library)
+        except ValueError:
+            for name in patterns or {}:  # a custom pattern that fails on its own is named, as the config's key
+                _check_alone(name, library)
+            raise
+
+    def _compile(self, pattern: str, library: Mapping[str, str]) -> None:
         fields: list[tuple[str, str, str | None]] = []  # group name, field, type
         regex = _expand(pattern, library, fields, ())
         nested: dict[str, FieldPath] = {}  # a flat name the regex gives -> where it goes
@@ -52,6 +61,18 @@ class GrokParser(RegexParser):
             flat_text, flat_bytes = self.parse, self.parse_bytes
             self.parse = lambda text: _nest(flat_text(text), nested)  # type: ignore[method-assign]
             self.parse_bytes = lambda data: _nest(flat_bytes(data), nested)  # type: ignore[method-assign]
+
+
+def _check_alone(name: str, library: Mapping[str, str]) -> None:
+    """ValueError ``patterns.NAME: why`` if the pattern ``name`` of ``library`` does not compile by itself."""
+    try:
+        regex = _expand(library[name], library, [], (name,))
+    except ValueError as exc:
+        raise ValueError(f"patterns.{name}: {exc}") from None
+    try:
+        compile_user_regex(regex)
+    except ValueError as exc:
+        raise ValueError(f"patterns.{name}: {str(exc).removeprefix(f'regex {regex!r}: ')}") from None
 
 
 def _nest(fields: dict[str, Any] | None, nested: Mapping[str, FieldPath]) -> dict[str, Any] | None:

@@ -217,3 +217,28 @@ def test_types_string_writes_objects_lists_and_null_as_json_and_int_stays_in_64_
                                "m": "9223372036854775808"}]  # past 64 bits: no integer a sink could carry
     assert t.stats.errors[("type_conversion_failed", "processing")] == 1  # one event, two values
     assert run(transform(types={"n": "int"}), [b'{"n": "-9223372036854775808"}']) == [{"n": -(2**63)}]
+
+
+GROK_CUSTOM = """\
+sources:
+  in: {type: stdin}
+transforms:
+  p:
+    type: parse
+    inputs: [in]
+    codec: grok
+    pattern: '%%{MYID:id} %%{GREEDYDATA:rest}'
+    patterns:
+      OTHER: '[a-z]+'
+      MYID: '%s'
+sinks:
+  out: {type: console, inputs: [p]}
+"""
+
+
+@pytest.mark.parametrize(("custom", "why"), [(r"(a)\1", "backreference"), ("%%{NOPE}", "not defined")])
+def test_a_custom_grok_pattern_that_fails_is_reported_on_its_own_line(custom: str, why: str) -> None:
+    _, errors = check_texts([(GROK_CUSTOM % custom, "pipe.yaml")])
+    assert len(errors) == 1, errors
+    assert str(errors[0]).startswith("pipe.yaml:11: transforms.p.patterns.MYID: "), errors
+    assert why in str(errors[0])
