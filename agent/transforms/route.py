@@ -21,6 +21,7 @@ from agent.config.registry import BuildContext, register
 from agent.core.ack import AckStatus
 from agent.core.batch import Batch
 from agent.core.events import event_views
+from agent.core.keys import at_key
 from agent.expr import Column, compile_condition, compile_condition_column, condition_warnings
 from agent.expr.columns import Mask, all_of, any_of, negate
 
@@ -47,10 +48,7 @@ class RouteConfig(TransformConfig, tag="route"):
         for name, condition in self.routes.items():
             if not name or "." in name or name == UNMATCHED:
                 raise ValueError(f'routes: "{name}" cannot name a route (not empty, no ".", not "{UNMATCHED}")')
-            try:
-                compile_condition(condition)
-            except ValueError as exc:
-                raise ValueError(f"routes.{name}: {exc}") from None
+            at_key(f"routes.{name}", compile_condition, condition)
 
     def warnings(self, root: RootConfig) -> list[tuple[str, tuple[str, str]]]:
         """(message, key) of what is dubious in the conditions (``agent validate`` prints them)."""
