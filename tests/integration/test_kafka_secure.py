@@ -117,6 +117,21 @@ async def test_the_sink_authenticates_and_every_record_arrives(tmp_path: Path, c
         assert sorted(orjson.loads(v)["n"] for v in values) == list(range(2000))
 
 
+async def run_until_refused(topology: Topology, stats: StatsRegistry, attempts: int) -> None:
+    """Runs the pipeline until its kafka sink failed to connect ``attempts`` times, checks that nothing was sent
+    or committed meanwhile, and stops it."""
+    agent = asyncio.create_task(topology.run())
+    try:
+        sink = stats.get("out", "sink", "kafka")
+        await wait_for(lambda: sum(n for (_, stage), n in sink.errors.items() if stage == "connecting") >= attempts,
+                       timeout=15)
+        assert sink.sent_events == 0
+        assert stats.get("in", "source", "test_feed").gauges.get("committed_events", 0) == 0
+    finally:
+        topology.request_stop()
+        await asyncio.wait([agent], timeout=15)
+
+
 async def test_a_wrong_password_holds_the_events_counts_and_stays_out_of_the_logs(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     password = "wr0ng-pa55-not-in-logs"
@@ -124,16 +139,7 @@ async def test_a_wrong_password_holds_the_events_counts_and_stays_out_of_the_log
         broker.create_topic("events")
         topology, stats = sink_pipeline(front, tmp_path, 300,
                                         sasl={"mechanism": "SCRAM-SHA-512", "username": "edge", "password": password})
-        agent = asyncio.create_task(topology.run())
-        try:
-            sink = stats.get("out", "sink", "kafka")
-            await wait_for(lambda: sum(n for (_, stage), n in sink.errors.items() if stage == "connecting") >= 3,
-                           timeout=15)
-            assert sink.sent_events == 0
-            assert stats.get("in", "source", "test_feed").gauges.get("committed_events", 0) == 0
-        finally:
-            topology.request_stop()
-            await asyncio.wait([agent], timeout=15)
+        await run_until_refused(topology, stats, 3)
         assert front.refusals and all("invalid credentials with SASL mechanism SCRAM-SHA-512" in m
                                       for m in front.refusals)  # refused by SCRAM, not by a plaintext client
         assert not front.logins and not front.requests_of(PRODUCE)
@@ -149,15 +155,7 @@ async def test_a_certificate_the_ca_does_not_sign_is_refused_and_the_events_held
         broker.create_topic("events")
         topology, stats = sink_pipeline(front, tmp_path, 300, tls={"ca_file": other},
                                         sasl={"mechanism": "SCRAM-SHA-512", "username": "edge", "password": USERS["edge"]})
-        agent = asyncio.create_task(topology.run())
-        try:
-            sink = stats.get("out", "sink", "kafka")
-            await wait_for(lambda: sum(n for (_, stage), n in sink.errors.items() if stage == "connecting") >= 2,
-                           timeout=15)
-            assert sink.sent_events == 0
-        finally:
-            topology.request_stop()
-            await asyncio.wait([agent], timeout=15)
+        await run_until_refused(topology, stats, 2)
         assert stats.get("in", "source", "test_feed").gauges.get("committed_events", 0) == 0
         assert not front.requests  # no request went over a connection the client did not trust
 
